@@ -1,0 +1,63 @@
+"""Where this extension keeps its information in a signal's metadata.
+
+Everything the extension adds lives under ``metadata.Tomography`` so that it
+travels with the signal through ``save``/``hs.load``, ``deepcopy`` and
+``as_lazy()``:
+
+``Tomography.history``
+    A list of ``{"step", "method", "parameters"}`` dicts, oldest first: every
+    processing step that produced the signal (map extraction, alignment,
+    denoising, reconstruction) with the parameters it was called with.
+``Tomography.tilt_axis``
+    ``"rows"``: in every image the tilt axis runs along the rows (vertical,
+    the ``y`` axis). Data given with the tilt axis along the columns are
+    transposed on the way in.
+``Tomography.reference_images``
+    (spectrum-image and element-map tilt series) the HAADF/ADF image of each
+    tilt, a ``Signal2D`` navigated by the same tilt axis, kept for alignment.
+
+Element names follow exspy's place, ``metadata.Sample.elements``, but in the
+order of the element axis rather than sorted.
+"""
+
+import copy
+import datetime
+
+import numpy as np
+
+NODE = "Tomography"
+TILT_AXIS = "rows"
+
+
+def _plain(value):
+    """Metadata-friendly copy of ``value`` (numpy scalars and arrays to Python)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def get_history(signal):
+    """The processing history of ``signal`` as a list of dicts (a copy)."""
+    return copy.deepcopy(list(signal.metadata.get_item(f"{NODE}.history", [])))
+
+
+def append_history(signal, step, method, parameters):
+    """Record one processing step in ``signal``'s metadata (in place)."""
+    history = get_history(signal)
+    history.append(
+        {
+            "step": str(step),
+            "method": str(method),
+            "parameters": _plain(dict(parameters)),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
+    )
+    signal.metadata.set_item(f"{NODE}.history", history)

@@ -1,0 +1,63 @@
+"""PNG figures with matplotlib (no screen needed)."""
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def tilt_montage(maps, path, smooth_px=1.0, max_views=13):
+    """Save a montage of an element-map tilt series as PNG: one row per element.
+
+    Parameters
+    ----------
+    maps : ElementMapTiltSeries
+    path : str or Path
+        Output PNG file.
+    smooth_px : float
+        Gaussian smoothing (pixels) for display only: maps with mostly 0/1
+        counts are unreadable unsmoothed. 0 shows the raw counts.
+    max_views : int
+        Show at most this many tilts, evenly spread.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from pathlib import Path
+
+    from scipy.ndimage import gaussian_filter
+
+    plt = _pyplot()
+    data = maps.to_numpy().astype(float)
+    tilts = maps.tilts
+    views = np.unique(np.linspace(0, len(tilts) - 1, min(max_views, len(tilts))).round().astype(int))
+    n_el = data.shape[0]
+    fig, axes = plt.subplots(n_el, len(views), figsize=(1.4 * len(views), 1.5 * n_el + 0.4), squeeze=False)
+    for e, name in enumerate(maps.elements):
+        shown = [gaussian_filter(data[e, t], smooth_px) if smooth_px else data[e, t] for t in views]
+        vmax = max(float(np.percentile(np.stack(shown), 99.8)), 1e-12)
+        for k, (t, img) in enumerate(zip(views, shown)):
+            ax = axes[e, k]
+            ax.imshow(img, cmap="inferno", vmin=0, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if e == 0:
+                ax.set_title(f"{tilts[t]:+.0f}°", fontsize=8)
+            if k == 0:
+                ax.set_ylabel(f"{name}\n{data[e].sum() / len(tilts):.0f} cts/view", fontsize=8)
+    scale, units = maps.pixel_size
+    fig.suptitle(f"{maps.metadata.General.title} (pixel {scale:.3g} {units})", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,17 @@
+"""The signal classes of hyperspy_edxtomo (registered in hyperspy_extension.yaml)."""
+
+from .edx_tilt_series import EDXTiltSeries, LazyEDXTiltSeries, tilt_series_from_array
+from .element_maps import ElementMapTiltSeries, LazyElementMapTiltSeries, element_maps_from_array
+from .volume import ElementVolume, LazyElementVolume, volume_from_array
+
+__all__ = [
+    "EDXTiltSeries",
+    "LazyEDXTiltSeries",
+    "ElementMapTiltSeries",
+    "LazyElementMapTiltSeries",
+    "ElementVolume",
+    "LazyElementVolume",
+    "element_maps_from_array",
+    "tilt_series_from_array",
+    "volume_from_array",
+]

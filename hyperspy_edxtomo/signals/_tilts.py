@@ -1,0 +1,170 @@
+"""What the tilt-series and volume classes share: tilt and element axes.
+
+Axis conventions (the one place they are written down; docs/conventions.rst
+repeats them for users):
+
+* numpy order of the data
+
+  - spectrum-image tilt series: ``(tilt, y, x, energy)``
+  - element-map tilt series:    ``(element, tilt, y, x)``
+  - reconstructed volume:       ``(element, z, y, x)``
+
+* ``y`` (rows) runs along the tilt axis; ``x`` (columns) across it; ``z`` is
+  the beam direction at 0 degrees tilt. A point ``(x, y, z)`` of the object
+  (coordinates from the volume centre) appears in the view at tilt ``theta``
+  at column ``x cos(theta) + z sin(theta)`` and at row ``y``.
+* The tilt axis is a navigation axis named ``"tilt"`` in degrees whose values
+  are the real angles (non-uniform steps allowed), ascending.
+* The element axis is a navigation axis named ``"element"``; its names are in
+  ``metadata.Sample.elements`` in axis order. It is never dropped by
+  ``inav``: ``maps.inav[:, 1]`` keeps a one-element axis, so every
+  element-map series and volume has the same layout.
+"""
+
+import numpy as np
+
+from ..metadata import NODE
+
+TILT = "tilt"
+ELEMENT = "element"
+
+
+def tilt_axis_dict(tilts_deg):
+    """HyperSpy axis dict for a tilt axis with the real angles (degrees)."""
+    return {
+        "name": TILT,
+        "units": "deg",
+        "axis": np.asarray(tilts_deg, dtype=float),
+        "navigate": True,
+    }
+
+
+def element_axis_dict(n):
+    return {"name": ELEMENT, "size": int(n), "offset": 0, "scale": 1, "units": "", "navigate": True}
+
+
+def check_tilts(tilts_deg, n_expected=None, what="tilts"):
+    """Validate tilt angles; return them as a float array.
+
+    Raises a ValueError naming the problem for NaN, repeated angles or a
+    count that does not match the data.
+    """
+    tilts = np.asarray(tilts_deg, dtype=float).ravel()
+    if n_expected is not None and tilts.size != n_expected:
+        raise ValueError(
+            f"{tilts.size} {what} given for {n_expected} views: give one tilt angle per view."
+        )
+    if tilts.size == 0:
+        raise ValueError(f"No {what} given.")
+    if not np.all(np.isfinite(tilts)):
+        raise ValueError(f"The {what} contain NaN or infinite values: {tilts.tolist()}")
+    if np.unique(tilts).size != tilts.size:
+        raise ValueError(
+            f"Repeated tilt angles {tilts.tolist()}: every view needs its own angle "
+            "(a missing tilt often reads as 0.0: pass tilts=[...])."
+        )
+    if np.any(np.abs(tilts) > 90):
+        raise ValueError(f"Tilt angles must be in degrees within [-90, 90], got {tilts.tolist()}")
+    return tilts
+
+
+def _axis_position(signal, name):
+    """Index of the axis called ``name`` in numpy order, or None."""
+    for i, axis in enumerate(signal.axes_manager._axes):
+        if axis.name == name:
+            return i
+    return None
+
+
+class TiltSeriesMixin:
+    """Tilt and element axes, and slicing that keeps their metadata right."""
+
+    # -- tilt axis -----------------------------------------------------------------
+    @property
+    def tilt_axis(self):
+        """The navigation axis holding the tilt angles (degrees)."""
+        for axis in self.axes_manager.navigation_axes:
+            if axis.name == TILT:
+                return axis
+        raise ValueError(
+            f"This {type(self).__name__} has no navigation axis named 'tilt' "
+            f"(axes: {[a.name for a in self.axes_manager._axes]})."
+        )
+
+    @property
+    def tilts(self):
+        """Tilt angles in degrees, one per view, in the order of the data."""
+        return np.asarray(self.tilt_axis.axis, dtype=float).copy()
+
+    @property
+    def reference_images(self):
+        """HAADF/ADF image of each tilt (``Signal2D`` navigated by tilt), or None."""
+        return self.metadata.get_item(f"{NODE}.reference_images", None)
+
+    # -- element axis (maps and volumes) ------------------------------------------------
+    @property
+    def elements(self):
+        """Element names, in the order of the element axis."""
+        elements = list(self.metadata.get_item("Sample.elements", []))
+        if _axis_position(self, ELEMENT) is not None:
+            n = self.axes_manager[ELEMENT].size
+            if len(elements) != n:
+                raise ValueError(
+                    f"metadata.Sample.elements lists {len(elements)} elements {elements} "
+                    f"but the element axis has {n} entries."
+                )
+        return elements
+
+    def _element_index(self, element):
+        elements = self.elements
+        if element not in elements:
+            raise ValueError(f"Unknown element {element!r}: this signal holds {elements}.")
+        return elements.index(element)
+
+    def element(self, element):
+        """The same signal with one element only.
+
+        Parameters
+        ----------
+        element : str
+            Chemical symbol, one of :attr:`elements`.
+
+        Returns
+        -------
+        A signal of the same class whose element axis has one entry.
+        """
+        return self.inav[..., self._element_index(element)]
+
+    # -- slicing ------------------------------------------------------------------------
+    def _get_array_slices(self, slices, isNavigation=None):
+        array_slices = list(super()._get_array_slices(slices, isNavigation))
+        i = _axis_position(self, ELEMENT)
+        if i is not None and i < len(array_slices):
+            sl = array_slices[i]
+            if not isinstance(sl, slice) and np.ndim(sl) == 0:
+                # keep a one-element axis: every series has the same layout
+                sl = int(sl) % self.axes_manager._axes[i].size
+                array_slices[i] = slice(sl, sl + 1)
+        return tuple(array_slices)
+
+    def _slicer(self, slices, isNavigation=None, out=None):
+        array_slices = self._get_array_slices(slices, isNavigation)
+        result = super()._slicer(slices, isNavigation, out=out)
+        target = out if out is not None else result
+        i = _axis_position(self, ELEMENT)
+        if i is not None and i < len(array_slices):
+            names = np.array(self.elements, dtype=object)[array_slices[i]]
+            target.metadata.set_item("Sample.elements", [str(n) for n in names])
+            if self.metadata.has_item("Sample.xray_lines"):
+                lines = np.array(self.metadata.Sample.xray_lines, dtype=object)
+                if lines.size == self.axes_manager[ELEMENT].size:
+                    target.metadata.Sample.xray_lines = [str(n) for n in lines[array_slices[i]]]
+        j = _axis_position(self, TILT)
+        refs = self.reference_images
+        if j is not None and j < len(array_slices) and refs is not None:
+            sl = array_slices[j]
+            if refs.axes_manager.navigation_size == self.axes_manager[TILT].size:
+                target.metadata.set_item(
+                    f"{NODE}.reference_images", refs.inav[sl] if isinstance(sl, slice) else refs.inav[int(sl)]
+                )
+        return result

@@ -1,0 +1,177 @@
+"""Spectrum-image tilt series: exspy's EDSTEMSpectrum navigated by (x, y, tilt)."""
+
+import contextlib
+
+import numpy as np
+from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
+
+from .._docstrings import SHOW_PROGRESSBAR_ARG
+from ._tilts import TiltSeriesMixin, check_tilts, tilt_axis_dict
+
+SIGNAL_TYPE = "EDX_tilt_series"
+
+
+class EDXTiltSeries(TiltSeriesMixin, EDSTEMSpectrum):
+    """STEM-EDX spectrum images at several tilts: navigation (x, y, tilt) | energy.
+
+    All of exspy's EDS machinery (``add_elements``, ``get_lines_intensity``,
+    ``plot(True)``, models) works on it. The tilt navigation axis carries the
+    real angles in degrees. Build one with :func:`~hyperspy_edxtomo.load_tilt_series`,
+    :func:`tilt_series_from_array` or :mod:`hyperspy_edxtomo.datasets`.
+    """
+
+    _signal_type = SIGNAL_TYPE
+
+    def _set_default_param(self):
+        # EDSTEMSpectrum.__init__ stamps "EDS_TEM" into the metadata; put our
+        # own type back so that save/hs.load and as_lazy() keep this class.
+        super()._set_default_param()
+        self.metadata.Signal.signal_type = SIGNAL_TYPE
+
+    @contextlib.contextmanager
+    def _as_eds_tem(self):
+        # exspy tests ``signal_type == "EDS_TEM"`` in two places to find the
+        # microscope metadata: let it see the value it expects, then restore.
+        self.metadata.Signal.signal_type = "EDS_TEM"
+        try:
+            yield
+        finally:
+            self.metadata.Signal.signal_type = SIGNAL_TYPE
+
+    def _get_line_energy(self, Xray_line, FWHM_MnKa=None):
+        with self._as_eds_tem():
+            return super()._get_line_energy(Xray_line, FWHM_MnKa=FWHM_MnKa)
+
+    def get_take_off_angle(self):
+        with self._as_eds_tem():
+            return super().get_take_off_angle()
+
+    get_take_off_angle.__doc__ = EDSTEMSpectrum.get_take_off_angle.__doc__
+
+    def get_element_maps(
+        self,
+        elements=None,
+        xray_lines=None,
+        integration_windows=2.0,
+        background_windows="auto",
+        negative="clip",
+        show_progressbar=None,
+    ):
+        """X-ray line maps of every element at every tilt.
+
+        The counts in a window around each element's X-ray line (exspy's
+        ``get_lines_intensity``), minus the background measured in two
+        windows beside the line (exspy's ``estimate_background_windows``).
+
+        Parameters
+        ----------
+        elements : None or list of str
+            Chemical symbols, e.g. ``["Se", "S", "Zn"]``. If None, the
+            elements in ``metadata.Sample.elements`` are used.
+        xray_lines : None or list of str
+            One line per element, e.g. ``["Se_Ka", "S_Ka", "Zn_Ka"]``. If
+            None, exspy picks for each element its highest-energy alpha line
+            below half the beam energy.
+        integration_windows : float
+            Window width in units of the line's FWHM (detector resolution).
+        background_windows : "auto", None or array
+            ``"auto"``: two windows beside each line (exspy's
+            ``estimate_background_windows(line_width=[2, 2], windows_width=1)``);
+            None: no background subtraction, the maps are the raw window
+            counts (exact Poisson counts); or an array as returned by
+            ``estimate_background_windows``, one row per element.
+        negative : {"clip", "keep", "raise"}
+            What to do with pixels whose background-subtracted value is
+            negative (common at a few counts per pixel): ``"clip"`` sets them
+            to 0 (the count total then slightly overestimates the line
+            counts), ``"keep"`` keeps them (an unbiased estimate, but not
+            counts), ``"raise"`` raises a ValueError.
+        %s
+
+        Returns
+        -------
+        ElementMapTiltSeries
+            Shape (element, tilt, y, x), element names in
+            ``metadata.Sample.elements``, lines in ``metadata.Sample.xray_lines``,
+            lazy when this series is lazy.
+
+        Examples
+        --------
+        >>> from hyperspy_edxtomo import datasets
+        >>> s = datasets.quantum_dot_tilt_series(size=32, seed=0)
+        >>> maps = s.get_element_maps(["Se", "S", "Zn"])
+        >>> maps.elements
+        ['Se', 'S', 'Zn']
+        """
+        from . import element_maps as _maps
+
+        return _maps.maps_from_tilt_series(
+            self,
+            elements=elements,
+            xray_lines=xray_lines,
+            integration_windows=integration_windows,
+            background_windows=background_windows,
+            negative=negative,
+            show_progressbar=show_progressbar,
+        )
+
+    get_element_maps.__doc__ %= SHOW_PROGRESSBAR_ARG
+
+
+class LazyEDXTiltSeries(EDXTiltSeries, LazyEDSTEMSpectrum):
+    """Lazy (dask) twin of :class:`EDXTiltSeries`."""
+
+
+def tilt_series_from_array(
+    data,
+    tilts_deg,
+    energy_scale_keV,
+    energy_offset_keV=0.0,
+    pixel_size_nm=None,
+    metadata=None,
+    title="EDX tilt series",
+):
+    """Build an :class:`EDXTiltSeries` from an array shaped (tilt, y, x, energy).
+
+    Parameters
+    ----------
+    data : numpy or dask array
+        Counts, shape (tilt, y, x, energy); rows (y) run along the tilt axis.
+        A dask array gives a lazy signal.
+    tilts_deg : array-like
+        One angle per view, degrees. Views are sorted by tilt.
+    energy_scale_keV, energy_offset_keV : float
+        Energy axis calibration.
+    pixel_size_nm : None or float
+        Scan step. None leaves the spatial axes in pixels.
+    metadata : dict, optional
+        Extra metadata (e.g. ``Acquisition_instrument``, ``Sample``).
+    """
+    ndim = getattr(data, "ndim", None)
+    if ndim != 4:
+        raise ValueError(f"data must be shaped (tilt, y, x, energy); got shape {getattr(data, 'shape', None)}")
+    tilts = check_tilts(tilts_deg, data.shape[0])
+    order = np.argsort(tilts, kind="stable")
+    if np.any(order != np.arange(order.size)):
+        data = data[order]
+        tilts = tilts[order]
+    space = {"scale": 1.0, "units": "px"} if pixel_size_nm is None else {"scale": float(pixel_size_nm), "units": "nm"}
+    axes = [
+        tilt_axis_dict(tilts),
+        {"name": "y", "size": data.shape[1], "offset": 0.0, **space, "navigate": True},
+        {"name": "x", "size": data.shape[2], "offset": 0.0, **space, "navigate": True},
+        {
+            "name": "Energy",
+            "size": data.shape[3],
+            "offset": float(energy_offset_keV),
+            "scale": float(energy_scale_keV),
+            "units": "keV",
+            "navigate": False,
+        },
+    ]
+    md = {"General": {"title": title}, "Signal": {"signal_type": SIGNAL_TYPE}}
+    if metadata:
+        md.update({k: v for k, v in metadata.items() if k not in ("General", "Signal")})
+    lazy = not isinstance(data, np.ndarray)
+    cls = LazyEDXTiltSeries if lazy else EDXTiltSeries
+    return cls(data, axes=axes, metadata=md)

@@ -1,0 +1,279 @@
+"""Element-map tilt series: X-ray counts per element, per tilt, per pixel."""
+
+import numpy as np
+from hyperspy.external.progressbar import progressbar
+from hyperspy.signals import LazySignal2D, Signal2D
+
+from ..metadata import NODE, TILT_AXIS, append_history, get_history
+from ._tilts import TiltSeriesMixin, check_tilts, element_axis_dict, tilt_axis_dict
+
+SIGNAL_TYPE = "EDX_element_maps"
+NEGATIVE_CHOICES = ("clip", "keep", "raise")
+TILT_AXIS_CHOICES = ("rows", "columns")
+
+
+class ElementMapTiltSeries(TiltSeriesMixin, Signal2D):
+    """Element maps at every tilt: navigation (tilt, element) | (x, y).
+
+    The data are shaped ``(element, tilt, y, x)`` in numpy order; rows (y)
+    run along the tilt axis. Element names are in :attr:`elements`, tilt
+    angles (degrees) in :attr:`tilts`; take one element out with
+    :meth:`element`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import hyperspy_edxtomo as het
+    >>> counts = np.random.default_rng(0).poisson(0.05, (3, 13, 64, 64))
+    >>> maps = het.element_maps_from_array(
+    ...     counts, np.linspace(-60, 60, 13), ["Se", "S", "Zn"], pixel_size_nm=0.189)
+    >>> maps.element("Zn").data.shape
+    (1, 13, 64, 64)
+    """
+
+    _signal_type = SIGNAL_TYPE
+
+    @property
+    def pixel_size(self):
+        """Pixel size ``(value, units)`` of the maps (square pixels)."""
+        ax = self.axes_manager.signal_axes[0]
+        return float(ax.scale), ax.units
+
+    @property
+    def history(self):
+        """Processing steps that produced these maps (list of dicts)."""
+        return get_history(self)
+
+    def to_numpy(self):
+        """The counts as a numpy array shaped (element, tilt, y, x)."""
+        data = self.data.compute() if self._lazy else self.data
+        return np.asarray(data)
+
+
+class LazyElementMapTiltSeries(ElementMapTiltSeries, LazySignal2D):
+    """Lazy (dask) twin of :class:`ElementMapTiltSeries`."""
+
+
+def _check_elements(elements, n_expected=None):
+    from exspy.material import elements as elements_db
+
+    if isinstance(elements, str):
+        elements = [elements]
+    elements = [str(e) for e in elements]
+    unknown = [e for e in elements if e not in elements_db]
+    if unknown:
+        raise ValueError(f"Unknown element(s) {unknown}: use chemical symbols such as 'Se', 'S', 'Zn'.")
+    if len(set(elements)) != len(elements):
+        raise ValueError(f"Repeated element names {elements}.")
+    if n_expected is not None and len(elements) != n_expected:
+        raise ValueError(
+            f"{len(elements)} element names {elements} for {n_expected} element maps "
+            "(counts are shaped (element, tilt, row, column))."
+        )
+    return elements
+
+
+def _build(data, tilts, elements, scale, units, metadata=None, title="Element maps"):
+    axes = [
+        element_axis_dict(len(elements)),
+        tilt_axis_dict(tilts),
+        {"name": "y", "size": data.shape[2], "offset": 0.0, "scale": scale, "units": units, "navigate": False},
+        {"name": "x", "size": data.shape[3], "offset": 0.0, "scale": scale, "units": units, "navigate": False},
+    ]
+    md = dict(metadata or {})
+    md["General"] = {**md.get("General", {}), "title": title}
+    md["Signal"] = {"signal_type": SIGNAL_TYPE}
+    md["Sample"] = {**md.get("Sample", {}), "elements": list(elements)}
+    md.setdefault(NODE, {})["tilt_axis"] = TILT_AXIS
+    lazy = not isinstance(data, np.ndarray)
+    cls = LazyElementMapTiltSeries if lazy else ElementMapTiltSeries
+    return cls(data, axes=axes, metadata=md)
+
+
+def element_maps_from_array(counts, tilts_deg, elements, pixel_size_nm=None, tilt_axis="rows", title="Element maps"):
+    """Build an element-map tilt series from plain arrays.
+
+    Parameters
+    ----------
+    counts : array-like or dask array
+        X-ray counts shaped (element, tilt, row, column). Must be finite and
+        non-negative. A dask array gives a lazy signal.
+    tilts_deg : array-like
+        One tilt angle per view, in degrees. Views are sorted by tilt.
+    elements : list of str
+        One chemical symbol per map, in the order of the first axis.
+    pixel_size_nm : None or float
+        Pixel size in nm. None leaves the axes in pixels (units ``"px"``).
+    tilt_axis : {"rows", "columns"}
+        Direction of the tilt axis in the images. ``"rows"`` (default): the
+        tilt axis runs along the rows (vertical). ``"columns"``: the images are
+        transposed so that it does.
+    title : str
+
+    Returns
+    -------
+    ElementMapTiltSeries
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import hyperspy_edxtomo as het
+    >>> counts = np.zeros((2, 3, 8, 8), dtype=np.uint8)
+    >>> maps = het.element_maps_from_array(counts, [-60, 0, 60], ["S", "Zn"], pixel_size_nm=0.2)
+    >>> maps.tilts.tolist(), maps.elements
+    ([-60.0, 0.0, 60.0], ['S', 'Zn'])
+    """
+    if tilt_axis not in TILT_AXIS_CHOICES:
+        raise ValueError(f"tilt_axis must be one of {TILT_AXIS_CHOICES}, got {tilt_axis!r}")
+    lazy = hasattr(counts, "dask")
+    if not lazy:
+        counts = np.asarray(counts)
+    if counts.ndim != 4:
+        raise ValueError(f"counts must be shaped (element, tilt, row, column); got shape {counts.shape}")
+    if counts.size == 0:
+        raise ValueError(f"counts is empty (shape {counts.shape}).")
+    if not (np.issubdtype(counts.dtype, np.integer) or np.issubdtype(counts.dtype, np.floating)):
+        raise ValueError(f"counts must be numeric, got dtype {counts.dtype}")
+    elements = _check_elements(elements, counts.shape[0])
+    tilts = check_tilts(tilts_deg, counts.shape[1])
+    if not lazy:
+        if np.issubdtype(counts.dtype, np.floating) and not np.all(np.isfinite(counts)):
+            bad = np.argwhere(~np.isfinite(counts))[0]
+            raise ValueError(f"counts contain NaN or infinite values (first at element, tilt, row, column = {tuple(bad)}).")
+        if np.any(counts < 0):
+            raise ValueError("counts contain negative values: X-ray counts are >= 0.")
+    if tilt_axis == "columns":
+        counts = counts.transpose(0, 1, 3, 2)
+    order = np.argsort(tilts, kind="stable")
+    if np.any(order != np.arange(order.size)):
+        counts, tilts = counts[:, order], tilts[order]
+    scale, units = (1.0, "px") if pixel_size_nm is None else (float(pixel_size_nm), "nm")
+    if pixel_size_nm is not None and not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"pixel_size_nm must be a positive number, got {pixel_size_nm}")
+    maps = _build(counts, tilts, elements, scale, units, title=title)
+    append_history(
+        maps,
+        "element_maps",
+        "from_array",
+        {"elements": elements, "pixel_size_nm": pixel_size_nm, "tilt_axis": tilt_axis},
+    )
+    return maps
+
+
+def maps_from_tilt_series(
+    series,
+    elements=None,
+    xray_lines=None,
+    integration_windows=2.0,
+    background_windows="auto",
+    negative="clip",
+    show_progressbar=None,
+):
+    """Implementation of :meth:`EDXTiltSeries.get_element_maps`."""
+    if negative not in NEGATIVE_CHOICES:
+        raise ValueError(f"negative must be one of {NEGATIVE_CHOICES}, got {negative!r}")
+    tilts = series.tilts
+    if elements is None:
+        elements = list(series.metadata.get_item("Sample.elements", []))
+        if not elements:
+            raise ValueError(
+                "No elements given and none in metadata.Sample.elements: "
+                "call get_element_maps(elements=['Se', 'S', 'Zn']) or s.set_elements([...])."
+            )
+    elements = _check_elements(elements)
+    if xray_lines is None:
+        xray_lines = []
+        for el in elements:
+            lines = series._get_lines_from_elements([el], only_one=True, only_lines=("a",))
+            if not lines:
+                ax = series.axes_manager.signal_axes[0]
+                raise ValueError(
+                    f"Element {el} has no X-ray line in the energy range "
+                    f"{ax.low_value:.3g} to {ax.high_value:.3g} {ax.units} of this series."
+                )
+            xray_lines.append(lines[0])
+    else:
+        xray_lines = [str(line) for line in xray_lines]
+        if len(xray_lines) != len(elements):
+            raise ValueError(f"Give one X-ray line per element: {len(xray_lines)} lines for {elements}.")
+        for el, line in zip(elements, xray_lines):
+            if not line.startswith(el + "_"):
+                raise ValueError(f"X-ray line {line!r} does not belong to element {el!r}.")
+        _, missing = series._get_xray_lines_in_spectral_range(xray_lines)
+        if missing:
+            raise ValueError(f"X-ray lines {missing} are outside the energy range of this series.")
+
+    iw = series.estimate_integration_windows(windows_width=integration_windows, xray_lines=xray_lines)
+    if isinstance(background_windows, str):
+        if background_windows != "auto":
+            raise ValueError(f"background_windows must be 'auto', None or an array, got {background_windows!r}")
+        bw = series.estimate_background_windows(line_width=[2, 2], windows_width=1, xray_lines=xray_lines)
+    elif background_windows is None:
+        bw = None
+    else:
+        bw = np.asarray(background_windows, dtype=float)
+        if bw.shape != (len(xray_lines), 4):
+            raise ValueError(f"background_windows must be shaped ({len(xray_lines)}, 4), got {bw.shape}")
+
+    layers = []
+    for i in progressbar(range(len(xray_lines)), disable=not _show(show_progressbar), desc="Element maps"):
+        img = series.get_lines_intensity(
+            xray_lines=[xray_lines[i]],
+            integration_windows=iw[i : i + 1],
+            background_windows=None if bw is None else bw[i : i + 1],
+        )[0]
+        layers.append(img.data)  # (tilt, y, x)
+
+    if series._lazy:
+        import dask.array as da
+
+        data = da.stack(layers)
+    else:
+        data = np.stack(layers)
+    if bw is not None:
+        if negative == "clip":
+            data = data.clip(0, None)
+        elif negative == "raise" and not series._lazy and np.any(data < 0):
+            n = int((data < 0).sum())
+            raise ValueError(f"{n} pixels are negative after background subtraction (negative='raise').")
+        elif negative == "raise" and series._lazy:
+            raise ValueError("negative='raise' needs the values: compute() the series first or use 'clip'/'keep'.")
+    # scan axes are (x, y) navigation axes of the spectra; keep their calibration in nm
+    ax_y = series.axes_manager["y"] if "y" in [a.name for a in series.axes_manager._axes] else series.axes_manager.navigation_axes[1]
+    scale, units = _to_nm(ax_y.scale, ax_y.units)
+    md = {}
+    if series.reference_images is not None:
+        md[NODE] = {"reference_images": series.reference_images.deepcopy()}
+    maps = _build(data, tilts, elements, scale, units, metadata=md, title=f"Element maps of {series.metadata.General.title}")
+    maps.metadata.set_item("Sample.xray_lines", list(xray_lines))
+    if series.metadata.has_item("Acquisition_instrument"):
+        maps.metadata.set_item("Acquisition_instrument", series.metadata.Acquisition_instrument.deepcopy())
+    maps.metadata.set_item(f"{NODE}.history", get_history(series))
+    append_history(
+        maps,
+        "element_maps",
+        "exspy_line_windows",
+        {
+            "elements": elements,
+            "xray_lines": xray_lines,
+            "integration_windows": integration_windows,
+            "background_windows": None if bw is None else bw,
+            "negative": negative,
+        },
+    )
+    return maps
+
+
+def _show(show_progressbar):
+    if show_progressbar is None:
+        from hyperspy.defaults_parser import preferences
+
+        return preferences.General.show_progressbar
+    return bool(show_progressbar)
+
+
+def _to_nm(scale, units):
+    factors = {"nm": 1.0, "µm": 1e3, "um": 1e3, "Å": 0.1, "A": 0.1, "pm": 1e-3, "mm": 1e6, "m": 1e9}
+    if units in factors:
+        return float(scale) * factors[units], "nm"
+    return float(scale), units if units not in (None, "<undefined>") else "px"
