@@ -6,6 +6,7 @@ Machine Intelligence 3, 267 (2021).
 """
 
 from .loading import load_tilt_series
+from .reconstruction import list_algorithms
 from .signals import (
     EDXTiltSeries,
     ElementMapTiltSeries,
@@ -41,5 +42,6 @@ __all__ = [
     "tilt_series_from_array",
     "volume_from_array",
     "load_tilt_series",
+    "list_algorithms",
     "datasets",
 ]

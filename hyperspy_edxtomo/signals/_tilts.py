@@ -57,15 +57,20 @@ def check_tilts(tilts_deg, n_expected=None, what="tilts"):
     if tilts.size == 0:
         raise ValueError(f"No {what} given.")
     if not np.all(np.isfinite(tilts)):
-        raise ValueError(f"The {what} contain NaN or infinite values: {tilts.tolist()}")
+        raise ValueError(f"The {what} contain NaN or infinite values: {_short(tilts)}")
     if np.unique(tilts).size != tilts.size:
         raise ValueError(
-            f"Repeated tilt angles {tilts.tolist()}: every view needs its own angle "
+            f"Repeated tilt angles {_short(tilts)}: every view needs its own angle "
             "(a missing tilt often reads as 0.0: pass tilts=[...])."
         )
-    if np.any(np.abs(tilts) > 90):
-        raise ValueError(f"Tilt angles must be in degrees within [-90, 90], got {tilts.tolist()}")
+    if np.any(np.abs(tilts) > 180):
+        raise ValueError(f"Tilt angles must be in degrees within [-180, 180], got {_short(tilts)}")
     return tilts
+
+
+def _short(values, n=16):
+    values = [round(float(v), 4) for v in values]
+    return str(values) if len(values) <= n else f"{str(values[:n])[:-1]}, ... ({len(values)} values)]"
 
 
 def _axis_position(signal, name):
@@ -99,7 +104,12 @@ class TiltSeriesMixin:
     @property
     def reference_images(self):
         """HAADF/ADF image of each tilt (``Signal2D`` navigated by tilt), or None."""
-        return self.metadata.get_item(f"{NODE}.reference_images", None)
+        refs = self.metadata.get_item(f"{NODE}.reference_images", None)
+        if refs is not None and type(refs).__name__ == "BaseSignal" and refs.axes_manager.signal_dimension == 2:
+            # HyperSpy's hspy reader gives back signals stored in metadata as
+            # BaseSignal when the metadata also hold a list (our history)
+            refs._assign_subclass()
+        return refs
 
     # -- element axis (maps and volumes) ------------------------------------------------
     @property

@@ -49,6 +49,33 @@ class ElementMapTiltSeries(TiltSeriesMixin, Signal2D):
         data = self.data.compute() if self._lazy else self.data
         return np.asarray(data)
 
+    def reconstruct(self, method="sirt", **kwargs):
+        from ..reconstruction import reconstruct
+
+        return reconstruct(self, method=method, **kwargs)
+
+
+def _reconstruct_doc():
+    from ..reconstruction import reconstruct
+
+    return reconstruct.__doc__ + """
+    Returns
+    -------
+    ElementVolume
+        Shape (element, z, y, x) in nm, method and parameters in ``history``.
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo import datasets
+    >>> maps = datasets.quantum_dot_element_maps(size=32, seed=0)
+    >>> vol = maps.reconstruct(method="sirt", iterations=20)
+    >>> vol.history[-1]["method"]
+    'sirt'
+    """
+
+
+ElementMapTiltSeries.reconstruct.__doc__ = _reconstruct_doc()
+
 
 class LazyElementMapTiltSeries(ElementMapTiltSeries, LazySignal2D):
     """Lazy (dask) twin of :class:`ElementMapTiltSeries`."""

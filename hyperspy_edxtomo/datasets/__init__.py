@@ -1,0 +1,56 @@
+"""Simulated STEM-EDX tomography data with ground truth.
+
+Phantoms (relative atom density per element and voxel, as
+:class:`~hyperspy_edxtomo.signals.ElementVolume`):
+
+* :func:`core_shell_phantom` -- InP/ZnSe/ZnS (elements ``In, P, Se, S, Zn``)
+  or CdSe/ZnS (``Cd, Se, S, Zn``) quantum dots, optionally with a gap in the
+  outer shell;
+* :func:`nanorod_phantom` -- a CdSe rod with a ZnS shell (``Cd, Se, S, Zn``).
+
+Tilt series of a phantom (Poisson counts, the phantom in
+``metadata.Simulation.ground_truth``):
+
+* :func:`simulate_element_maps` -- element maps (element, tilt, y, x);
+* :func:`simulate_tilt_series` -- spectrum images (tilt, y, x, energy) with
+  exspy's X-ray lines and a continuum;
+* :func:`project` -- the noiseless projections.
+
+One-call datasets: :func:`quantum_dot_tilt_series`,
+:func:`quantum_dot_element_maps`, :func:`nanorod_tilt_series`.
+
+Examples
+--------
+>>> from hyperspy_edxtomo import datasets
+>>> s = datasets.quantum_dot_tilt_series(size=32, seed=0)
+>>> maps = s.get_element_maps(["Se", "S", "Zn"])
+>>> truth = s.metadata.Simulation.ground_truth
+>>> truth.elements
+['In', 'P', 'Se', 'S', 'Zn']
+"""
+
+from .phantoms import KINDS, core_shell_phantom, nanorod_phantom
+from .spectra import (
+    DEFAULT_COUNTS_PER_TILT,
+    nanorod_tilt_series,
+    project,
+    quantum_dot_element_maps,
+    quantum_dot_tilt_series,
+    simulate_element_maps,
+    simulate_tilt_series,
+    xray_lines_of,
+)
+
+__all__ = [
+    "KINDS",
+    "DEFAULT_COUNTS_PER_TILT",
+    "core_shell_phantom",
+    "nanorod_phantom",
+    "project",
+    "simulate_element_maps",
+    "simulate_tilt_series",
+    "xray_lines_of",
+    "quantum_dot_tilt_series",
+    "quantum_dot_element_maps",
+    "nanorod_tilt_series",
+]

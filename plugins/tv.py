@@ -1,0 +1,39 @@
+"""TV: 3D isotropic total variation with non-negativity (Chambolle-Pock)."""
+
+from traits.api import Enum, Range
+
+from hyperspy_edxtomo import solvers
+from hyperspy_edxtomo.algorithms import ReconstructionAlgorithm
+from hyperspy_edxtomo.hookspecs import hookimpl
+from hyperspy_edxtomo.regularisation import choose_strength
+from hyperspy_edxtomo_plugins._strength import strength_trait
+
+
+class TV(ReconstructionAlgorithm):
+    """min_{x>=0} D(Ax, y) + lam TV(x), D least squares or Poisson likelihood."""
+
+    name = "tv"
+    summary = "3D total-variation regularised reconstruction, non-negative (Chambolle-Pock)"
+    lam = strength_trait("total-variation")
+    iterations = Range(1, 100_000, 200, desc="Chambolle-Pock iterations")
+    data_term = Enum(*solvers.DATA_TERMS, desc="'least_squares' or 'poisson' (the data are counts)")
+    # 3D TV couples neighbouring slices: batches overlap by this many slices
+    slice_halo = 4
+
+    def _solve(self, projector, y, lam):
+        return solvers.tv(projector, y, lam, self.iterations, data_term=self.data_term)
+
+    def prepare(self, sinograms, projector, show_progressbar=False):
+        if self.lam == "auto":
+            lam, table = choose_strength(self._solve, sinograms, projector, data_term=self.data_term)
+            self._chosen = {"lam": lam, "lam_selection": "count-splitting cross-validation", "lam_table": table}
+
+    def reconstruct_slices(self, sinograms, projector):
+        lam = self.chosen.get("lam", self.lam)
+        y = solvers.sinograms_to_cols(sinograms, projector.device)
+        return solvers.cols_to_slices(self._solve(projector, y, lam), projector.slice_shape)
+
+
+@hookimpl
+def edxtomo_reconstruction_algorithms():
+    return [TV]
