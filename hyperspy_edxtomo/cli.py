@@ -1,7 +1,8 @@
 """The ``edxtomo`` command line.
 
 ``edxtomo demo`` runs the main job on simulated data; ``edxtomo maps`` turns
-vendor files (one per tilt) into element maps.
+vendor files (one per tilt) into element maps; ``edxtomo algorithms`` lists the
+installed reconstruction algorithms (built-in and plugins) and their parameters.
 """
 
 import argparse
@@ -53,6 +54,13 @@ def cmd_maps(args):
     return 0
 
 
+def cmd_algorithms(args):
+    from .reconstruction import format_algorithms, list_algorithms
+
+    print(format_algorithms(list_algorithms()))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="edxtomo",
@@ -75,6 +83,11 @@ def build_parser():
     maps.add_argument("--lazy", action="store_true", help="read lazily (large series)")
     maps.add_argument("--out", default="edxtomo_output", help="output folder")
     maps.set_defaults(func=cmd_maps)
+
+    algorithms = sub.add_parser(
+        "algorithms", help="list the installed reconstruction algorithms (built-in and plugins) and their parameters"
+    )
+    algorithms.set_defaults(func=cmd_algorithms)
     return parser
 
 
