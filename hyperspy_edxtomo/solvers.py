@@ -97,7 +97,12 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None):
     x = torch.zeros((col.shape[0], y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0.clone()
     xbar = x.clone()
     p = torch.zeros_like(y)
-    q = torch.zeros((3, y.shape[1], *shape), dtype=torch.float32, device=y.device)
+    q = torch.zeros((3, *x.shape), dtype=torch.float32, device=y.device)
+    cpu = y.device.type == "cpu"
+    if cpu:
+        from . import _kernels
+
+        xn, xbarn, qn, taun = x.numpy(), xbar.numpy(), q.numpy(), tau.numpy()
     for _ in range(int(iterations)):
         # dual ascent on the data term
         p += sigma_d * projector.fp_cols(xbar)
@@ -105,13 +110,20 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None):
             p = (p - sigma_d * y) / (1.0 + sigma_d)
         else:
             p = 0.5 * (1.0 + p - torch.sqrt((p - 1.0) ** 2 + 4.0 * sigma_d * y))
+        bp = projector.bp_cols(p)
+        if cpu:
+            # fused numba kernels: one pass each over the voxels, in place
+            _kernels.dual_tv_update(qn, xbarn, sigma_g, float(lam), shape[0], shape[1])
+            _kernels.primal_update(xn, xbarn, bp.numpy(), qn, taun, shape[0], shape[1])
+            continue
         # dual ascent on TV: project onto the ball of radius lam
-        q += sigma_g * gradient3d(_as_volume(xbar, shape))
-        q /= torch.clamp(torch.sqrt((q**2).sum(0, keepdim=True)) / lam, min=1.0)
+        qv = q.permute(0, 2, 1).reshape(3, y.shape[1], *shape)  # a view: (3, B, n_z, n_x)
+        qv += sigma_g * gradient3d(_as_volume(xbar, shape))
+        qv /= torch.clamp(torch.sqrt((qv**2).sum(0, keepdim=True)) / lam, min=1.0)
         # primal descent with non-negativity
         x_old = x
-        div = divergence3d(q)  # (B, n_z, n_x)
-        x = torch.clamp(x - tau * (projector.bp_cols(p) - div.reshape(div.shape[0], -1).T), min=0)
+        div = divergence3d(qv)  # (B, n_z, n_x)
+        x = torch.clamp(x - tau * (bp - div.reshape(div.shape[0], -1).T), min=0)
         xbar = 2 * x - x_old
     return x
 

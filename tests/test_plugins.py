@@ -1,0 +1,198 @@
+"""Reconstruction plugins: built-ins and an external package, found through entry points.
+
+The external package is ``tests/external_plugin`` (the worked example of
+docs/plugins.rst). It is pip-installed into a temporary folder, never into the
+environment, and that folder is put on ``sys.path`` for this module only.
+"""
+
+import importlib
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pluggy
+import pytest
+
+import hyperspy_edxtomo as het
+from hyperspy_edxtomo import hookspecs, plugin_manager
+from hyperspy_edxtomo.algorithms import ReconstructionAlgorithm
+from hyperspy_edxtomo.plugin_manager import get_plugin_manager
+from hyperspy_edxtomo.signals import ElementVolume
+
+EXTERNAL_SOURCE = Path(__file__).resolve().parent / "external_plugin"
+EXTERNAL_MODULE = "edxtomo_example_plugin"
+EXTERNAL_METHOD = "example_backprojection"
+BUILTINS = {"fbp", "l1", "sirt", "tv"}
+
+
+@pytest.fixture(scope="module")
+def example_plugin(tmp_path_factory):
+    """Install tests/external_plugin into a temporary target and make it importable."""
+    root = tmp_path_factory.mktemp("example_plugin")
+    # build from a copy: setuptools builds in-tree and would leave build/ and
+    # *.egg-info in tests/external_plugin
+    source = root / "source"
+    shutil.copytree(EXTERNAL_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = root / "site"
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+        "--no-cache-dir", "--disable-pip-version-check", "--quiet", "--target", str(target), str(source),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, f"pip install of the example plugin failed:\n{done.stdout}\n{done.stderr}"
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    get_plugin_manager.cache_clear()
+    try:
+        yield target
+    finally:
+        sys.path.remove(str(target))
+        sys.modules.pop(EXTERNAL_MODULE, None)
+        importlib.invalidate_caches()
+        get_plugin_manager.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def maps():
+    return het.datasets.quantum_dot_element_maps(size=24, seed=0)
+
+
+def _hookimpl_names(pm, module):
+    return [name for name in dir(module) if pm.parse_hookimpl_opts(module, name) is not None]
+
+
+# -- built-in plugins ----------------------------------------------------------------
+
+
+def test_builtin_plugins_are_registered_through_entry_points():
+    eps = {ep.name: ep for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT)}
+    assert BUILTINS <= set(eps)
+    pm = get_plugin_manager()
+    listing = het.list_algorithms()
+    for name in sorted(BUILTINS):
+        assert eps[name].value == f"hyperspy_edxtomo_plugins.{name}"
+        module = importlib.import_module(eps[name].value)
+        # pluggy registers each entry point under its name: the module itself
+        assert pm.get_plugin(name) is module
+        assert _hookimpl_names(pm, module) == ["edxtomo_reconstruction_algorithms"]
+        (cls,) = module.edxtomo_reconstruction_algorithms()
+        assert issubclass(cls, ReconstructionAlgorithm) and cls.name == name
+        assert listing[name]["plugin"] == eps[name].value
+
+
+def test_unknown_method_lists_the_installed_ones(maps):
+    with pytest.raises(ValueError, match="Unknown reconstruction method 'nope'") as err:
+        maps.reconstruct(method="nope")
+    installed = str(err.value).split("Installed methods:")[1]
+    for name in BUILTINS:
+        assert name in installed
+
+
+def test_two_plugins_with_the_same_name_are_refused(monkeypatch, maps):
+    class OtherSIRT(ReconstructionAlgorithm):
+        name = "sirt"
+        summary = "an impostor"
+
+        def reconstruct_slices(self, sinograms, projector):  # pragma: no cover - never runs
+            raise AssertionError
+
+    other = types.ModuleType("other_sirt_plugin")
+    other.edxtomo_reconstruction_algorithms = hookspecs.hookimpl(lambda: [OtherSIRT])
+    # a fresh manager built like get_plugin_manager(), plus the clashing plugin
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+    pm.register(other, name="other_sirt")
+    monkeypatch.setattr(plugin_manager, "get_plugin_manager", lambda: pm)
+    message = r"Two reconstruction algorithms are called 'sirt'"
+    with pytest.raises(ValueError, match=message) as err:
+        plugin_manager.reconstruction_algorithms()
+    # both classes are named, with their modules: the user can tell which plugins clash
+    assert "hyperspy_edxtomo_plugins.sirt.SIRT" in str(err.value) and "OtherSIRT" in str(err.value)
+    with pytest.raises(ValueError, match=message):
+        het.list_algorithms()
+    with pytest.raises(ValueError, match=message):
+        maps.reconstruct(method="fbp")
+
+
+# -- an external plugin package ------------------------------------------------------
+
+
+def test_external_algorithm_is_listed(example_plugin):
+    eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT)}
+    assert eps[EXTERNAL_METHOD] == EXTERNAL_MODULE
+    pm = get_plugin_manager()  # loads the entry points, importing the plugin
+    module = sys.modules[EXTERNAL_MODULE]
+    assert Path(module.__file__).parent == example_plugin  # the installed copy
+    assert pm.get_plugin(EXTERNAL_METHOD) is module
+    assert _hookimpl_names(pm, module) == ["edxtomo_reconstruction_algorithms"]
+
+    listing = het.list_algorithms()
+    assert BUILTINS | {EXTERNAL_METHOD} <= set(listing)
+    info = listing[EXTERNAL_METHOD]
+    assert info["plugin"] == EXTERNAL_MODULE
+    assert info["summary"].startswith("Normalised back-projection")
+    assert set(info["parameters"]) == {"normalise"}
+    normalise = info["parameters"]["normalise"]
+    assert normalise["default"] is True
+    assert normalise["allowed"] == "True or False"
+    assert "ray lengths" in normalise["description"]
+
+
+def test_external_algorithm_reconstructs(example_plugin, maps):
+    vol = maps.reconstruct(method=EXTERNAL_METHOD)
+    assert isinstance(vol, ElementVolume)
+    assert vol.elements == maps.elements
+    data = vol.to_numpy()
+    assert data.shape == (len(maps.elements), 24, 24, 24)
+    assert np.all(np.isfinite(data))
+    step = vol.history[-1]
+    assert step["step"] == "reconstruction" and step["method"] == EXTERNAL_METHOD
+    assert step["parameters"]["parameters"] == {"normalise": True}
+    assert step["parameters"]["n_z"] == 24
+
+    # normalised back-projection is exactly the first SIRT iteration from zero
+    sirt1 = maps.reconstruct(method="sirt", iterations=1).to_numpy()
+    np.testing.assert_allclose(data, sirt1, rtol=1e-4, atol=1e-5 * sirt1.max())
+    # and a blurred version of the converged SIRT: same particle, same counts
+    sirt = maps.reconstruct(method="sirt").to_numpy()
+    for e, element in enumerate(maps.elements):
+        r = np.corrcoef(data[e].ravel(), sirt[e].ravel())[0, 1]
+        assert r > 0.6, (element, r)
+        assert data[e].sum() == pytest.approx(sirt[e].sum(), rel=0.1), element
+
+    plain = maps.reconstruct(method=EXTERNAL_METHOD, normalise=False)
+    assert plain.history[-1]["parameters"]["parameters"] == {"normalise": False}
+    assert not np.allclose(plain.to_numpy(), data)
+
+
+@pytest.mark.parametrize(
+    "method, parameters, match",
+    [
+        (EXTERNAL_METHOD, {"normalise": "yes"}, r"Bad value 'yes' for parameter 'normalise' of method 'example_backprojection'"),
+        (EXTERNAL_METHOD, {"iterations": 3}, r"Unknown parameter\(s\) \['iterations'\].*normalise"),
+        ("sirt", {"iterations": 0}, r"Bad value 0 for parameter 'iterations' of method 'sirt'"),
+        ("sirt", {"normalise": True}, r"Unknown parameter\(s\) \['normalise'\].*iterations"),
+    ],
+)
+def test_external_parameters_are_validated_like_builtins(example_plugin, maps, method, parameters, match):
+    with pytest.raises(ValueError, match=match):
+        maps.reconstruct(method=method, **parameters)
+
+
+def test_cli_lists_algorithms(example_plugin, capsys):
+    from hyperspy_edxtomo.cli import main
+
+    assert main(["algorithms"]) == 0
+    out = capsys.readouterr().out
+    for name in BUILTINS | {EXTERNAL_METHOD}:
+        assert f"{name}: " in out
+    assert f"[{EXTERNAL_MODULE}]" in out
+    assert "[hyperspy_edxtomo_plugins.sirt]" in out
+    assert "normalise = True  (True or False)" in out
+    assert "iterations = 50" in out
+    assert "filter = 'ram-lak'" in out
