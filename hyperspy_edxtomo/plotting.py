@@ -61,3 +61,51 @@ def tilt_montage(maps, path, smooth_px=1.0, max_views=13):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def volume_cuts(volume, path, truth=None):
+    """Save central xy, xz and yz cuts of every element of a volume as PNG.
+
+    Parameters
+    ----------
+    volume : ElementVolume
+    path : str or Path
+    truth : ElementVolume, optional
+        Ground truth (simulations) shown in a second row per element.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from pathlib import Path
+
+    plt = _pyplot()
+    sources = [("", volume)] + ([("truth ", truth)] if truth is not None else [])
+    elements = volume.elements
+    n_cols = 3 * len(sources)
+    fig, axes = plt.subplots(len(elements), n_cols, figsize=(1.6 * n_cols, 1.7 * len(elements) + 0.5), squeeze=False)
+    for e, name in enumerate(elements):
+        for s_i, (label, vol) in enumerate(sources):
+            data = vol.element(name).to_numpy()[0]  # (z, y, x)
+            nz, ny, nx = data.shape
+            # xy: as the 0 deg view; xz: z down; yz: y (tilt axis) down, z across
+            cuts = {"xy": data[nz // 2], "xz": data[:, ny // 2, :], "yz": data[:, :, nx // 2].T}
+            vmax = max(float(np.percentile(data, 99.9)), 1e-12)
+            for k, (plane, img) in enumerate(cuts.items()):
+                ax = axes[e, 3 * s_i + k]
+                ax.imshow(img, cmap="inferno", vmin=0, vmax=vmax)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if e == 0:
+                    ax.set_title(f"{label}{plane}", fontsize=8)
+                if k == 0 and s_i == 0:
+                    ax.set_ylabel(name, fontsize=9)
+    scale, units = volume.voxel_size
+    method = volume.history[-1]["method"] if volume.history else "?"
+    fig.suptitle(f"{method} reconstruction (voxel {scale:.3g} {units})", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -138,18 +138,22 @@ def _run_batch(block, algorithm, projector):
 
 
 def _compute(darr, show, label):
+    try:
+        from distributed import default_client
+
+        default_client()
+        return darr.compute()  # a distributed cluster: batches go to its workers
+    except (ImportError, ValueError):
+        pass
+    # locally, one batch at a time: each already uses every core (torch,
+    # numba, BLAS), and two threaded batches would fight over them
     if show:
         from dask.diagnostics import ProgressBar
 
-        try:
-            from distributed import default_client
-
-            default_client()
-        except (ImportError, ValueError):
-            print(f"Reconstructing ({label})")
-            with ProgressBar():
-                return darr.compute()
-    return darr.compute()
+        print(f"Reconstructing ({label})")
+        with ProgressBar():
+            return darr.compute(scheduler="synchronous")
+    return darr.compute(scheduler="synchronous")
 
 
 def _default_batch(projector):

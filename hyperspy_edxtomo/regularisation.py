@@ -44,7 +44,7 @@ def choose_strength(
     fraction=0.5,
     seed=0,
     max_slices=48,
-    grid=np.logspace(-3, 1, 9),
+    grid=np.logspace(-3, 1, 5),
     refine=3,
     progress=None,
 ):
@@ -93,6 +93,15 @@ def choose_strength(
     rel = list(np.asarray(grid, float))
     for r in rel:
         score(r)
+    # the best at the edge of the grid: the optimum may lie beyond it
+    for _ in range(2):
+        best = min(scores, key=scores.get)
+        if best == min(scores):
+            score(best / 10)
+        elif best == max(scores):
+            score(best * 10)
+        else:
+            break
     for _ in range(int(refine)):
         ordered = sorted(scores)
         i = ordered.index(min(scores, key=scores.get))

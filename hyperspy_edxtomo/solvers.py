@@ -143,20 +143,24 @@ def operator_norm_sq(projector, device, iterations=30, seed=0):
 def l1(projector, y, lam, iterations, constrain=True, x0=None):
     """min_x 1/2 ||Ax - y||^2 + lam ||x||_1 (x >= 0 if constrain): FISTA.
 
-    The proximal step of ``lam ||x||_1`` plus the non-negativity indicator is
-    ``max(v - t lam, 0)``: soft-thresholding that also clips, so the
-    constraint holds exactly at every iterate.
+    Proximal gradient in the diagonal metric ``D = 1 / (A^T A 1)`` (for a
+    non-negative ``A``, ``D^1/2 A^T A D^1/2`` has norm at most 1, so the step
+    is safe), which converges like SIRT instead of at the pace of the worst
+    conditioned direction. The proximal step of ``lam ||x||_1`` plus the
+    non-negativity indicator in that metric is ``max(v - D lam, 0)``:
+    soft-thresholding that also clips, so the constraint holds exactly.
     """
-    L = 1.01 * operator_norm_sq(projector, y.device)
-    t_step = 1.0 / L
-    x = torch.zeros((projector.n_z * projector.n_x, y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0.clone()
+    n_vox = projector.n_z * projector.n_x
+    ones = torch.ones((n_vox, 1), dtype=torch.float32, device=y.device)
+    D = _inverse(projector.bp_cols(projector.fp_cols(ones)))
+    x = torch.zeros((n_vox, y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0.clone()
     z, t = x.clone(), 1.0
     for _ in range(int(iterations)):
-        v = z - t_step * projector.bp_cols(projector.fp_cols(z) - y)
+        v = z - D * projector.bp_cols(projector.fp_cols(z) - y)
         if constrain:
-            x_new = torch.clamp(v - t_step * lam, min=0)
+            x_new = torch.clamp(v - D * lam, min=0)
         else:
-            x_new = torch.sign(v) * torch.clamp(v.abs() - t_step * lam, min=0)
+            x_new = torch.sign(v) * torch.clamp(v.abs() - D * lam, min=0)
         t_new = 0.5 * (1 + np.sqrt(1 + 4 * t * t))
         z = x_new + ((t - 1) / t_new) * (x_new - x)
         x, t = x_new, t_new

@@ -98,7 +98,7 @@ def test_tv_auto_records_the_chosen_strength(qd):
     params = vol.history[-1]["parameters"]["parameters"]
     assert params["lam_selection"] == "count-splitting cross-validation"
     table = params["lam_table"]
-    assert len(table) >= 9 and all(np.isfinite(d) for _, d in table)
+    assert len(table) >= 7 and all(np.isfinite(d) for _, d in table)
     # the recorded strength is the candidate with the lowest held-out deviance
     assert isinstance(params["lam"], float)
     assert params["lam"] == pytest.approx(min(table, key=lambda t: t[1])[0])
