@@ -15,13 +15,13 @@ Two backends compute ``A`` and its exact adjoint ``A^T`` on a batch of slices:
 
 ``"astra"``
     ASTRA's CPU ``linear`` projector as a sparse matrix, applied to all slices
-    of a batch in one sparse-dense product; on a GPU, ASTRA's CUDA 3D
-    forward/back projectors on the whole batch.
+    of a batch in one sparse-dense product (a numba kernel parallel over the
+    cores); on a GPU, ASTRA's CUDA 3D forward/back projectors on the whole batch.
 ``"torch"``
     The same matrix on torch tensors, on the CPU or CUDA, differentiable
     (autograd, the gradient being the exact adjoint), for the iterative and
     deep methods. On CUDA it is a torch sparse CSR tensor (cuSPARSE); on the
-    CPU the product runs in scipy on the tensor's memory, which is faster.
+    CPU the product runs in the same numba kernel on the tensor's memory.
 
 Internally a batch of ``B`` slices is held "column-major": an array shaped
 ``(n_z * n_x, B)`` for volumes and ``(n_tilts * n_x, B)`` for sinograms, which
@@ -184,7 +184,7 @@ class Projector:
             return _TorchProject.apply(x, self, True)
         if self.backend == "astra" and self.cuda:
             return self._astra_cuda(x, forward=True)
-        return self.matrix[0] @ x
+        return _csr_product(self.matrix[0], x)
 
     def bp_cols(self, y):
         """``A^T y`` for ``y`` shaped ``(n_tilts * n_x, B)``."""
@@ -192,16 +192,16 @@ class Projector:
             return _TorchProject.apply(y, self, False)
         if self.backend == "astra" and self.cuda:
             return self._astra_cuda(y, forward=False)
-        return self.matrix[1] @ y
+        return _csr_product(self.matrix[1], y)
 
     def _torch_product(self, x, forward):
-        # CPU: scipy's CSR product is about twice as fast as torch's, on the
-        # same memory (no copy); CUDA: torch's sparse CSR (cuSPARSE)
+        # CPU: our parallel CSR kernel on the tensor's memory (no copy), 2-3x
+        # faster than torch's sparse product; CUDA: torch's sparse CSR (cuSPARSE)
         if x.device.type == "cpu":
             import torch
 
             M = self.matrix[0 if forward else 1]
-            return torch.from_numpy(M @ x.detach().numpy())
+            return torch.from_numpy(_csr_product(M, x.detach().numpy()))
         A, At = self.torch_matrices(x.device)
         return (A if forward else At) @ x
 
@@ -249,6 +249,15 @@ class Projector:
         vid, vol = astra.create_backprojection3d_gpu(proj, proj_geom, vol_geom)
         astra.data3d.delete(vid)
         return np.ascontiguousarray(vol.reshape(B, -1).T)
+
+
+def _csr_product(M, x):
+    """``M @ x`` for a CSR matrix and a dense ``(n, B)`` float32 array, on all cores."""
+    from . import _kernels
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty((M.shape[0], x.shape[1]), np.float32)
+    return _kernels.csr_matmul(M.indptr, M.indices, M.data, x, out)
 
 
 def _is_torch(x):

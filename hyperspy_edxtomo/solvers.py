@@ -89,6 +89,17 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None):
     """
     if data_term not in DATA_TERMS:
         raise ValueError(f"data_term must be one of {DATA_TERMS}, got {data_term!r}")
+    # Solve for x / m with m the magnitude of x (5 SIRT iterations): the dual
+    # of TV grows by about sigma * |grad x| per iteration, so with x of order
+    # 1 it reaches its bound lam / m in a few iterations whatever the dose;
+    # unscaled, a dilute x leaves strong TV unconverged. Both data terms give
+    # the same problem with y / m and lam / m.
+    m = float(sirt(projector, y, 5).max()) if x0 is None else float(x0.max())
+    if m <= 0:
+        return torch.zeros((projector.n_z * projector.n_x, y.shape[1]), dtype=torch.float32, device=y.device)
+    y = y / m
+    lam = lam / m
+    x0 = None if x0 is None else x0 / m
     shape = projector.slice_shape
     row, col = _row_col_sums(projector, y.device)
     sigma_d = _inverse(row)
@@ -125,7 +136,7 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None):
         div = divergence3d(qv)  # (B, n_z, n_x)
         x = torch.clamp(x - tau * (bp - div.reshape(div.shape[0], -1).T), min=0)
         xbar = 2 * x - x_old
-    return x
+    return x * m
 
 
 def operator_norm_sq(projector, device, iterations=30, seed=0):
