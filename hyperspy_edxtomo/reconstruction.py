@@ -55,6 +55,7 @@ def reconstruct(
     method="sirt",
     n_z=None,
     axis_offset_px=0.0,
+    rotation_deg=0.0,
     batch_size=None,
     cuda=None,
     show_progressbar=None,
@@ -66,6 +67,10 @@ def reconstruct(
     from .signals.element_maps import _show
     from .signals.volume import volume_from_array
 
+    from .signals.element_maps import ElementMapTiltSeries
+
+    if not isinstance(maps, ElementMapTiltSeries):
+        raise TypeError(f"reconstruct needs an ElementMapTiltSeries, got {type(maps).__name__}")
     cls = get_algorithm(method)
     algorithm = cls.create(**parameters)
     counts = maps.to_numpy()
@@ -79,6 +84,10 @@ def reconstruct(
         raise ValueError(f"{tilts.size} tilt angles for {n_t} views.")
     if n_t < 2:
         raise ValueError(f"Reconstruction needs at least 2 tilts, got {n_t}.")
+    if not np.isfinite(rotation_deg) or not np.isfinite(axis_offset_px):
+        raise ValueError(f"rotation_deg and axis_offset_px must be finite, got {rotation_deg}, {axis_offset_px}")
+    if rotation_deg:
+        counts = rotate_views(counts, rotation_deg)
     cuda = resolve_cuda(cuda)
     projector = Projector(tilts, n_x=n_x, n_z=n_z or n_x, axis_offset_px=axis_offset_px, cuda=cuda)
     if batch_size is None:
@@ -123,12 +132,27 @@ def reconstruct(
         "tilts_deg": tilts,
         "n_z": projector.n_z,
         "axis_offset_px": axis_offset_px,
+        "rotation_deg": rotation_deg,
         "batch_size": batch_size,
         "cuda": cuda,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     append_history(vol, "reconstruction", method, params)
     return vol
+
+
+def rotate_views(counts, rotation_deg):
+    """Turn every view so that a tilt axis at ``rotation_deg`` (counter-clockwise
+    from the rows' direction) runs along the rows.
+
+    Bilinear, same size, zero outside the field of view: counts inside it are
+    kept up to interpolation, counts rotated out of it are lost.
+    """
+    from scipy.ndimage import rotate
+
+    flat = counts.reshape(-1, *counts.shape[-2:]).astype(np.float32)
+    out = np.stack([rotate(v, -rotation_deg, reshape=False, order=1, mode="constant", cval=0.0) for v in flat])
+    return np.clip(out, 0, None).reshape(counts.shape)
 
 
 def _run_batch(block, algorithm, projector):
@@ -172,7 +196,12 @@ reconstruct.__doc__ = f"""Reconstruct every element of an element-map tilt serie
     n_z : int, optional
         Depth of the volume (beam direction at 0 deg); default the map width.
     axis_offset_px : float
-        Tilt-axis position relative to the centre column of the maps.
+        Tilt-axis position relative to the centre column of the maps, pixels.
+    rotation_deg : float
+        In-plane angle of the tilt axis, degrees counter-clockwise from the
+        rows' direction (image vertical); the views are turned to bring it
+        vertical (bilinear, zero outside the field of view) before the
+        slice-by-slice reconstruction.
     batch_size : int, optional
         Slices reconstructed together; bounds the memory. Each batch is a dask
         task, so a ``dask.distributed`` client spreads them over its workers.
