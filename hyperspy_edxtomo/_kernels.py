@@ -83,3 +83,22 @@ def csr_matmul(indptr, indices, data, X, out):
         for b in range(B):
             out[r, b] = acc[b]
     return out
+
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def dual_data_update(p, Ax, y, sigma, poisson):
+    """p <- prox of the data term's conjugate at p + sigma * Ax, in place.
+
+    Least squares: (p + s Ax - s y) / (1 + s). Poisson likelihood:
+    (1 + v - sqrt((v - 1)^2 + 4 s y)) / 2 with v = p + s Ax.
+    """
+    M, B = p.shape
+    for r in numba.prange(M):
+        s = sigma[r, 0]
+        for b in range(B):
+            v = p[r, b] + s * Ax[r, b]
+            if poisson:
+                p[r, b] = 0.5 * (1.0 + v - np.sqrt((v - 1.0) ** 2 + 4.0 * s * y[r, b]))
+            else:
+                p[r, b] = (v - s * y[r, b]) / (1.0 + s)

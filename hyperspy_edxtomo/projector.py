@@ -256,6 +256,8 @@ def _csr_product(M, x):
     from . import _kernels
 
     x = np.ascontiguousarray(x, dtype=np.float32)
+    if M.nnz * x.shape[1] < 5_000_000:
+        return M @ x  # small products: scipy, without the threads' start-up cost
     out = np.empty((M.shape[0], x.shape[1]), np.float32)
     return _kernels.csr_matmul(M.indptr, M.indices, M.data, x, out)
 

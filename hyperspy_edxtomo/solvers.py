@@ -77,7 +77,7 @@ def sirt(projector, y, iterations, constrain=True, x0=None):
     return x
 
 
-def tv(projector, y, lam, iterations, data_term="least_squares", x0=None):
+def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=None):
     """min_{x >= 0}  D(Ax, y) + lam * TV3D(x), Chambolle-Pock with diagonal preconditioning.
 
     ``D`` is ``1/2 ||Ax - y||^2`` (``"least_squares"``) or the Poisson
@@ -86,6 +86,10 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None):
     Chambolle (ICCV 2011, alpha = 1): sigma = 1 / row sums, tau = 1 / column
     sums of ``|K|`` with ``K = [A; grad]``, so no operator norm is needed and
     the scale of the data does not matter.
+
+    ``fused=None`` uses the numba kernels for CPU tensors and torch
+    operations on CUDA; ``False`` forces the torch operations (tests check the
+    two agree without a GPU).
     """
     if data_term not in DATA_TERMS:
         raise ValueError(f"data_term must be one of {DATA_TERMS}, got {data_term!r}")
@@ -109,11 +113,22 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None):
     xbar = x.clone()
     p = torch.zeros_like(y)
     q = torch.zeros((3, *x.shape), dtype=torch.float32, device=y.device)
-    cpu = y.device.type == "cpu"
-    if cpu:
+    if fused is None:
+        fused = y.device.type == "cpu"
+    if fused:
+        # fused numba kernels in place on the tensors' memory: a handful of
+        # passes per iteration instead of dozens of torch operations
         from . import _kernels
+        from .projector import _csr_product
 
-        xn, xbarn, qn, taun = x.numpy(), xbar.numpy(), q.numpy(), tau.numpy()
+        A, At = projector.matrix
+        xn, xbarn, qn, pn, yn = x.numpy(), xbar.numpy(), q.numpy(), p.numpy(), y.numpy()
+        sigman, taun = sigma_d.numpy(), tau.numpy()
+        for _ in range(int(iterations)):
+            _kernels.dual_data_update(pn, _csr_product(A, xbarn), yn, sigman, data_term == "poisson")
+            _kernels.dual_tv_update(qn, xbarn, sigma_g, float(lam), shape[0], shape[1])
+            _kernels.primal_update(xn, xbarn, _csr_product(At, pn), qn, taun, shape[0], shape[1])
+        return x * m
     for _ in range(int(iterations)):
         # dual ascent on the data term
         p += sigma_d * projector.fp_cols(xbar)
@@ -122,11 +137,6 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None):
         else:
             p = 0.5 * (1.0 + p - torch.sqrt((p - 1.0) ** 2 + 4.0 * sigma_d * y))
         bp = projector.bp_cols(p)
-        if cpu:
-            # fused numba kernels: one pass each over the voxels, in place
-            _kernels.dual_tv_update(qn, xbarn, sigma_g, float(lam), shape[0], shape[1])
-            _kernels.primal_update(xn, xbarn, bp.numpy(), qn, taun, shape[0], shape[1])
-            continue
         # dual ascent on TV: project onto the ball of radius lam
         qv = q.permute(0, 2, 1).reshape(3, y.shape[1], *shape)  # a view: (3, B, n_z, n_x)
         qv += sigma_g * gradient3d(_as_volume(xbar, shape))
