@@ -13,6 +13,19 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path):
+    """Write ``fig`` to the PNG ``path`` (folders made as needed) and close it."""
+    from pathlib import Path
+
+    plt = _pyplot()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def tilt_montage(maps, path, smooth_px=1.0, max_views=13):
     """Save a montage of an element-map tilt series as PNG: one row per element.
 
@@ -31,8 +44,6 @@ def tilt_montage(maps, path, smooth_px=1.0, max_views=13):
     -------
     pathlib.Path
     """
-    from pathlib import Path
-
     from scipy.ndimage import gaussian_filter
 
     plt = _pyplot()
@@ -55,12 +66,7 @@ def tilt_montage(maps, path, smooth_px=1.0, max_views=13):
                 ax.set_ylabel(f"{name}\n{data[e].sum() / len(tilts):.0f} cts/view", fontsize=8)
     scale, units = maps.pixel_size
     fig.suptitle(f"{maps.metadata.General.title} (pixel {scale:.3g} {units})", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def volume_cuts(volume, path, truth=None):
@@ -77,8 +83,6 @@ def volume_cuts(volume, path, truth=None):
     -------
     pathlib.Path
     """
-    from pathlib import Path
-
     plt = _pyplot()
     sources = [("", volume)] + ([("truth ", truth)] if truth is not None else [])
     elements = volume.elements
@@ -103,9 +107,4 @@ def volume_cuts(volume, path, truth=None):
     scale, units = volume.voxel_size
     method = volume.history[-1]["method"] if volume.history else "?"
     fig.suptitle(f"{method} reconstruction (voxel {scale:.3g} {units})", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -1,6 +1,9 @@
-"""The ``lam`` parameter shared by the regularised plugins: "auto" or a number."""
+"""What the regularised plugins (tv, l1) share: ``lam``, "auto" or a number."""
 
 from traits.api import Enum, Range, Union
+
+from hyperspy_edxtomo import solvers
+from hyperspy_edxtomo.regularisation import choose_strength
 
 
 def strength_trait(what):
@@ -10,3 +13,24 @@ def strength_trait(what):
         default_value="auto",
         desc=f"{what} strength; 'auto' chooses it by count-splitting cross-validation on held-out counts",
     )
+
+
+class AutoStrength:
+    """Mixin: resolve ``lam="auto"`` once per element, then solve every batch.
+
+    The class defines ``lam`` (:func:`strength_trait`) and
+    ``_solve(projector, y_cols, lam)``.
+    """
+
+    #: data term the strength is judged with (tv may switch to "poisson")
+    data_term = "least_squares"
+
+    def prepare(self, sinograms, projector, show_progressbar=False):
+        if self.lam == "auto":
+            lam, table = choose_strength(self._solve, sinograms, projector, data_term=self.data_term)
+            self._chosen = {"lam": lam, "lam_selection": "count-splitting cross-validation", "lam_table": table}
+
+    def reconstruct_slices(self, sinograms, projector):
+        lam = self.chosen.get("lam", self.lam)
+        y = solvers.sinograms_to_cols(sinograms, projector.device)
+        return solvers.cols_to_slices(self._solve(projector, y, lam), projector.slice_shape)

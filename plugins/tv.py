@@ -5,11 +5,10 @@ from traits.api import Enum, Range
 from hyperspy_edxtomo import solvers
 from hyperspy_edxtomo.algorithms import ReconstructionAlgorithm
 from hyperspy_edxtomo.hookspecs import hookimpl
-from hyperspy_edxtomo.regularisation import choose_strength
-from hyperspy_edxtomo_plugins._strength import strength_trait
+from hyperspy_edxtomo_plugins._strength import AutoStrength, strength_trait
 
 
-class TV(ReconstructionAlgorithm):
+class TV(AutoStrength, ReconstructionAlgorithm):
     """min_{x>=0} D(Ax, y) + lam TV(x), D least squares or Poisson likelihood."""
 
     name = "tv"
@@ -22,16 +21,6 @@ class TV(ReconstructionAlgorithm):
 
     def _solve(self, projector, y, lam):
         return solvers.tv(projector, y, lam, self.iterations, data_term=self.data_term)
-
-    def prepare(self, sinograms, projector, show_progressbar=False):
-        if self.lam == "auto":
-            lam, table = choose_strength(self._solve, sinograms, projector, data_term=self.data_term)
-            self._chosen = {"lam": lam, "lam_selection": "count-splitting cross-validation", "lam_table": table}
-
-    def reconstruct_slices(self, sinograms, projector):
-        lam = self.chosen.get("lam", self.lam)
-        y = solvers.sinograms_to_cols(sinograms, projector.device)
-        return solvers.cols_to_slices(self._solve(projector, y, lam), projector.slice_shape)
 
 
 @hookimpl

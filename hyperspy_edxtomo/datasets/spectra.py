@@ -20,6 +20,7 @@ import numpy as np
 
 from ..metadata import _plain, append_history, get_history
 from ..signals import ElementVolume, element_maps_from_array, tilt_series_from_array
+from .phantoms import _check_positive as _positive
 from .phantoms import core_shell_phantom, nanorod_phantom
 
 __all__ = [
@@ -550,16 +551,6 @@ def simulate_tilt_series(
     }
     _attach_truth(s, phantom, "simulate_tilt_series", parameters)
     return s
-
-
-def _positive(value, name):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return value
 
 
 # ---------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ repeats them for users):
 
 import numpy as np
 
-from ..metadata import NODE
+from ..metadata import NODE, get_history
 
 TILT = "tilt"
 ELEMENT = "element"
@@ -110,6 +110,16 @@ class TiltSeriesMixin:
             # BaseSignal when the metadata also hold a list (our history)
             refs._assign_subclass()
         return refs
+
+    @property
+    def history(self):
+        """Processing steps that produced this signal (list of dicts, oldest first)."""
+        return get_history(self)
+
+    def to_numpy(self):
+        """The data as a numpy array (computed if lazy), in numpy axis order."""
+        data = self.data.compute() if self._lazy else self.data
+        return np.asarray(data)
 
     # -- element axis (maps and volumes) ------------------------------------------------
     @property

@@ -3,7 +3,7 @@
 import numpy as np
 from hyperspy.signals import LazySignal2D, Signal2D
 
-from ..metadata import NODE, TILT_AXIS, append_history, get_history
+from ..metadata import NODE, TILT_AXIS
 from ._tilts import TiltSeriesMixin, element_axis_dict
 
 SIGNAL_TYPE = "EDX_volume"
@@ -26,16 +26,6 @@ class ElementVolume(TiltSeriesMixin, Signal2D):
         """Voxel size ``(value, units)`` (cubic voxels)."""
         ax = self.axes_manager["x"]
         return float(ax.scale), ax.units
-
-    @property
-    def history(self):
-        """Processing steps that produced this volume (list of dicts)."""
-        return get_history(self)
-
-    def to_numpy(self):
-        """The volume as a numpy array shaped (element, z, y, x)."""
-        data = self.data.compute() if self._lazy else self.data
-        return np.asarray(data)
 
 
 class LazyElementVolume(ElementVolume, LazySignal2D):
@@ -87,4 +77,4 @@ def volume_from_array(data, elements, voxel_size_nm=None, history=None, title="E
     return cls(data, axes=axes, metadata=md)
 
 
-__all__ = ["ElementVolume", "LazyElementVolume", "volume_from_array", "append_history"]
+__all__ = ["ElementVolume", "LazyElementVolume", "volume_from_array"]
