@@ -89,7 +89,7 @@ def build_parser():
     demo.add_argument("--kind", default="InP/ZnSe/ZnS", help="quantum-dot kind: InP/ZnSe/ZnS or CdSe/ZnS")
     demo.add_argument("--size", type=int, default=64, help="field of view in pixels (default: 64)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.add_argument("--method", default="sirt", help="reconstruction method (see: edxtomo algorithms; default: sirt)")
+    demo.add_argument("--method", default="tv", help="reconstruction method (see: edxtomo algorithms; default: tv)")
     demo.set_defaults(func=cmd_demo)
 
     maps = sub.add_parser("maps", help="element maps from vendor files, one file per tilt")

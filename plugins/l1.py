@@ -17,8 +17,8 @@ class L1(AutoStrength, ReconstructionAlgorithm):
     iterations = Range(1, 100_000, 200, desc="FISTA iterations")
     constrain = Bool(True, desc="non-negativity, enforced exactly in the proximal step")
 
-    def _solve(self, projector, y, lam):
-        return solvers.l1(projector, y, lam, self.iterations, constrain=self.constrain)
+    def _solve(self, projector, y, lam, iterations):
+        return solvers.l1(projector, y, lam, iterations, constrain=self.constrain)
 
 
 @hookimpl

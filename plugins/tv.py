@@ -19,8 +19,8 @@ class TV(AutoStrength, ReconstructionAlgorithm):
     # 3D TV couples neighbouring slices: batches overlap by this many slices
     slice_halo = 4
 
-    def _solve(self, projector, y, lam):
-        return solvers.tv(projector, y, lam, self.iterations, data_term=self.data_term)
+    def _solve(self, projector, y, lam, iterations):
+        return solvers.tv(projector, y, lam, iterations, data_term=self.data_term)
 
 
 @hookimpl

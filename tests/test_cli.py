@@ -11,7 +11,7 @@ from hyperspy_edxtomo.signals import ElementMapTiltSeries, ElementVolume
 
 def test_demo_writes_maps_volume_and_pictures(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["--quiet", "demo", "--out", str(out), "--size", "32", "--kind", "CdSe/ZnS"]) == 0
+    assert main(["--quiet", "demo", "--out", str(out), "--size", "32", "--kind", "CdSe/ZnS", "--method", "sirt"]) == 0
     maps = hs.load(out / "element_maps.hspy")
     assert isinstance(maps, ElementMapTiltSeries)
     assert maps.elements == ["Cd", "Se", "S", "Zn"] and len(maps.tilts) == 13
