@@ -22,16 +22,15 @@ import numpy as np
 from traits.api import Any, HasStrictTraits, TraitError
 
 
-class ReconstructionAlgorithm(HasStrictTraits):
-    """Base class: subclass it, set ``name`` and ``summary``, declare traits."""
+class ParameterisedMethod(HasStrictTraits):
+    """Shared by reconstruction algorithms and denoisers: a ``name``, a
+    ``summary`` and user parameters declared as traits, validated by
+    :meth:`create` and listed by :meth:`describe_parameters`."""
 
     #: what users pass as ``method=``
     name = None
     #: one line for listings
     summary = ""
-    #: how many neighbouring slices on each side a batch needs (3D
-    #: regularisation couples slices along the tilt axis); 0: independent
-    slice_halo = 0
     #: what prepare() resolved from the data, recorded in the history
     _chosen = Any()
 
@@ -87,6 +86,18 @@ class ReconstructionAlgorithm(HasStrictTraits):
         """Settings :meth:`prepare` resolved from the data (e.g. ``lam``)."""
         return dict(getattr(self, "_chosen", None) or {})
 
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in self.parameter_values().items())
+        return f"{type(self).__name__}({params})"
+
+
+class ReconstructionAlgorithm(ParameterisedMethod):
+    """Base class: subclass it, set ``name`` and ``summary``, declare traits."""
+
+    #: how many neighbouring slices on each side a batch needs (3D
+    #: regularisation couples slices along the tilt axis); 0: independent
+    slice_halo = 0
+
     def prepare(self, sinograms, projector, show_progressbar=False):
         """Called once per element with all sinograms ``(n_slices, n_tilts, n_x)``
         before the batches run: resolve data-driven settings here (e.g. an
@@ -96,10 +107,6 @@ class ReconstructionAlgorithm(HasStrictTraits):
         """Reconstruct a batch: sinograms ``(B, n_tilts, n_x)`` float32 to
         slices ``(B, n_z, n_x)`` float32 (numpy)."""
         raise NotImplementedError
-
-    def __repr__(self):
-        params = ", ".join(f"{k}={v!r}" for k, v in self.parameter_values().items())
-        return f"{type(self).__name__}({params})"
 
 
 def _allowed(trait):

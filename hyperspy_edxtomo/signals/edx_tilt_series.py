@@ -117,6 +117,18 @@ class EDXTiltSeries(TiltSeriesMixin, EDSTEMSpectrum):
 
     get_element_maps.__doc__ %= SHOW_PROGRESSBAR_ARG
 
+    def align(self, method="auto", show_progressbar=None, **kwargs):
+        """Align the views; see :func:`hyperspy_edxtomo.alignment.align`."""
+        from ..alignment import align
+
+        return align(self, method=method, show_progressbar=show_progressbar, **kwargs)
+
+    def apply_alignment(self, other):
+        """Move ``other`` (a series of the same views) by this series' stored alignment."""
+        from ..alignment import apply_alignment
+
+        return apply_alignment(other, self)
+
 
 class LazyEDXTiltSeries(EDXTiltSeries, LazyEDSTEMSpectrum):
     """Lazy (dask) twin of :class:`EDXTiltSeries`."""

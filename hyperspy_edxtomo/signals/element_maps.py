@@ -39,20 +39,90 @@ class ElementMapTiltSeries(TiltSeriesMixin, Signal2D):
         ax = self.axes_manager.signal_axes[0]
         return float(ax.scale), ax.units
 
-    @property
-    def history(self):
-        """Processing steps that produced these maps (list of dicts)."""
-        return get_history(self)
-
-    def to_numpy(self):
-        """The counts as a numpy array shaped (element, tilt, y, x)."""
-        data = self.data.compute() if self._lazy else self.data
-        return np.asarray(data)
-
     def reconstruct(self, method="sirt", **kwargs):
         from ..reconstruction import reconstruct
 
         return reconstruct(self, method=method, **kwargs)
+
+    def align(self, method="auto", show_progressbar=None, **kwargs):
+        """Align the views; see :func:`hyperspy_edxtomo.alignment.align`."""
+        from ..alignment import align
+
+        return align(self, method=method, show_progressbar=show_progressbar, **kwargs)
+
+    def apply_alignment(self, other):
+        """Move ``other`` (a series of the same views) by this series' stored alignment."""
+        from ..alignment import apply_alignment
+
+        return apply_alignment(other, self)
+
+    def denoise(self, method="gaussian", show_progressbar=None, **parameters):
+        """Denoise the maps with an installed denoiser plugin.
+
+        Parameters
+        ----------
+        method : str
+            A denoiser name: ``"gaussian"``, ``"moving_average"`` (the paper's
+            11 x 11 average), ``"pca"``, ``"nmf"``, ``"bm3d"`` (optional package),
+            ``"deep"`` (see :meth:`denoise_deep`) or any plugin's
+            (``hyperspy_edxtomo.denoisers.list_denoisers()``).
+        show_progressbar : None or bool
+            None: HyperSpy's preference.
+        **parameters
+            The method's parameters (validated; errors list them).
+
+        Returns
+        -------
+        ElementMapTiltSeries
+            Expected counts per pixel (float32): every (element, tilt) map
+            sums to its raw count total. Method and parameters (and seed) in
+            ``history``.
+        """
+        from ..denoisers import denoise
+
+        return denoise(self, method=method, show_progressbar=show_progressbar, **parameters)
+
+    def denoise_deep(self, model=None, return_model=False, show_progressbar=None, **parameters):
+        """Self-supervised deep denoising by Poisson count splitting.
+
+        A small U-Net (elements as channels) is trained on these maps: each
+        count goes at random to the network input or to the target, the loss
+        is the Poisson likelihood of the target, early stopping on held-out
+        counts (see :mod:`hyperspy_edxtomo.denoising_net`).
+
+        Parameters
+        ----------
+        model : None, str, path or CountSplitDenoiserModel
+            A trained model (or a file written by its ``save``): applied
+            without training. Its elements must be those of the maps.
+        return_model : bool
+            Also return the trained model (to ``save`` or reuse).
+        show_progressbar : None or bool
+        **parameters
+            Settings of the ``"deep"`` denoiser: ``levels``, ``channels``,
+            ``steps``, ``batch_size``, ``patch_size``, ``learning_rate``,
+            ``split_fraction``, ``validation_fraction``, ``eval_every``,
+            ``patience``, ``tta``, ``seed``, ``cuda`` (None: CUDA when present).
+
+        Returns
+        -------
+        ElementMapTiltSeries or (ElementMapTiltSeries, CountSplitDenoiserModel)
+        """
+        from ..denoisers import denoise, get_denoiser
+        from ..denoising_net import CountSplitDenoiserModel
+
+        cls = get_denoiser("deep")
+        if model is not None:
+            extra = set(parameters) - {"cuda"}
+            if extra:
+                raise ValueError(f"With model=, training settings {sorted(extra)} do not apply; only cuda= does.")
+            if not isinstance(model, CountSplitDenoiserModel):
+                model = CountSplitDenoiserModel.load(model)
+            model.check_elements(self.elements)
+        den = cls.create(**parameters)
+        den._model = model
+        out = denoise(self, method="deep", show_progressbar=show_progressbar, _instance=den)
+        return (out, den._model) if return_model else out
 
 
 def _reconstruct_doc():

@@ -1,0 +1,176 @@
+"""Alignment: known shifts and axis rotation recovered on simulated maps, bad inputs, lazy."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import hyperspy_edxtomo as het
+from hyperspy_edxtomo import alignment as al
+from hyperspy_edxtomo import datasets
+
+
+@pytest.fixture(scope="module")
+def clean():
+    ph = datasets.core_shell_phantom(size=48, seed=1, eccentricity=0.6)
+    maps = datasets.simulate_element_maps(ph, counts_per_tilt=20000, seed=0)
+    counts = np.pad(maps.to_numpy().astype(np.float32), ((0, 0), (0, 0), (8, 8), (8, 8)))
+    return counts, maps.tilts, maps.elements
+
+
+def _observed(clean, rotation=0.0, seed=3, lazy=False):
+    counts, tilts, elements = clean
+    rng = np.random.default_rng(seed)
+    n = counts.shape[1]
+    sx, sy = rng.uniform(-3, 3, n), rng.uniform(-3, 3, n)
+    obs = np.empty_like(counts)
+    for e in range(counts.shape[0]):
+        for t in range(n):
+            v = ndimage.rotate(counts[e, t], rotation, reshape=False, order=1) if rotation else counts[e, t]
+            obs[e, t] = ndimage.shift(v, (sy[t], sx[t]), order=1)
+    obs = np.clip(obs, 0, None)
+    if lazy:
+        import dask.array as da
+
+        obs = da.from_array(obs, chunks=(1, -1, -1, -1))
+    return het.element_maps_from_array(obs, tilts, elements), sx, sy
+
+
+def _errors(alignment, sx, sy, tilts):
+    """rms errors of the recovered shifts; moving the object in (x, z) (x0 cos + z0 sin across,
+    a constant along) cannot be seen in projections and is taken out."""
+    ex = np.asarray(alignment["shift_x_px"]) + sx
+    ey = np.asarray(alignment["shift_y_px"]) + sy
+    th = np.deg2rad(tilts)
+    A = np.stack([np.cos(th), np.sin(th)], 1)
+    ex = ex - A @ np.linalg.lstsq(A, ex, rcond=None)[0]
+    ey = ey - ey.mean()
+    return float(np.sqrt(np.mean(ex**2))), float(np.sqrt(np.mean(ey**2)))
+
+
+@pytest.mark.parametrize("method", ["com", "xcorr"])
+def test_coarse_methods_recover_shifts(clean, method):
+    maps, sx, sy = _observed(clean)
+    aligned = maps.align(method=method)
+    a = aligned.metadata.Tomography.alignment.as_dictionary()
+    ex, ey = _errors(a, sx, sy, maps.tilts)
+    assert ex < 0.3 and ey < 0.3
+    assert type(aligned) is type(maps)
+    assert aligned.history[-1]["step"] == "alignment"
+    assert isinstance(a["shift_x_px"], list) and isinstance(a["rotation_deg"], float)
+
+
+def test_com_keeps_axis_at_centre(clean):
+    # the simulated axis runs along the centre column: no constant shift left
+    maps, sx, sy = _observed(clean)
+    a = al.estimate_alignment(maps, method="com")
+    ex = np.asarray(a["shift_x_px"]) + sx
+    th = np.deg2rad(maps.tilts)
+    A = np.stack([np.ones_like(th), np.cos(th), np.sin(th)], 1)
+    assert abs(np.linalg.lstsq(A, ex, rcond=None)[0][0]) < 0.3
+
+
+def test_axis_rotation_and_auto(clean):
+    maps, sx, sy = _observed(clean, rotation=-2.0)
+    a = al.estimate_alignment(maps, method="axis")
+    assert abs(a["rotation_deg"] - (-2.0)) < 0.5
+    aligned = maps.align()  # auto: com, axis, projection matching
+    b = aligned.metadata.Tomography.alignment.as_dictionary()
+    assert abs(b["rotation_deg"] - (-2.0)) < 0.5
+    assert b["projection_matching_iterations"] >= 1
+    # the aligned views match the unrotated, unshifted truth up to a rigid move
+    ex, ey = _errors(al.estimate_alignment(aligned, method="com"), np.zeros(13), np.zeros(13), maps.tilts)
+    assert ex < 0.5 and ey < 0.5
+
+
+def test_projection_matching_recovers_shifts(clean):
+    maps, sx, sy = _observed(clean)
+    a = al.estimate_alignment(maps, method="projection_matching", pm_iterations=3)
+    ex, ey = _errors(a, sx, sy, maps.tilts)
+    assert ex < 0.4 and ey < 0.4
+
+
+def test_apply_alignment_and_counts(clean):
+    maps, sx, sy = _observed(clean)
+    aligned = maps.align(method="com")
+    again = aligned.apply_alignment(maps)
+    np.testing.assert_allclose(again.data, aligned.data, atol=1e-5)
+    again2 = al.apply_alignment(maps, aligned.metadata.Tomography.alignment)
+    np.testing.assert_allclose(again2.data, aligned.data, atol=1e-5)
+    # the object stays in the field of view: counts conserved
+    np.testing.assert_allclose(aligned.data.sum((2, 3)), maps.data.sum((2, 3)), rtol=1e-4)
+    # every element moved identically
+    one = aligned.apply_alignment(maps.element("Zn"))
+    np.testing.assert_allclose(one.data[0], aligned.data[maps.elements.index("Zn")], atol=1e-5)
+
+
+def test_no_wraparound():
+    counts = np.zeros((1, 3, 16, 16), np.float32)
+    counts[:, :, 8, 14] = 1
+    maps = het.element_maps_from_array(counts, [-30, 0, 30], ["Zn"])
+    out = al.apply_alignment(maps, {"shift_x_px": [4.0] * 3, "shift_y_px": [0.0] * 3, "rotation_deg": 0.0})
+    assert out.data.sum() == 0  # moved out of the field of view, not around to the left
+
+
+def test_lazy_equals_eager(clean):
+    maps, _, _ = _observed(clean)
+    lazy, _, _ = _observed(clean, lazy=True)
+    a = maps.align(method="com")
+    b = lazy.align(method="com")
+    assert b._lazy
+    np.testing.assert_allclose(b.data.compute(), a.data, atol=1e-5)
+
+
+def test_edx_series_and_reference_images():
+    s = datasets.quantum_dot_tilt_series(size=24, seed=0)
+    refs = s.reference_images
+    sa = s.align(method="com")
+    assert type(sa).__name__ == type(s).__name__
+    a = sa.metadata.Tomography.alignment.as_dictionary()
+    assert a["estimated_on"] == ("reference_images" if refs is not None else "summed_counts")
+    # every energy channel moved like the summed counts
+    summed = al.apply_alignment(s, a).data.sum(-1)
+    direct = al.transform_stack(np.asarray(s.data, np.float32).sum(-1), a["rotation_deg"],
+                                a["shift_y_px"], a["shift_x_px"])
+    np.testing.assert_allclose(summed, direct, rtol=1e-3, atol=1e-3)
+    lazy = s.as_lazy().align(method="com")
+    assert lazy._lazy
+    np.testing.assert_allclose(lazy.data.compute(), sa.data, atol=1e-4)
+
+
+def test_bad_inputs(clean):
+    counts, tilts, elements = clean
+    maps = het.element_maps_from_array(counts[:, :2], tilts[:2], elements)
+    with pytest.raises(ValueError, match="at least 3 views"):
+        maps.align()
+    bad = counts.copy()
+    bad[0, 4] = 0
+    bad[1:, 4] = 0
+    with pytest.raises(ValueError, match=r"View\(s\) \[4\].*empty"):
+        het.element_maps_from_array(bad, tilts, elements).align(method="com")
+    m = het.element_maps_from_array(counts.copy(), tilts, elements)
+    with pytest.raises(ValueError, match="xcorr"):
+        m.align(method="nope")
+    m.data[0, 2, 3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        m.align(method="com")
+    import hyperspy.api as hs
+
+    m = het.element_maps_from_array(counts.copy(), tilts, elements)
+    m.metadata.set_item("Tomography.reference_images", hs.signals.Signal2D(counts[0, :5].copy()))
+    with pytest.raises(ValueError, match="reference images .* do not match"):
+        m.align(method="com")
+    m.metadata.set_item("Tomography.reference_images", hs.signals.Signal2D(counts[0, :, :32].copy()))
+    with pytest.raises(ValueError, match="same size"):
+        m.align(method="com")
+    with pytest.raises(ValueError, match="views"):
+        al.apply_alignment(m, {"shift_x_px": [0.0], "shift_y_px": [0.0], "rotation_deg": 0.0})
+
+
+def test_qd1_com_follows_rigid_path(shared_data):
+    d = np.load(shared_data / "qd1_element_maps.npz")
+    maps = het.element_maps_from_array(d["counts"], d["tilts_deg"], [str(e) for e in d["elements"]])
+    aligned = maps.align(method="com")
+    sm = al._background_free(al._summed_counts(aligned), 3.0)
+    cy, cx = al._com(sm)
+    _, _, rms = al.rigid_path_fit(cy, cx, aligned.tilts)
+    assert rms < 1.0

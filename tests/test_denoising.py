@@ -1,0 +1,153 @@
+"""Denoising of element maps: baselines, the count-splitting U-Net, errors."""
+
+import numpy as np
+import pytest
+
+import hyperspy_edxtomo as het
+from hyperspy_edxtomo import datasets
+from hyperspy_edxtomo.denoisers import NotCountsWarning, list_denoisers
+from hyperspy_edxtomo.solvers import poisson_deviance
+
+TINY = dict(levels=2, channels=8, steps=250, patch_size=32, batch_size=8, eval_every=50, tta=False, seed=3, learning_rate=5e-3)
+
+
+@pytest.fixture(scope="module")
+def qd_maps():
+    return datasets.quantum_dot_element_maps(size=32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(qd_maps):
+    """Maps denoised by a tiny U-Net, and the model."""
+    return qd_maps.denoise_deep(return_model=True, show_progressbar=False, **TINY)
+
+
+def _truth(maps):
+    """Noise-free expected counts of simulated maps."""
+    phantom = maps.metadata.Simulation.ground_truth
+    proj = datasets.project(phantom.data, maps.tilts)
+    raw = maps.to_numpy().astype(float)
+    # the simulation scales each element to its counts per tilt: match the totals per map
+    return proj * (raw.sum(axis=(2, 3), keepdims=True) / proj.sum(axis=(2, 3), keepdims=True))
+
+
+def test_denoisers_are_plugins():
+    names = set(list_denoisers())
+    assert {"gaussian", "moving_average", "pca", "nmf", "bm3d", "deep"} <= names
+
+
+@pytest.mark.parametrize(
+    "method, params",
+    [("gaussian", {"sigma": 1.5}), ("moving_average", {}), ("pca", {"components": 4}), ("nmf", {"components": 3})],
+)
+def test_baselines_keep_totals_and_metadata(qd_maps, method, params):
+    out = qd_maps.denoise(method, **params)
+    raw = qd_maps.to_numpy().astype(float)
+    assert type(out) is type(qd_maps)
+    assert out.elements == qd_maps.elements
+    np.testing.assert_array_equal(out.tilts, qd_maps.tilts)
+    np.testing.assert_allclose(out.data.sum(axis=(2, 3)), raw.sum(axis=(2, 3)), rtol=1e-4)
+    assert out.data.min() >= 0
+    step = out.history[-1]
+    assert step["step"] == "denoising" and step["method"] == method
+    for k, v in params.items():
+        assert step["parameters"][k] == v
+
+
+def test_baseline_beats_raw_against_truth(qd_maps):
+    truth = _truth(qd_maps)
+    raw = qd_maps.to_numpy().astype(float)
+    out = qd_maps.denoise("gaussian", sigma=1.0).data
+    assert np.mean((out - truth) ** 2) < np.mean((raw - truth) ** 2)
+
+
+def test_deep_keeps_totals_and_records(qd_maps, trained):
+    out, model = trained
+    raw = qd_maps.to_numpy().astype(float)
+    assert type(out) is type(qd_maps) and out.elements == qd_maps.elements
+    np.testing.assert_allclose(out.data.sum(axis=(2, 3)), raw.sum(axis=(2, 3)), rtol=1e-4)
+    step = out.history[-1]
+    assert step["method"] == "deep" and step["parameters"]["seed"] == 3
+    assert step["parameters"]["steps"] == 250 and "best_step" in step["parameters"]
+    assert model.training_log["held_out_deviance"]
+
+
+def test_deep_beats_raw_on_simulated_truth(qd_maps, trained):
+    """Held-out Poisson deviance (fresh counts from the known truth) and the
+    error vs the noise-free projections are both lower than the raw maps'."""
+    out, _ = trained
+    truth = _truth(qd_maps)
+    raw = qd_maps.to_numpy().astype(float)
+    fresh = np.random.default_rng(99).poisson(truth)
+    assert poisson_deviance(fresh, out.data) < poisson_deviance(fresh, raw)
+    assert np.mean((out.data - truth) ** 2) < 0.7 * np.mean((raw - truth) ** 2)
+
+
+def test_deep_is_deterministic_with_seed(qd_maps, trained):
+    out, _ = trained
+    again = qd_maps.denoise_deep(show_progressbar=False, **TINY)
+    np.testing.assert_array_equal(again.data, out.data)
+
+
+def test_save_load_reproduces(qd_maps, trained, tmp_path):
+    out, model = trained
+    path = tmp_path / "denoiser.pt"
+    model.save(path)
+    for m in (str(path), het.denoising_net.CountSplitDenoiserModel.load(path)):
+        again = qd_maps.denoise_deep(model=m)
+        np.testing.assert_array_equal(again.data, out.data)
+        assert again.history[-1]["parameters"]["pretrained"] is True
+
+
+def test_model_elements_must_match(trained):
+    _, model = trained
+    other = datasets.quantum_dot_element_maps("CdSe/ZnS", size=32, seed=1)
+    with pytest.raises(ValueError, match="trained on elements"):
+        other.denoise_deep(model=model)
+    with pytest.raises(ValueError, match="do not apply"):
+        other.denoise_deep(model=model, steps=10)
+
+
+def _maps(counts, elements=("Se", "Zn")):
+    return het.element_maps_from_array(counts, np.linspace(-60, 60, counts.shape[1]), list(elements))
+
+
+def test_bad_input_errors():
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(0.5, (2, 3, 16, 16)).astype(float)
+    maps = _maps(counts.copy())
+    maps.data[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        maps.denoise("gaussian")
+    maps.data[0, 0, 0, 0] = -1
+    with pytest.raises(ValueError, match="negative"):
+        maps.denoise("moving_average")
+    few = np.zeros((2, 3, 16, 16))
+    few[0, 0, 0, :5] = 1
+    few[1] = rng.poisson(0.5, (3, 16, 16))
+    with pytest.raises(ValueError, match="Too few counts to split.*Se"):
+        _maps(few).denoise_deep(steps=5)
+    with pytest.raises(ValueError, match="Unknown denoising method 'median'.*gaussian"):
+        _maps(counts).denoise("median")
+    with pytest.raises(ValueError, match="Unknown parameter.*sigma"):
+        _maps(counts).denoise("gaussian", sigmaa=2)
+    with pytest.raises(ValueError, match="Bad value.*sigma"):
+        _maps(counts).denoise("gaussian", sigma=-1)
+
+
+def test_non_integer_maps_warn():
+    counts = np.random.default_rng(0).poisson(2.0, (2, 3, 16, 16)) * 0.7
+    with pytest.warns(NotCountsWarning, match="count"):
+        out = _maps(counts).denoise_deep(levels=2, channels=4, steps=3, eval_every=2, tta=False)
+    assert np.isfinite(out.data).all()
+
+
+def test_bm3d_optional(qd_maps):
+    from hyperspy_edxtomo_plugins.denoise_bm3d import BM3D
+
+    if BM3D.available():
+        out = qd_maps.denoise("bm3d")
+        np.testing.assert_allclose(out.data.sum(), qd_maps.data.sum(), rtol=1e-4)
+    else:
+        with pytest.raises(ImportError, match="optional package 'bm3d'"):
+            qd_maps.denoise("bm3d")
