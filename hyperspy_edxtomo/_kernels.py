@@ -102,3 +102,25 @@ def dual_data_update(p, Ax, y, sigma, poisson):
                 p[r, b] = 0.5 * (1.0 + v - np.sqrt((v - 1.0) ** 2 + 4.0 * s * y[r, b]))
             else:
                 p[r, b] = (v - s * y[r, b]) / (1.0 + s)
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def weighted_residual(Ax, y, R, out):
+    """out = R * (y - Ax), R a column of row weights."""
+    M, B = y.shape
+    for r in numba.prange(M):
+        w = R[r, 0]
+        for b in range(B):
+            out[r, b] = w * (y[r, b] - Ax[r, b])
+    return out
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def sirt_update(x, C, bp, constrain):
+    """x <- x + C * bp (clipped at 0 if constrain), in place."""
+    N, B = x.shape
+    for k in numba.prange(N):
+        c = C[k, 0]
+        for b in range(B):
+            v = x[k, b] + c * bp[k, b]
+            x[k, b] = 0.0 if (constrain and v < 0.0) else v

@@ -65,11 +65,30 @@ def _row_col_sums(projector, device):
     return row, col
 
 
-def sirt(projector, y, iterations, constrain=True, x0=None):
-    """SIRT: ``x <- x + C A^T R (y - A x)``; ``y`` in column layout (torch)."""
+def sirt(projector, y, iterations, constrain=True, x0=None, fused=None):
+    """SIRT: ``x <- x + C A^T R (y - A x)``; ``y`` in column layout (torch).
+
+    ``fused=None``: numba kernels for CPU tensors that need no gradient,
+    torch operations otherwise (CUDA, autograd); ``False`` forces torch.
+    """
     row, col = _row_col_sums(projector, y.device)
     R, C = _inverse(row), _inverse(col)
     x = torch.zeros((col.shape[0], y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0.clone()
+    if fused is None:
+        fused = y.device.type == "cpu" and not (y.requires_grad or x.requires_grad)
+    if fused:
+        # fused numba updates in place: no torch thread pool competing with
+        # the projection kernels' threads
+        from . import _kernels
+        from .projector import _csr_product
+
+        A, At = projector.matrix
+        xn, yn, Rn, Cn = x.numpy(), y.contiguous().numpy(), R.numpy(), C.numpy()
+        res = np.empty_like(yn)
+        for _ in range(int(iterations)):
+            _kernels.weighted_residual(_csr_product(A, xn), yn, Rn, res)
+            _kernels.sirt_update(xn, Cn, _csr_product(At, res), bool(constrain))
+        return x
     for _ in range(int(iterations)):
         x += C * projector.bp_cols(R * (y - projector.fp_cols(x)))
         if constrain:

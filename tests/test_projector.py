@@ -117,6 +117,18 @@ def test_tv_fused_cpu_kernels_match_the_torch_path(rng, data_term):
     assert float(plain.min()) >= 0
 
 
+def test_sirt_fused_cpu_kernels_match_the_torch_path(rng):
+    from hyperspy_edxtomo import solvers
+
+    P = Projector(TILTS, n_x=24, n_z=20)
+    y = solvers.sinograms_to_cols(rng.poisson(0.4, (6, 13, 24)).astype(np.float32), "cpu")
+    for constrain in (True, False):
+        fused = solvers.sirt(P, y, 30, constrain=constrain, fused=True)
+        plain = solvers.sirt(P, y, 30, constrain=constrain, fused=False)
+        assert float((fused - plain).abs().max()) <= 1e-4 * float(plain.abs().max())
+    assert float(solvers.sirt(P, y, 30, constrain=True).min()) >= 0
+
+
 def test_gradient_and_divergence_are_adjoint():
     from hyperspy_edxtomo.solvers import divergence3d, gradient3d
 
