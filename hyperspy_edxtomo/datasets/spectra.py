@@ -23,6 +23,12 @@ from ..signals import ElementVolume, element_maps_from_array, tilt_series_from_a
 from .phantoms import _check_positive as _positive
 from .phantoms import core_shell_phantom, nanorod_phantom
 
+# docstring fragment shared by the simulators (HyperSpy's convention)
+PHANTOM_TILTS_ARGS = """phantom : ElementVolume
+        Relative atom densities, e.g. from :func:`core_shell_phantom`.
+    tilts : None or array-like
+        Tilt angles in degrees; None: 13 tilts from -60 to 60 degrees."""
+
 __all__ = [
     "DEFAULT_COUNTS_PER_TILT",
     "project",
@@ -231,10 +237,7 @@ def simulate_element_maps(phantom, tilts=None, counts_per_tilt=None, seed=0, laz
 
     Parameters
     ----------
-    phantom : ElementVolume
-        Relative atom densities, e.g. from :func:`core_shell_phantom`.
-    tilts : None or array-like
-        Tilt angles in degrees; None: 13 tilts from -60 to 60 degrees.
+    {PHANTOM_TILTS_ARGS}
     counts_per_tilt : None, float or dict
         Expected counts of each element per tilt (the total of one map).
         A number applies to every element; a dict ``{"Se": 1500, ...}`` sets
@@ -404,10 +407,7 @@ def simulate_tilt_series(
 
     Parameters
     ----------
-    phantom : ElementVolume
-        Relative atom densities, e.g. from :func:`core_shell_phantom`.
-    tilts : None or array-like
-        Tilt angles in degrees; None: 13 tilts from -60 to 60 degrees.
+    {PHANTOM_TILTS_ARGS}
     counts_per_tilt : None, float or dict
         Expected counts of each element per tilt in its main line (e.g.
         ``Se_Ka``); the other lines add to these in proportion to their
@@ -670,3 +670,8 @@ def nanorod_tilt_series(size=64, tilts=None, counts_per_tilt=None, seed=0, lazy=
     return simulate_tilt_series(
         phantom, tilts=tilts, counts_per_tilt=counts_per_tilt, seed=seed, lazy=lazy, **sim_kwargs
     )
+
+
+for _f in (simulate_element_maps, simulate_tilt_series):
+    _f.__doc__ = _f.__doc__.replace("{PHANTOM_TILTS_ARGS}", PHANTOM_TILTS_ARGS)
+del _f
