@@ -11,11 +11,15 @@ import time
 from pathlib import Path
 
 
-def _save_maps(maps, out, stem):
+def _save_maps(maps, out, stem, overwrite=True):
     from .plotting import tilt_montage
 
     out.mkdir(parents=True, exist_ok=True)
     hspy = out / f"{stem}.hspy"
+    if not overwrite:
+        existing = [p for p in (hspy, out / f"{stem}.png") if p.exists()]
+        if existing:
+            raise FileExistsError(f"{existing[0]} exists: choose another --out or pass --overwrite")
     maps.save(hspy, overwrite=True)
     png = tilt_montage(maps, out / f"{stem}.png")
     return hspy, png
@@ -61,7 +65,7 @@ def cmd_maps(args):
     maps = series.get_element_maps(args.elements, show_progressbar=not args.quiet)
     if args.lazy:
         maps.compute()
-    hspy, png = _save_maps(maps, out, "element_maps")
+    hspy, png = _save_maps(maps, out, "element_maps", overwrite=args.overwrite)
     print(f"Wrote {hspy} and {png}")
     return 0
 
@@ -85,7 +89,7 @@ def build_parser():
         "demo",
         help="simulate a quantum-dot tilt series, extract element maps, reconstruct them, write results and PNGs",
     )
-    demo.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
+    demo.add_argument("--out", default="demo_output", help="output folder; its demo files are replaced (default: demo_output)")
     demo.add_argument("--kind", default="InP/ZnSe/ZnS", help="quantum-dot kind: InP/ZnSe/ZnS or CdSe/ZnS")
     demo.add_argument("--size", type=int, default=64, help="field of view in pixels (default: 64)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -98,6 +102,7 @@ def build_parser():
     maps.add_argument("--tilts", nargs="+", type=float, default=None, help="tilt angles in degrees, one per file")
     maps.add_argument("--lazy", action="store_true", help="read lazily (large series)")
     maps.add_argument("--out", default="edxtomo_output", help="output folder")
+    maps.add_argument("--overwrite", action="store_true", help="replace element_maps.hspy/.png already in --out")
     maps.set_defaults(func=cmd_maps)
 
     algorithms = sub.add_parser(

@@ -34,6 +34,12 @@ def test_maps_from_vendor_files(shared_data, tmp_path):
     assert maps.elements == ["Cu", "Pd"]
     np.testing.assert_allclose(maps.tilts, [-20, 0, 20])
     assert maps.to_numpy().sum() > 0
+    # a second run does not replace what is there unless told to
+    args = ["--quiet", "maps", *map(str, paths), "--tilts", "20", "-20", "0", "--elements", "Cu", "--out", str(out)]
+    assert main(args) == 2
+    assert hs.load(out / "element_maps.hspy").elements == ["Cu", "Pd"]
+    assert main(args + ["--overwrite"]) == 0
+    assert hs.load(out / "element_maps.hspy").elements == ["Cu"]
 
 
 def test_errors_name_the_file_and_exit_2(tmp_path, capsys):
