@@ -55,12 +55,9 @@ class Denoiser(ParameterisedMethod):
 
 def get_denoiser(method):
     """The denoiser class called ``method``; a ValueError lists the installed ones."""
-    from .plugin_manager import denoisers
+    from .plugin_manager import get_denoiser as _get_denoiser
 
-    found = denoisers()
-    if not isinstance(method, str) or method not in found:
-        raise ValueError(f"Unknown denoising method {method!r}. Installed methods: {', '.join(found) or 'none'}.")
-    return found[method]
+    return _get_denoiser(method)
 
 
 def list_denoisers():

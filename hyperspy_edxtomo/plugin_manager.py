@@ -43,11 +43,17 @@ def denoisers():
     return _collect(get_plugin_manager().hook.edxtomo_denoisers(), "denoiser")
 
 
+def _get(found, method, what):
+    if not isinstance(method, str) or method not in found:
+        raise ValueError(f"Unknown {what} method {method!r}. Installed methods: {', '.join(found) or 'none'}.")
+    return found[method]
+
+
 def get_algorithm(method):
     """The algorithm class called ``method``; a ValueError lists the installed ones."""
-    algorithms = reconstruction_algorithms()
-    if method not in algorithms:
-        raise ValueError(
-            f"Unknown reconstruction method {method!r}. Installed methods: {', '.join(algorithms) or 'none'}."
-        )
-    return algorithms[method]
+    return _get(reconstruction_algorithms(), method, "reconstruction")
+
+
+def get_denoiser(method):
+    """The denoiser class called ``method``; a ValueError lists the installed ones."""
+    return _get(denoisers(), method, "denoising")
