@@ -28,6 +28,11 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module(".datasets", __name__)
+    if name in ("train_end_to_end", "EndToEndModel"):
+        # torch is imported only when the deep methods are used
+        from . import deep_reconstruction
+
+        return getattr(deep_reconstruction, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -43,5 +48,7 @@ __all__ = [
     "volume_from_array",
     "load_tilt_series",
     "list_algorithms",
+    "train_end_to_end",
+    "EndToEndModel",
     "datasets",
 ]

@@ -97,6 +97,29 @@ class ReconstructionAlgorithm(ParameterisedMethod):
     #: how many neighbouring slices on each side a batch needs (3D
     #: regularisation couples slices along the tilt axis); 0: independent
     slice_halo = 0
+    #: what a multi-stage algorithm keeps for inspection (see ``intermediates``)
+    _intermediates = Any()
+    #: pixel size of the maps in nm (None if uncalibrated), set by ``reconstruct``
+    _pixel_size_nm = Any()
+
+    def reconstruct_series(self, counts, elements, projector, batch_size=None, show_progressbar=False):
+        """Reconstruct every element: ``counts`` (element, tilt, y, x) float32
+        to ``(volumes (element, z, y, x), [parameters used per element])``.
+
+        By default each element is reconstructed on its own, slice batch by
+        slice batch (:meth:`prepare`, then :meth:`reconstruct_slices`).
+        Algorithms that need the whole series at once (the elements jointly,
+        whole projection images, networks) override this method instead.
+        """
+        from .reconstruction import reconstruct_elements
+
+        return reconstruct_elements(self, counts, elements, projector, batch_size, show_progressbar, self.name)
+
+    @property
+    def intermediates(self):
+        """Intermediate results of the last :meth:`reconstruct_series`:
+        ``{name: ("maps", array, tilts) | ("volume", array) | ("table", dict)}``."""
+        return dict(self._intermediates or {})
 
     def prepare(self, sinograms, projector, show_progressbar=False):
         """Called once per element with all sinograms ``(n_slices, n_tilts, n_x)``

@@ -12,10 +12,21 @@ The transform of view ``t`` is, in this order:
    :func:`~hyperspy_edxtomo.reconstruction.reconstruct`) runs along the rows;
 2. shift it by ``shift_y_px[t]`` rows and ``shift_x_px[t]`` columns.
 
-Both steps use bilinear interpolation with zeros outside the field of view
-(never wrap-around): counts that stay inside the field of view are conserved
-(a pixel's counts are split between its neighbours), counts moved out of it
-are lost, and the border strip moved in is zero. After alignment the tilt
+Both steps use bilinear weights with zeros outside the field of view
+(never wrap-around): counts that stay inside the field of view are conserved,
+counts moved out of it are lost, and the border strip moved in is zero.
+
+How the weights are used (``resample=``):
+
+``"counts"`` (default for element maps of integer counts)
+    every detected count moves, as a whole, to one of the four pixels around
+    its new position, drawn with the bilinear weights (seeded). The result is
+    integer counts again, Poisson with the bilinearly interpolated expected
+    counts, so everything downstream that relies on counting statistics
+    (count-splitting cross-validation of ``lam="auto"``, ``denoise_deep``,
+    Poisson deviances) stays valid after alignment.
+``"bilinear"`` (default otherwise: spectrum images, non-integer maps)
+    plain bilinear interpolation: non-integer values. After alignment the tilt
 axis runs along the centre column, ``axis_offset_px`` (already included in the
 shifts) is where it was found before the shifts.
 
@@ -68,10 +79,56 @@ def transform_view(img, rotation_deg, shift_y, shift_x):
     return img
 
 
-def transform_stack(stack, rotation_deg, shifts_y, shifts_x, extra_axes=0):
-    """Apply the transform to an array shaped ``(tilt, y, x, *extra)`` (numpy)."""
+def transform_counts(counts, rotation_deg, shift_y, shift_x, rng):
+    """The transform of :func:`transform_view` for integer counts: each count
+    moves whole to one of the four pixels around its new position, drawn
+    with the bilinear weights; counts landing outside the view are lost.
+
+    In expectation this is the bilinear transform; the result is integer
+    (Poisson counts stay Poisson).
+    """
+    counts = np.asarray(counts)
+    ny, nx = counts.shape
+    out = np.zeros((ny, nx), np.float32)
+    ys, xs = np.nonzero(counts)
+    if ys.size == 0:
+        return out
+    n = np.round(counts[ys, xs]).astype(np.int64)
+    # forward map of the pull transform in transform_view: scipy's rotate
+    # samples the input at M (o - c) + c, M = [[cos a, sin a], [-sin a, cos a]]
+    # with a = -rotation_deg, so a source pixel lands at M^T (i - c) + c
+    a = np.deg2rad(-float(rotation_deg))
+    cs, sn = np.cos(a), np.sin(a)
+    cy, cx = (ny - 1) / 2, (nx - 1) / 2
+    dy, dx = ys - cy, xs - cx
+    py = cs * dy - sn * dx + cy + float(shift_y)
+    px = sn * dy + cs * dx + cx + float(shift_x)
+    y0, x0 = np.floor(py).astype(np.int64), np.floor(px).astype(np.int64)
+    fy, fx = py - y0, px - x0
+    w = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=1)
+    w = np.clip(w, 0, None)
+    w /= w.sum(axis=1, keepdims=True)
+    split = rng.multinomial(n, w)
+    for k, (oy, ox) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        ty, tx, m = y0 + oy, x0 + ox, split[:, k]
+        keep = (ty >= 0) & (ty < ny) & (tx >= 0) & (tx < nx) & (m > 0)
+        np.add.at(out, (ty[keep], tx[keep]), m[keep])
+    return out
+
+
+def transform_stack(stack, rotation_deg, shifts_y, shifts_x, extra_axes=0, resample="bilinear", seeds=None):
+    """Apply the transform to an array shaped ``(tilt, y, x, *extra)`` (numpy).
+
+    ``resample="counts"`` (views only, no extra axes) moves whole counts, one
+    seeded generator per view: ``seeds[t]``.
+    """
     stack = np.asarray(stack)
     out = np.empty(stack.shape, dtype=np.float32)
+    if resample == "counts":
+        for t in range(stack.shape[0]):
+            rng = np.random.default_rng(seeds[t] if seeds is not None else t)
+            out[t] = transform_counts(stack[t], rotation_deg, shifts_y[t], shifts_x[t], rng)
+        return out
     for t in range(stack.shape[0]):
         view = stack[t].astype(np.float32)
         if extra_axes:
@@ -85,14 +142,23 @@ def transform_stack(stack, rotation_deg, shifts_y, shifts_x, extra_axes=0):
     return out
 
 
-def _transform_data(data, tilt_axis, rotation_deg, shifts_y, shifts_x):
+def _view_seeds(seed, lead_index, t0, t1):
+    # one generator per (element, view): the same draws eager and lazy, whatever the chunks
+    return [[int(seed), int(lead_index), int(t)] for t in range(t0, t1)]
+
+
+def _transform_data(data, tilt_axis, rotation_deg, shifts_y, shifts_x, resample="bilinear", seed=0):
     """Transform numpy or dask ``data`` whose axes from ``tilt_axis`` are (tilt, y, x, *extra)."""
     extra = data.ndim - tilt_axis - 3
+    if resample == "counts" and extra:
+        raise ValueError("resample='counts' moves the counts of 2D views; spectrum images use 'bilinear'.")
     sy, sx = np.asarray(shifts_y, float), np.asarray(shifts_x, float)
+    n_t = data.shape[tilt_axis]
     if isinstance(data, np.ndarray):
         lead = data.shape[:tilt_axis]
         flat = data.reshape((-1,) + data.shape[tilt_axis:])
-        out = np.stack([transform_stack(f, rotation_deg, sy, sx, extra) for f in flat])
+        out = np.stack([transform_stack(f, rotation_deg, sy, sx, extra, resample, _view_seeds(seed, i, 0, n_t))
+                        for i, f in enumerate(flat)])
         return out.reshape(lead + out.shape[1:])
     import dask.array as da
 
@@ -100,11 +166,17 @@ def _transform_data(data, tilt_axis, rotation_deg, shifts_y, shifts_x):
     chunks = {i: (1 if i < tilt_axis else ("auto" if i == tilt_axis else -1)) for i in range(data.ndim)}
     data = data.rechunk(chunks)
 
+    lead_shape = data.shape[:tilt_axis]
+
     def block(b, block_info=None):
-        t0, t1 = block_info[0]["array-location"][tilt_axis]
+        loc = block_info[0]["array-location"]
+        t0, t1 = loc[tilt_axis]
         lead = b.shape[:tilt_axis]
+        # lead chunks are single entries: the flat index of this block's lead position
+        lead_index = int(np.ravel_multi_index([l0 for l0, _ in loc[:tilt_axis]], lead_shape)) if lead_shape else 0
         flat = b.reshape((-1,) + b.shape[tilt_axis:])
-        res = np.stack([transform_stack(f, rotation_deg, sy[t0:t1], sx[t0:t1], extra) for f in flat])
+        res = np.stack([transform_stack(f, rotation_deg, sy[t0:t1], sx[t0:t1], extra, resample,
+                                        _view_seeds(seed, lead_index, t0, t1)) for f in flat])
         return res.reshape(lead + res.shape[1:])
 
     return da.map_blocks(block, data, dtype=np.float32)
@@ -417,7 +489,7 @@ def estimate_alignment(series, method="auto", sigma=None, bin_to=128, pm_iterati
     }
 
 
-def apply_alignment(series, alignment):
+def apply_alignment(series, alignment, resample=None, seed=0):
     """Move ``series`` (element maps or spectrum images) by a stored alignment.
 
     Parameters
@@ -426,12 +498,36 @@ def apply_alignment(series, alignment):
     alignment : dict or signal
         The ``metadata.Tomography.alignment`` of an aligned series, or that
         series itself.
+    resample : None, "counts" or "bilinear"
+        ``"counts"``: every count moves whole to one of the four pixels
+        around its new position (bilinear probabilities, seeded), so integer
+        counts stay Poisson counts; ``"bilinear"``: interpolation. None:
+        ``"counts"`` for element maps holding integer counts, else
+        ``"bilinear"``.
+    seed : int
+        Seed of the ``"counts"`` draws (one generator per element and view).
 
     Returns
     -------
-    A copy of ``series`` (same class, lazy if it is lazy), every element or
-    energy channel and the reference images moved, the alignment in
-    ``metadata.Tomography.alignment`` and in the history.
+    ElementMapTiltSeries or EDXTiltSeries
+        A copy of ``series`` (same class, lazy if it is lazy), every element or
+        energy channel and the reference images moved, the alignment in
+        ``metadata.Tomography.alignment`` and in the history.
+
+    Raises
+    ------
+    ValueError
+        If the alignment lacks shifts or rotation, has another number of
+        views or other tilt angles than ``series``, or was made on views of
+        another aspect ratio.
+
+    Notes
+    -----
+    Views of another pixel count but the same aspect ratio (for example HAADF
+    images at 512 x 512 pixels beside 256 x 256 element maps of the same
+    field of view) are moved by the shifts scaled by the size ratio (the
+    rotation is unchanged); the stored alignment then holds the scaled shifts,
+    the new ``view_shape`` and ``scaled_from_view_shape``.
     """
     if hasattr(alignment, "metadata"):
         if not alignment.metadata.has_item(ALIGNMENT):
@@ -449,14 +545,29 @@ def apply_alignment(series, alignment):
     if sx.size != n or sy.size != n:
         raise ValueError(f"The alignment has {sx.size} views but this series has {n}.")
     if "view_shape" in alignment and tuple(alignment["view_shape"]) != shape:
-        raise ValueError(f"The alignment was made on {tuple(alignment['view_shape'])}-pixel views; these are {shape}.")
+        made = tuple(int(v) for v in alignment["view_shape"])
+        ry, rx = shape[0] / made[0], shape[1] / made[1]
+        if abs(ry / rx - 1) > 0.01:
+            raise ValueError(
+                f"The alignment was made on {made}-pixel views; these are {shape}: the aspect ratio differs "
+                f"(x {rx:.3g}, y {ry:.3g} times), so they cannot cover the same field of view. Crop or resample "
+                "the views to the aligned views' shape or aspect ratio first."
+            )
+        # same field of view at another pixel count (e.g. HAADF images at 2x the maps' pixels):
+        # shifts scale with the pixel count, the rotation does not
+        sx, sy = sx * rx, sy * ry
+        alignment = dict(alignment, shift_x_px=sx.tolist(), shift_y_px=sy.tolist(),
+                         axis_offset_px=float(alignment.get("axis_offset_px", 0.0)) * rx,
+                         view_shape=[int(shape[0]), int(shape[1])], scaled_from_view_shape=list(made))
     if "tilts_deg" in alignment and not np.allclose(alignment["tilts_deg"], series.tilts, atol=1e-3):
         raise ValueError("The alignment was made on other tilt angles than this series'.")
     rot = float(alignment["rotation_deg"])
+    resample = _resample_mode(series, resample)
     refs = series.reference_images
     if refs is not None:
         _check_references(series)
-    out = series._deepcopy_with_new_data(_transform_data(series.data, i, rot, sy, sx))
+    out = series._deepcopy_with_new_data(_transform_data(series.data, i, rot, sy, sx, resample, seed))
+    alignment = dict(alignment, resample=resample, resample_seed=int(seed))
     if refs is not None:
         new_refs = refs._deepcopy_with_new_data(_transform_data(refs.data, 0, rot, sy, sx))
         out.metadata.set_item(f"{NODE}.reference_images", new_refs)
@@ -466,6 +577,28 @@ def apply_alignment(series, alignment):
     append_history(out, "alignment", alignment.get("method", "apply"),
                    {k: v for k, v in alignment.items() if k not in ("order",)})
     return out
+
+
+RESAMPLE = ("counts", "bilinear")
+
+
+def _resample_mode(series, resample):
+    from .signals.element_maps import ElementMapTiltSeries
+
+    if resample is not None:
+        if resample not in RESAMPLE:
+            raise ValueError(f"Unknown resample {resample!r}: choose one of {', '.join(map(repr, RESAMPLE))}.")
+        if resample == "counts" and not isinstance(series, ElementMapTiltSeries):
+            raise ValueError("resample='counts' applies to element maps; spectrum images use 'bilinear'.")
+        return resample
+    if not isinstance(series, ElementMapTiltSeries):
+        return "bilinear"
+    data = series.data
+    if np.issubdtype(data.dtype, np.integer):
+        return "counts"
+    if series._lazy:
+        return "bilinear"  # deciding would mean computing the data
+    return "counts" if np.all(np.isfinite(data)) and np.all(data >= 0) and np.allclose(data, np.round(data)) else "bilinear"
 
 
 def align(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px=0.1, show_progressbar=None):
@@ -486,9 +619,29 @@ def align(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px
 
     Returns
     -------
-    The same class, every element (energy channel, reference image) moved by
-    the same transform; shifts, axis offset and rotation in
-    ``metadata.Tomography.alignment`` and in the history.
+    ElementMapTiltSeries or EDXTiltSeries
+        The same class, every element (energy channel, reference image) moved
+        by the same transform (integer element maps stay integer counts:
+        ``resample="counts"`` of :func:`apply_alignment`); shifts, axis offset and rotation in
+        ``metadata.Tomography.alignment`` and in the history.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, fewer than 3 views, NaN or infinite values, an
+        empty view, or reference images whose number or size does not match
+        the views.
+
+    See Also
+    --------
+    apply_alignment : move another series of the same views by the same amounts.
+
+    Notes
+    -----
+    Shifts and the rotation are bilinear with zeros outside the field of view:
+    counts moved out of the field of view are lost, none wrap around.
+    See ``docs/alignment.rst`` for the methods, the default chain and the
+    results on real data.
     """
     _kind(series)
     alignment = estimate_alignment(series, method=method, sigma=sigma, bin_to=bin_to, pm_iterations=pm_iterations,

@@ -1,4 +1,11 @@
-"""PNG figures with matplotlib (no screen needed)."""
+"""PNG figures with matplotlib (no screen needed, Agg backend).
+
+Every function writes one PNG and returns its path. Images follow the axis
+conventions of :mod:`hyperspy_edxtomo.signals._tilts`: an ``xy`` section is
+shown like the 0-degree view (x across, y -- the tilt axis -- down), ``xz``
+with z (the beam at 0 degrees) down, ``yz`` with y down and z across. Axes
+are in nm (the volume's units) and every image row carries a scale bar.
+"""
 
 import numpy as np
 
@@ -69,42 +76,374 @@ def tilt_montage(maps, path, smooth_px=1.0, max_views=13):
     return _save(fig, path)
 
 
-def volume_cuts(volume, path, truth=None):
-    """Save central xy, xz and yz cuts of every element of a volume as PNG.
+# ----------------------------------------------------------------------------------------
+# volumes
+
+
+def _nice_length(span):
+    """A round scale-bar length about a quarter of ``span``."""
+    target = span / 4
+    if target <= 0:
+        return 1.0
+    mag = 10 ** np.floor(np.log10(target))
+    for m in (5, 2, 1):
+        if m * mag <= target:
+            return float(m * mag)
+    return float(mag)
+
+
+def _scalebar(ax, length, units, color="white"):
+    from matplotlib.offsetbox import AnchoredText  # noqa: F401 (keeps matplotlib import lazy)
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    bar = AnchoredSizeBar(ax.transData, length, f"{length:g} {units}", "lower right", pad=0.3, color=color,
+                          frameon=False, size_vertical=length / 12, fontproperties={"size": 7})
+    ax.add_artist(bar)
+
+
+def _axis_values(volume):
+    return {n: np.asarray(volume.axes_manager[n].axis, dtype=float) for n in "zyx"}
+
+
+def _extent(h, v):
+    """imshow extent for an image whose columns follow ``h`` and rows ``v`` (first row on top)."""
+    dh = (h[1] - h[0]) / 2 if h.size > 1 else 0.5
+    dv = (v[1] - v[0]) / 2 if v.size > 1 else 0.5
+    return (h[0] - dh, h[-1] + dh, v[-1] + dv, v[0] - dv)
+
+
+def _cut_index(values, position):
+    return int(np.clip(np.argmin(np.abs(values - position)), 0, values.size - 1))
+
+
+def _sections(volume, data, position, mode):
+    """{plane: (image, horizontal axis, vertical axis, label)} for cuts or projections."""
+    ax = _axis_values(volume)
+    if mode == "mip":
+        return {
+            "xy": (data.max(0), "x", "y", "max over z"),
+            "xz": (data.max(1), "x", "z", "max over y"),
+            "yz": (data.max(2).T, "z", "y", "max over x"),
+        }
+    if position is None:
+        iz, iy, ix = (n // 2 for n in data.shape)
+    else:
+        x, y, z = position
+        iz, iy, ix = _cut_index(ax["z"], z), _cut_index(ax["y"], y), _cut_index(ax["x"], x)
+    return {
+        "xy": (data[iz], "x", "y", f"z = {ax['z'][iz]:.2f}"),
+        "xz": (data[:, iy, :], "x", "z", f"y = {ax['y'][iy]:.2f}"),
+        "yz": (data[:, :, ix].T, "z", "y", f"x = {ax['x'][ix]:.2f}"),
+    }
+
+
+def _volume_grid(volumes, path, position=None, mode="cuts", elements=None, title=None, cmap="inferno"):
+    plt = _pyplot()
+    first = volumes[0][1]
+    elements = list(first.elements) if elements is None else ([elements] if isinstance(elements, str) else
+                                                               list(elements))
+    scale, units = first.voxel_size
+    n_cols = 3 * len(volumes)
+    fig, axes = plt.subplots(len(elements), n_cols, figsize=(2.0 * n_cols, 2.0 * len(elements) + 0.6),
+                             squeeze=False)
+    for e, name in enumerate(elements):
+        for s_i, (label, vol) in enumerate(volumes):
+            data = vol.element(name).to_numpy()[0].astype(float)
+            vals = _axis_values(vol)
+            vmax = max(float(np.percentile(data.max(0) if mode == "mip" else data, 99.9)), 1e-12)
+            for k, (plane, (img, h, v, where)) in enumerate(_sections(vol, data, position, mode).items()):
+                ax = axes[e, 3 * s_i + k]
+                ax.imshow(img, cmap=cmap, vmin=0, vmax=vmax, extent=_extent(vals[h], vals[v]),
+                          interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_xlabel(f"{h} →", fontsize=7, labelpad=1)
+                # rotated 90 degrees, "←" points down: the direction the axis grows
+                ax.set_ylabel(f"← {v}" if k else f"{name}\n← {v}", fontsize=8 if not k else 7, labelpad=1)
+                if e == 0:
+                    ax.set_title(f"{label}{plane} ({where} {units})" if mode != "mip" else f"{label}{where}",
+                                 fontsize=7)
+                if k == 0 and s_i == 0:
+                    span = vals["x"][-1] - vals["x"][0]
+                    _scalebar(ax, _nice_length(span), units)
+    fig.suptitle(title or "", fontsize=9)
+    return _save(fig, path)
+
+
+def _method(volume):
+    return volume.history[-1]["method"] if volume.history else "?"
+
+
+def volume_cuts(volume, path, truth=None, position=None, elements=None):
+    """Save orthogonal xy, xz and yz cuts of every element of a volume as PNG.
 
     Parameters
     ----------
     volume : ElementVolume
     path : str or Path
     truth : ElementVolume, optional
-        Ground truth (simulations) shown in a second row per element.
+        Ground truth (simulations) shown beside, three more columns.
+    position : None or (x, y, z)
+        Point (nm, the volume's coordinates) the cuts go through, e.g. a
+        particle's ``centre``; None: the box centre.
+    elements : None, str or list of str
+        Elements to show (rows); None: all.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from hyperspy_edxtomo import datasets, plotting
+    >>> vol = datasets.core_shell_phantom(size=32)
+    >>> plotting.volume_cuts(vol, pathlib.Path(tempfile.mkdtemp()) / "cuts.png").suffix
+    '.png'
+    """
+    sources = [("", volume)] + ([("truth ", truth)] if truth is not None else [])
+    scale, units = volume.voxel_size
+    return _volume_grid(sources, path, position=position, elements=elements,
+                        title=f"{_method(volume)}: orthogonal cuts (voxel {scale:.3g} {units})")
+
+
+orthogonal_cuts = volume_cuts
+
+
+def max_projections(volume, path, elements=None, truth=None):
+    """Save maximum-intensity projections along z, y and x of every element as PNG.
+
+    Parameters
+    ----------
+    volume : ElementVolume
+    path : str or Path
+    elements : None, str or list of str
+    truth : ElementVolume, optional
+        Shown beside.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    sources = [("", volume)] + ([("truth ", truth)] if truth is not None else [])
+    scale, units = volume.voxel_size
+    return _volume_grid(sources, path, mode="mip", elements=elements,
+                        title=f"{_method(volume)}: maximum-intensity projections (voxel {scale:.3g} {units})")
+
+
+def _rgb(channels):
+    """(3, ...) non-negative arrays -> (..., 3) RGB in [0, 1], each channel scaled to its 99.5th percentile."""
+    out = []
+    for c in channels:
+        top = float(np.percentile(c, 99.5)) if np.any(c > 0) else 1.0
+        out.append(np.clip(c / max(top, 1e-12), 0, 1))
+    return np.stack(out, axis=-1)
+
+
+def rgb_overlay(volume, path, elements=None, position=None, mode="both"):
+    """Save an RGB overlay of up to three elements (red, green, blue) as PNG.
+
+    Parameters
+    ----------
+    volume : ElementVolume
+    path : str or Path
+    elements : None or list of str
+        Up to three elements, in red, green, blue order; None: the last
+        three of the volume (e.g. Se, S, Zn).
+    position : None or (x, y, z)
+        Point (nm) of the cuts; None: the box centre.
+    mode : {"both", "cuts", "mip"}
+        Orthogonal cuts, maximum-intensity projections, or a row of each.
 
     Returns
     -------
     pathlib.Path
     """
     plt = _pyplot()
-    sources = [("", volume)] + ([("truth ", truth)] if truth is not None else [])
-    elements = volume.elements
-    n_cols = 3 * len(sources)
-    fig, axes = plt.subplots(len(elements), n_cols, figsize=(1.6 * n_cols, 1.7 * len(elements) + 0.5), squeeze=False)
-    for e, name in enumerate(elements):
-        for s_i, (label, vol) in enumerate(sources):
-            data = vol.element(name).to_numpy()[0]  # (z, y, x)
-            nz, ny, nx = data.shape
-            # xy: as the 0 deg view; xz: z down; yz: y (tilt axis) down, z across
-            cuts = {"xy": data[nz // 2], "xz": data[:, ny // 2, :], "yz": data[:, :, nx // 2].T}
-            vmax = max(float(np.percentile(data, 99.9)), 1e-12)
-            for k, (plane, img) in enumerate(cuts.items()):
-                ax = axes[e, 3 * s_i + k]
-                ax.imshow(img, cmap="inferno", vmin=0, vmax=vmax)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if e == 0:
-                    ax.set_title(f"{label}{plane}", fontsize=8)
-                if k == 0 and s_i == 0:
-                    ax.set_ylabel(name, fontsize=9)
+    els = list(volume.elements)
+    if elements is None:
+        elements = els[-3:]
+    elements = [elements] if isinstance(elements, str) else list(elements)
+    if not 1 <= len(elements) <= 3:
+        raise ValueError(f"An RGB overlay takes one to three elements, got {elements}.")
+    for el in elements:
+        if el not in els:
+            raise ValueError(f"Unknown element {el!r}: the volume holds {els}.")
+    if mode not in ("both", "cuts", "mip"):
+        raise ValueError(f"mode must be 'both', 'cuts' or 'mip', got {mode!r}")
+    modes = ["cuts", "mip"] if mode == "both" else [mode]
+    data = [volume.element(el).to_numpy()[0].astype(float) for el in elements]
+    while len(data) < 3:
+        data.append(np.zeros_like(data[0]))
+    vals = _axis_values(volume)
     scale, units = volume.voxel_size
-    method = volume.history[-1]["method"] if volume.history else "?"
-    fig.suptitle(f"{method} reconstruction (voxel {scale:.3g} {units})", fontsize=9)
+    fig, axes = plt.subplots(len(modes), 3, figsize=(6.6, 2.3 * len(modes) + 0.5), squeeze=False)
+    colours = ["red", "green", "blue"]
+    for r, m in enumerate(modes):
+        secs = [_sections(volume, d, position, m) for d in data]
+        for k, plane in enumerate(("xy", "xz", "yz")):
+            img_h_v = [s[plane] for s in secs]
+            _, h, v, where = img_h_v[0]
+            rgb = _rgb([i[0] for i in img_h_v])
+            ax = axes[r, k]
+            ax.imshow(rgb, extent=_extent(vals[h], vals[v]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(f"{h} →", fontsize=7, labelpad=1)
+            ax.set_ylabel(f"← {v}", fontsize=7, labelpad=1)
+            ax.set_title(f"{plane}: {where}" + (f" {units}" if m == "cuts" else ""), fontsize=7)
+            if k == 0:
+                _scalebar(ax, _nice_length(vals["x"][-1] - vals["x"][0]), units)
+    legend = ", ".join(f"{el} {c}" for el, c in zip(elements, colours))
+    fig.suptitle(f"{_method(volume)}: {legend}", fontsize=9)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------------------
+# analysis
+
+
+def fsc_plot(fsc, path, title=None):
+    """Save FSC curves (one per element) with the 0.143 and 1/2-bit thresholds as PNG.
+
+    Parameters
+    ----------
+    fsc : Signal1D
+        From ``vol.fourier_shell_correlation`` or ``maps.fourier_shell_correlation``.
+    path : str or Path
+    title : str, optional
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    plt = _pyplot()
+    info = fsc.metadata.Tomography.FSC
+    elements = list(fsc.metadata.Sample.elements)
+    axis = fsc.axes_manager.signal_axes[0]
+    f = np.asarray(axis.axis)
+    units = info.units
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for e, el in enumerate(elements):
+        c = colours[e % len(colours)]
+        r1, r2 = info.resolution_0143[el], info.resolution_half_bit[el]
+        lim = "≤" if info.nyquist_limited_0143[el] else ""
+        ax.plot(f, fsc.data[e], color=c, lw=1.5, label=f"{el}: {lim}{r1:.2f} {units} (0.143), {r2:.2f} (½-bit)")
+        if np.isfinite(r1) and r1 > 0:
+            ax.plot([1 / r1], [0.143], "o", color=c, ms=4)
+    ax.axhline(0.143, color="0.4", ls="--", lw=1, label="0.143")
+    ax.plot(f, info.half_bit_threshold, color="0.2", ls=":", lw=1.2, label="½-bit")
+    ax.axhline(0, color="0.8", lw=0.6)
+    ax.set_xlim(0, f[-1])
+    ax.set_ylim(-0.2, 1.05)
+    ax.set_xlabel(f"spatial frequency ({axis.units})")
+    ax.set_ylabel("FSC")
+    top = ax.secondary_xaxis("top", functions=(lambda x: 1 / np.maximum(x, 1e-9), lambda x: 1 / np.maximum(x, 1e-9)))
+    top.set_xlabel(f"resolution ({units})", fontsize=8)
+    top.tick_params(labelsize=7)
+    ticks = [t for t in (5, 2, 1, 0.7, 0.5, 0.4) if 1 / t <= f[-1]]
+    top.set_xticks(ticks)
+    ax.legend(fontsize=7, loc="upper right")
+    split = fsc.metadata.get_item("Tomography.FSC.split", None)
+    method = fsc.metadata.get_item("Tomography.FSC.method", None)
+    extra = f" ({method}, {split} halves)" if split else ""
+    ax.set_title(title or f"Fourier shell correlation{extra}", fontsize=9)
+    return _save(fig, path)
+
+
+def shell_thickness_maps(shells, path, particle=0, elements=None, vmax=None):
+    """Save shell-thickness maps (azimuth x elevation) of one particle, one panel per element, as PNG.
+
+    Absent directions (thickness below the presence limit) are hatched grey.
+
+    Parameters
+    ----------
+    shells : ShellMaps
+        From ``vol.shell_maps(...)``.
+    path : str or Path
+    particle : int
+        Index into the particles (0: the largest).
+    elements : None or list of str
+    vmax : None or float
+        Top of the colour scale (nm); None: the largest thickness shown.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    plt = _pyplot()
+    elements = shells.elements if elements is None else ([elements] if isinstance(elements, str) else elements)
+    az = shells.thickness.axes_manager["azimuth"].axis
+    el = shells.thickness.axes_manager["elevation"].axis
+    daz, delv = az[1] - az[0], el[1] - el[0]
+    extent = (az[0] - daz / 2, az[-1] + daz / 2, el[0] - delv / 2, el[-1] + delv / 2)
+    maps = [shells.thickness_map(e, particle) for e in elements]
+    top = vmax or max(float(np.nanmax(m)) for m in maps) or 1.0
+    limit = shells.parameters.get("absent_below_nm", 0)
+    n = len(elements)
+    cols = min(n, 3)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.3 * rows + 0.5), squeeze=False)
+    for k, (name, m) in enumerate(zip(elements, maps)):
+        ax = axes[k // cols, k % cols]
+        im = ax.imshow(np.ma.masked_less(m, limit), origin="lower", extent=extent, aspect="auto", cmap="viridis",
+                       vmin=0, vmax=top, interpolation="nearest")
+        gone = (m < limit).astype(float)
+        if gone.any():
+            ax.contourf(az, el, gone, levels=[0.5, 1.5], colors="0.6", hatches=["////"], alpha=0.9)
+        ax.set_title(f"{name}: absent {100 * shells.absent(name, particle):.1f}% of the surface", fontsize=8)
+        ax.set_xticks([-180, -90, 0, 90, 180])
+        ax.set_yticks([-90, -45, 0, 45, 90])
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("azimuth φ (deg, from +x towards +y)", fontsize=7)
+        ax.set_ylabel("elevation θ (deg, towards +z)", fontsize=7)
+        cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
+        cb.set_label(f"thickness ({shells.units})", fontsize=7)
+        cb.ax.tick_params(labelsize=6)
+    for k in range(n, rows * cols):
+        axes[k // cols, k % cols].axis("off")
+    x, y, z = shells.origins[particle]
+    fig.suptitle(f"Particle {shells.labels[particle]}: element thickness along each direction from "
+                 f"({x:.2f}, {y:.2f}, {z:.2f}) {shells.units}; grey = absent", fontsize=8)
+    return _save(fig, path)
+
+
+def shell_thickness_histogram(shells, path, particle=0, elements=None, bins=None):
+    """Save histograms of the thickness over directions (solid-angle weighted) as PNG.
+
+    Parameters
+    ----------
+    shells : ShellMaps
+    path : str or Path
+    particle : int
+    elements : None or list of str
+    bins : None or int or sequence
+        None: bins a quarter voxel wide.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from .analysis.shells import direction_grid
+
+    plt = _pyplot()
+    elements = shells.elements if elements is None else ([elements] if isinstance(elements, str) else elements)
+    data = shells.thickness.data
+    _, _, w = direction_grid(data.shape[-1], data.shape[-2])
+    maps = [shells.thickness_map(e, particle) for e in elements]
+    top = max(float(np.nanmax(m)) for m in maps)
+    step = shells.parameters.get("absent_below_nm", 0.2) / 4 or 0.05
+    if bins is None:
+        bins = np.arange(0, top + 2 * step, step)
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for name, m in zip(elements, maps):
+        ax.hist(m.ravel(), bins=bins, weights=100 * w.ravel(), histtype="step", lw=1.5,
+                label=f"{name} (absent {100 * shells.absent(name, particle):.1f}%)")
+    limit = shells.parameters.get("absent_below_nm", 0)
+    ax.axvline(limit, color="0.4", ls="--", lw=1, label=f"presence limit {limit:.2g} {shells.units}")
+    ax.set_xlabel(f"thickness along the direction ({shells.units})")
+    ax.set_ylabel("% of directions (solid angle)")
+    ax.legend(fontsize=7)
+    ax.set_title(f"Particle {shells.labels[particle]}: thickness over all directions", fontsize=9)
     return _save(fig, path)

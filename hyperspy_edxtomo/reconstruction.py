@@ -59,11 +59,10 @@ def reconstruct(
     batch_size=None,
     cuda=None,
     show_progressbar=None,
+    return_intermediates=False,
     **parameters,
 ):
     """Implementation of :meth:`ElementMapTiltSeries.reconstruct`."""
-    import dask.array as da
-
     from .signals.element_maps import _show
     from .signals.volume import volume_from_array
 
@@ -95,27 +94,19 @@ def reconstruct(
     batch_size = int(min(max(1, batch_size), n_y))
     show = _show(show_progressbar)
 
-    volumes, used = [], []
     t0 = time.perf_counter()
-    for e, element in enumerate(maps.elements):
-        alg = algorithm.clone_traits()
-        # slices are rows: (y, tilt, x)
-        sino = np.ascontiguousarray(counts[e].transpose(1, 0, 2), dtype=np.float32)
-        alg.prepare(sino, projector, show_progressbar=show)
-        used.append(alg.parameter_values())
-        dsino = da.from_array(sino, chunks=(batch_size, n_t, n_x))
-        kwargs = dict(dtype=np.float32, chunks=(batch_size, projector.n_z, n_x), meta=np.empty((0, 0, 0), np.float32))
-        if alg.slice_halo and n_y > batch_size:
-            halo = min(alg.slice_halo, batch_size)
-            vol = dsino.map_overlap(
-                _run_batch, depth={0: halo, 1: 0, 2: 0}, boundary="none", algorithm=alg, projector=projector,
-                trim=True, **kwargs,
-            )
-        else:
-            vol = dsino.map_blocks(_run_batch, algorithm=alg, projector=projector, **kwargs)
-        volumes.append(_compute(vol, show, f"{method} {element}"))
-    # slices (y, z, x) -> (z, y, x)
-    data = np.stack([v.transpose(1, 0, 2) for v in volumes])
+    algorithm._intermediates = None
+    from .signals.element_maps import _to_nm
+
+    nm, nm_units = _to_nm(*maps.pixel_size)
+    algorithm._pixel_size_nm = nm if nm_units == "nm" else None
+    data, used = algorithm.reconstruct_series(
+        counts, list(maps.elements), projector, batch_size=batch_size, show_progressbar=show
+    )
+    data = np.asarray(data, np.float32)
+    expected = (n_el, projector.n_z, n_y, n_x)
+    if data.shape != expected:
+        raise RuntimeError(f"Algorithm {method!r} returned volumes of shape {data.shape}, expected {expected}.")
     scale, units = maps.pixel_size
     vol = volume_from_array(
         data,
@@ -138,7 +129,77 @@ def reconstruct(
         "seconds": round(time.perf_counter() - t0, 3),
     }
     append_history(vol, "reconstruction", method, params)
+    if return_intermediates:
+        return vol, _intermediate_signals(algorithm.intermediates, maps, vol)
     return vol
+
+
+def reconstruct_elements(algorithm, counts, elements, projector, batch_size=None, show_progressbar=False, label=None):
+    """Reconstruct every element of ``counts`` (element, tilt, y, x) slice by slice.
+
+    What :meth:`ReconstructionAlgorithm.reconstruct_series` does by default:
+    per element, :meth:`~ReconstructionAlgorithm.prepare` on all its
+    sinograms, then batches of slices through dask (``map_overlap`` when the
+    algorithm couples neighbouring slices).
+
+    Returns
+    -------
+    volumes : ndarray
+        ``(element, z, y, x)`` float32.
+    used : list of dict
+        Per element, the parameters used (with what ``prepare`` chose).
+    """
+    import dask.array as da
+
+    n_el, n_t, n_y, n_x = counts.shape
+    if batch_size is None:
+        batch_size = _default_batch(projector)
+    batch_size = int(min(max(1, batch_size), n_y))
+    label = label or algorithm.name
+    volumes, used = [], []
+    for e, element in enumerate(elements):
+        alg = algorithm.clone_traits()
+        # slices are rows: (y, tilt, x)
+        sino = np.ascontiguousarray(counts[e].transpose(1, 0, 2), dtype=np.float32)
+        alg.prepare(sino, projector, show_progressbar=show_progressbar)
+        used.append(alg.parameter_values())
+        dsino = da.from_array(sino, chunks=(batch_size, n_t, n_x))
+        kwargs = dict(dtype=np.float32, chunks=(batch_size, projector.n_z, n_x), meta=np.empty((0, 0, 0), np.float32))
+        if alg.slice_halo and n_y > batch_size:
+            halo = min(alg.slice_halo, batch_size)
+            vol = dsino.map_overlap(
+                _run_batch, depth={0: halo, 1: 0, 2: 0}, boundary="none", algorithm=alg, projector=projector,
+                trim=True, **kwargs,
+            )
+        else:
+            vol = dsino.map_blocks(_run_batch, algorithm=alg, projector=projector, **kwargs)
+        # slices (y, z, x) -> (z, y, x)
+        volumes.append(_compute(vol, show_progressbar, f"{label} {element}").transpose(1, 0, 2))
+    return np.stack(volumes), used
+
+
+def _intermediate_signals(intermediates, maps, vol):
+    """Wrap an algorithm's intermediate arrays as signals of this project.
+
+    ``intermediates`` maps a name to ``("maps", array (element, tilt, y, x), tilts)``,
+    ``("volume", array (element, z, y, x))`` or ``("table", dict)``.
+    """
+    from .signals.element_maps import element_maps_from_array
+    from .signals.volume import volume_from_array
+
+    scale, units = maps.pixel_size
+    nm = scale if units == "nm" else None
+    out = {}
+    for name, item in (intermediates or {}).items():
+        kind = item[0]
+        if kind == "maps":
+            s = element_maps_from_array(item[1], item[2], maps.elements, pixel_size_nm=nm, title=name)
+        elif kind == "volume":
+            s = volume_from_array(item[1], maps.elements, voxel_size_nm=nm, history=get_history(vol), title=name)
+        else:
+            s = item[1]
+        out[name] = s
+    return out
 
 
 def rotate_views(counts, rotation_deg):
@@ -208,6 +269,11 @@ reconstruct.__doc__ = f"""Reconstruct every element of an element-map tilt serie
     cuda : None or bool
         None: use CUDA when present.
     {SHOW_PROGRESSBAR_ARG}
+    return_intermediates : bool
+        Also return a dict of the algorithm's intermediate results as
+        signals (e.g. ``two_step``: the denoised maps, the MBIR volume, the
+        re-projections and their enhanced versions); empty for one-stage
+        algorithms.
     **parameters
         The algorithm's parameters (validated; errors list what is allowed).
     """

@@ -174,3 +174,84 @@ def test_qd1_com_follows_rigid_path(shared_data):
     cy, cx = al._com(sm)
     _, _, rms = al.rigid_path_fit(cy, cx, aligned.tilts)
     assert rms < 1.0
+
+
+def test_apply_alignment_to_views_of_another_size(clean):
+    # the same field of view at twice the pixels (like HAADF beside the maps): shifts scale by 2
+    maps, sx, sy = _observed(clean)
+    aligned = maps.align(method="com")
+    a = aligned.metadata.Tomography.alignment.as_dictionary()
+    counts = np.asarray(maps.data, np.float32)
+    big = np.repeat(np.repeat(counts, 2, axis=2), 2, axis=3) / 4  # same counts, 2x pixels
+    big_maps = het.element_maps_from_array(big, maps.tilts, maps.elements)
+    moved = aligned.apply_alignment(big_maps)
+    b = moved.metadata.Tomography.alignment.as_dictionary()
+    np.testing.assert_allclose(b["shift_x_px"], 2 * np.asarray(a["shift_x_px"]))
+    np.testing.assert_allclose(b["shift_y_px"], 2 * np.asarray(a["shift_y_px"]))
+    assert b["view_shape"] == list(big.shape[2:]) and b["scaled_from_view_shape"] == a["view_shape"]
+    # binned back, the big aligned views match the aligned views
+    ny, nx = big.shape[2:]
+    back = np.asarray(moved.data).reshape(counts.shape[0], counts.shape[1], ny // 2, 2, nx // 2, 2).sum((3, 5))
+    ref = np.asarray(aligned.data)
+    assert np.abs(back - ref).sum() < 0.05 * ref.sum()
+    # another aspect ratio cannot be the same field of view: a clear error
+    wide = het.element_maps_from_array(np.repeat(counts, 2, axis=3), maps.tilts, maps.elements)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        aligned.apply_alignment(wide)
+
+
+def test_lazy_bad_inputs_and_lazy_apply(clean):
+    import dask.array as da
+
+    counts, tilts, elements = clean
+    bad = counts.copy()
+    bad[:, 5, 10, 10] = np.nan
+    lazy = het.element_maps_from_array(da.from_array(bad, chunks=(1, 4, -1, -1)), tilts, elements)
+    with pytest.raises(ValueError, match=r"NaN.*views \[5\]"):
+        lazy.align(method="com")
+    two = het.element_maps_from_array(da.from_array(counts[:, :2]), tilts[:2], elements)
+    with pytest.raises(ValueError, match="at least 3 views"):
+        two.align(method="com")
+    maps, _, _ = _observed(clean)
+    lazy_maps, _, _ = _observed(clean, lazy=True)
+    aligned = maps.align(method="com")
+    moved = aligned.apply_alignment(lazy_maps)
+    assert moved._lazy
+    np.testing.assert_allclose(moved.data.compute(), aligned.data, atol=1e-5)
+
+
+def test_alignment_mismatched_tilts_is_refused(clean):
+    maps, _, _ = _observed(clean)
+    a = maps.align(method="com").metadata.Tomography.alignment.as_dictionary()
+    other = het.element_maps_from_array(np.asarray(maps.data), np.asarray(maps.tilts) + 5, maps.elements)
+    with pytest.raises(ValueError, match="other tilt angles"):
+        al.apply_alignment(other, a)
+    with pytest.raises(ValueError, match="lacks"):
+        al.apply_alignment(maps, {"shift_x_px": a["shift_x_px"]})
+
+
+def test_integer_maps_stay_poisson_counts_after_alignment():
+    maps = datasets.quantum_dot_element_maps(kind="CdSe/ZnS", size=32, seed=2)
+    alignment = {"shift_x_px": np.linspace(-2.3, 1.7, 13).tolist(), "shift_y_px": np.linspace(1.1, -0.6, 13).tolist(),
+                 "rotation_deg": 3.0}
+    moved = al.apply_alignment(maps, alignment)
+    data = moved.to_numpy()
+    assert moved.metadata.Tomography.alignment.resample == "counts"
+    np.testing.assert_array_equal(data, np.round(data))  # whole counts
+    # counts are conserved except those moved out of the field of view
+    assert 0.97 * maps.data.sum() <= data.sum() <= maps.data.sum()
+    # seeded: the same draws again, and lazily
+    np.testing.assert_array_equal(al.apply_alignment(maps, alignment).data, data)
+    np.testing.assert_array_equal(al.apply_alignment(maps.as_lazy(), alignment).to_numpy(), data)
+    # in expectation, the bilinear transform (pure shifts: the same operator)
+    shifts = dict(alignment, rotation_deg=0.0)
+    view = maps.to_numpy()[3, 6].astype(float)
+    mean = np.mean([al.transform_counts(view, 0.0, 1.1, -2.3, np.random.default_rng(k)) for k in range(300)], axis=0)
+    bilinear = al.transform_view(view, 0.0, 1.1, -2.3)
+    assert np.abs(mean - bilinear).max() < 6 * np.sqrt(bilinear.max() / 300) + 0.05
+    # non-integer maps are interpolated, and count-splitting methods keep working after alignment
+    assert al.apply_alignment(maps, shifts, resample="bilinear").metadata.Tomography.alignment.resample == "bilinear"
+    vol = moved.inav[:, 3].reconstruct("tv", iterations=20)
+    assert vol.history[-1]["parameters"]["parameters"]["lam_selection"] == "count-splitting cross-validation"
+    with pytest.raises(ValueError, match="Unknown resample"):
+        al.apply_alignment(maps, alignment, resample="nearest")

@@ -44,6 +44,21 @@ class ElementMapTiltSeries(TiltSeriesMixin, Signal2D):
 
         return reconstruct(self, method=method, **kwargs)
 
+    def fourier_shell_correlation(self, method="tv", split="counts", seed=0, raw=None, return_volumes=False,
+                                  **kwargs):
+        """FSC of two reconstructions of independent halves of these maps.
+
+        Halves: binomially split counts (``split="counts"``) or even/odd
+        tilts (``"tilts"``); for aligned maps pass the unaligned counts as
+        ``raw``. See :func:`hyperspy_edxtomo.analysis.fsc_from_tilt_series`
+        (``kwargs``: ``elements``, ``mask``, ... and the reconstruction's
+        parameters).
+        """
+        from ..analysis.fsc import fsc_from_tilt_series
+
+        return fsc_from_tilt_series(self, method=method, split=split, seed=seed, raw=raw,
+                                    return_volumes=return_volumes, **kwargs)
+
     def align(self, method="auto", show_progressbar=None, **kwargs):
         """Align the views; see :func:`hyperspy_edxtomo.alignment.align`."""
         from ..alignment import align

@@ -27,6 +27,91 @@ class ElementVolume(TiltSeriesMixin, Signal2D):
         ax = self.axes_manager["x"]
         return float(ax.scale), ax.units
 
+    # -- analysis (see hyperspy_edxtomo.analysis) ----------------------------------------
+    def fourier_shell_correlation(self, other, elements=None, mask="auto", mask_dilation_nm=1.0, mask_edge_nm=1.0):
+        """Fourier shell correlation with another reconstruction of the same object.
+
+        See :func:`hyperspy_edxtomo.analysis.fourier_shell_correlation`.
+
+        Returns
+        -------
+        hyperspy.signals.Signal1D
+            FSC over spatial frequency (1/nm) per element; resolutions at
+            0.143 and 1/2-bit in ``metadata.Tomography.FSC``.
+
+        Examples
+        --------
+        >>> from hyperspy_edxtomo import datasets
+        >>> vol = datasets.core_shell_phantom(size=32)
+        >>> fsc = vol.fourier_shell_correlation(vol)
+        >>> bool(abs(fsc.data[:, 1:10] - 1).max() < 1e-9)
+        True
+        """
+        from ..analysis.fsc import fourier_shell_correlation
+
+        return fourier_shell_correlation(self, other, elements=elements, mask=mask,
+                                         mask_dilation_nm=mask_dilation_nm, mask_edge_nm=mask_edge_nm)
+
+    def find_particles(self, elements=None, threshold="otsu", smooth_nm=None, min_size_nm3=None,
+                       profile_max_nm=None):
+        """Segment the particles: centres, equivalent diameters, radial profiles.
+
+        See :func:`hyperspy_edxtomo.analysis.find_particles`.
+
+        Returns
+        -------
+        hyperspy_edxtomo.analysis.ParticleList
+
+        Examples
+        --------
+        >>> from hyperspy_edxtomo import datasets
+        >>> found = datasets.core_shell_phantom(size=32).find_particles()
+        >>> len(found)
+        1
+        """
+        from ..analysis.particles import find_particles
+
+        return find_particles(self, elements=elements, threshold=threshold, smooth_nm=smooth_nm,
+                              min_size_nm3=min_size_nm3, profile_max_nm=profile_max_nm)
+
+    def shell_maps(self, elements=None, particles=None, origin="centroid", n_azimuth=72, n_elevation=36, level=0.5,
+                   absent_below_nm=None, max_radius_nm=None, max_particles=None):
+        """Shell thickness over azimuth x elevation and shell coverage, per particle and element.
+
+        See :func:`hyperspy_edxtomo.analysis.shell_maps`.
+
+        Returns
+        -------
+        hyperspy_edxtomo.analysis.ShellMaps
+
+        Examples
+        --------
+        >>> from hyperspy_edxtomo import datasets
+        >>> vol = datasets.core_shell_phantom(size=40, shell_gap=0.2, seed=3)
+        >>> round(vol.shell_maps(elements="S").absent("S"), 1)
+        0.2
+        """
+        from ..analysis.shells import shell_maps
+
+        return shell_maps(self, elements=elements, particles=particles, origin=origin, n_azimuth=n_azimuth,
+                          n_elevation=n_elevation, level=level, absent_below_nm=absent_below_nm,
+                          max_radius_nm=max_radius_nm, max_particles=max_particles)
+
+    def export(self, path, element=None, overwrite=True):
+        """Write the volume for other programs; the format follows the file suffix.
+
+        See :func:`hyperspy_edxtomo.exports.export_volume` (``.hspy``,
+        ``.zspy``, ``.mrc``, ``.tif``, ``.npy``, ``.vti``).
+
+        Returns
+        -------
+        list of pathlib.Path
+            The files written.
+        """
+        from ..exports import export_volume
+
+        return export_volume(self, path, element=element, overwrite=overwrite)
+
 
 class LazyElementVolume(ElementVolume, LazySignal2D):
     """Lazy (dask) twin of :class:`ElementVolume`."""

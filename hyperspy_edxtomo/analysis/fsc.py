@@ -1,0 +1,458 @@
+"""Fourier shell correlation (FSC) between two independent reconstructions.
+
+The FSC of two volumes ``a`` and ``b`` in the shell of spatial frequencies
+``|k| ~ f`` is
+
+.. math:: FSC(f) = \\frac{\\mathrm{Re}\\sum_{|k| \\in f} A(k) B^*(k)}
+          {\\sqrt{\\sum |A(k)|^2 \\sum |B(k)|^2}}
+
+with ``A``, ``B`` their Fourier transforms. Two reconstructions from
+independent halves of the data (binomially split counts, or even and odd
+tilts) agree where the signal dominates the noise; the resolution is the
+inverse of the frequency where the FSC first falls below a threshold:
+
+* ``0.143`` (Rosenthal & Henderson 2003), and
+* the 1/2-bit curve of van Heel & Schatz (2005),
+  ``T(n) = (0.2071 + 1.9102 / sqrt(n)) / (1.2071 + 0.9102 / sqrt(n))`` with
+  ``n`` the number of voxels in the shell.
+
+Both are for the FSC of *half* data sets: a reconstruction from all the data
+resolves somewhat finer than the number given.
+"""
+
+import numpy as np
+
+from ..metadata import NODE, append_history, get_history
+from ._checks import positive, select_elements, volume_array
+
+__all__ = ["fourier_shell_correlation", "fsc_from_tilt_series", "fsc_curve", "half_bit_threshold", "soft_mask"]
+
+#: The fixed FSC threshold (Rosenthal & Henderson 2003).
+THRESHOLD_0143 = 0.143
+MASK_CHOICES = ("auto", "sphere", None)
+SPLIT_CHOICES = ("counts", "tilts")
+
+
+def half_bit_threshold(n_voxels):
+    """The 1/2-bit threshold curve of van Heel & Schatz (2005).
+
+    Parameters
+    ----------
+    n_voxels : array-like
+        Number of Fourier voxels in each shell.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(0.2071 + 1.9102 / sqrt(n)) / (1.2071 + 0.9102 / sqrt(n))``: 1 for
+        one voxel, tending to 0.1716 for large shells.
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo.analysis import half_bit_threshold
+    >>> [round(float(t), 4) for t in half_bit_threshold([1, 100, 1e12])]
+    [1.0, 0.3067, 0.1716]
+    """
+    n = np.maximum(np.asarray(n_voxels, dtype=float), 1.0)
+    s = 1.0 / np.sqrt(n)
+    return (0.2071 + 1.9102 * s) / (1.2071 + 0.9102 * s)
+
+
+def fsc_curve(a, b, voxel_size=1.0):
+    """FSC of two 3D numpy arrays, shell by shell.
+
+    Shells are one Fourier voxel of the smallest dimension thick
+    (``1 / (min(shape) * voxel_size)``), centred on multiples of that step,
+    from 0 to the Nyquist frequency ``1 / (2 * voxel_size)``.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        Two volumes of the same 3D shape (already masked if wanted).
+    voxel_size : float
+        Voxel size; frequencies are in its inverse units.
+
+    Returns
+    -------
+    frequencies, fsc, n_voxels : numpy.ndarray
+        Shell centres, the FSC (NaN in a shell where either volume has no
+        power) and the number of Fourier voxels in each shell.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo.analysis import fsc_curve
+    >>> a = np.random.default_rng(0).normal(size=(16, 16, 16))
+    >>> f, fsc, n = fsc_curve(a, 2 * a, voxel_size=0.5)
+    >>> bool(np.allclose(fsc, 1)), float(f[-1])
+    (True, 1.0)
+    """
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"fsc_curve needs two 3D arrays of the same shape, got {a.shape} and {b.shape}.")
+    A = np.fft.fftn(a)
+    B = np.fft.fftn(b)
+    freqs = np.meshgrid(*[np.fft.fftfreq(n, d=voxel_size) for n in a.shape], indexing="ij")
+    k = np.sqrt(sum(f**2 for f in freqs))
+    step = 1.0 / (min(a.shape) * voxel_size)
+    n_shells = int(np.floor(0.5 / voxel_size / step + 1e-9)) + 1
+    shell = np.rint(k / step).astype(np.int64).ravel()
+    keep = shell < n_shells
+    shell = shell[keep]
+    num = np.bincount(shell, (A * np.conj(B)).real.ravel()[keep], n_shells)
+    pa = np.bincount(shell, (np.abs(A) ** 2).ravel()[keep], n_shells)
+    pb = np.bincount(shell, (np.abs(B) ** 2).ravel()[keep], n_shells)
+    count = np.bincount(shell, minlength=n_shells)[:n_shells]
+    den = np.sqrt(pa * pb)
+    tiny = 1e-12 * max(float(pa.max()), float(pb.max()), 1e-300)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fsc = np.where((pa > tiny) & (pb > tiny), num / np.where(den > 0, den, 1.0), np.nan)
+    return np.arange(n_shells) * step, np.clip(fsc, -1.0, 1.0), count
+
+
+def crossing(frequencies, fsc, threshold):
+    """First frequency (after the zero shell) where ``fsc`` falls below ``threshold``.
+
+    Linear interpolation between the shells around the crossing.
+
+    Returns
+    -------
+    frequency : float
+        The crossing, or the last frequency if the FSC never falls below.
+    reached_end : bool
+        True if the FSC stays above the threshold up to the last shell (the
+        resolution is then limited by the sampling: at most 2 voxels).
+    """
+    thr = np.broadcast_to(np.asarray(threshold, dtype=float), np.shape(fsc))
+    diff = np.asarray(fsc, dtype=float) - thr
+    diff = np.where(np.isnan(diff), -1.0, diff)  # no power: no correlation
+    below = np.nonzero(diff[1:] < 0)[0]
+    if below.size == 0:
+        return float(frequencies[-1]), True
+    i = int(below[0]) + 1
+    d0, d1 = diff[i - 1], diff[i]
+    t = d0 / (d0 - d1) if d0 > 0 else 0.0
+    return float(frequencies[i - 1] + t * (frequencies[i] - frequencies[i - 1])), False
+
+
+def soft_mask(shape, kind="sphere", data=None, voxel_size=1.0, dilation=1.0, edge=1.0):
+    """A mask with a raised-cosine edge, values in [0, 1], shaped ``shape`` (z, y, x).
+
+    Parameters
+    ----------
+    shape : tuple of int
+    kind : {"sphere", "auto"}
+        ``"sphere"``: the largest sphere in the box (less ``edge``).
+        ``"auto"``: the object in ``data`` (a 3D array), thresholded (Otsu)
+        after a Gaussian smoothing of one voxel, grown by ``dilation``.
+    data : numpy.ndarray, optional
+        Needed for ``"auto"``.
+    voxel_size : float
+    dilation, edge : float
+        Growth of the object and width of the cosine edge, in the units of
+        ``voxel_size``.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    from scipy import ndimage
+
+    edge_vox = max(edge / voxel_size, 1e-6)
+    if kind == "sphere":
+        grids = np.meshgrid(*[np.arange(n) - (n - 1) / 2 for n in shape], indexing="ij")
+        r = np.sqrt(sum(g**2 for g in grids))
+        radius = min(shape) / 2 - edge_vox - 0.5
+        if radius <= 0:
+            raise ValueError(f"The box {shape} is too small for a spherical mask with a {edge} edge.")
+        dist = r - radius
+    elif kind == "auto":
+        from skimage.filters import threshold_otsu
+
+        smooth = ndimage.gaussian_filter(np.asarray(data, dtype=float), 1.0)
+        if not np.ptp(smooth) > 0:
+            raise ValueError("Cannot make a mask from a constant (e.g. empty) volume: pass mask=None or 'sphere'.")
+        obj = smooth > threshold_otsu(smooth)
+        dist = ndimage.distance_transform_edt(~obj) - dilation / voxel_size
+    else:
+        raise ValueError(f"Unknown mask kind {kind!r}: choose one of {MASK_CHOICES} or give an array.")
+    return np.where(dist <= 0, 1.0, np.where(dist >= edge_vox, 0.0, 0.5 + 0.5 * np.cos(np.pi * dist / edge_vox)))
+
+
+def _normalised_sum(data):
+    """Sum over elements, each scaled to its 99.9th percentile (elements weigh alike)."""
+    out = np.zeros(data.shape[1:])
+    for d in data:
+        top = float(np.percentile(d, 99.9))
+        if top > 0:
+            out += d / top
+    return out
+
+
+def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_dilation_nm=1.0, mask_edge_nm=1.0):
+    """Fourier shell correlation between two reconstructions of the same object.
+
+    Parameters
+    ----------
+    volume, other : ElementVolume
+        Two reconstructions from independent halves of the data, of the same
+        shape, voxel size and elements.
+    elements : None, str or list of str
+        Elements to compare; None: all.
+    mask : {"auto", "sphere", None} or array-like
+        Applied to both volumes before the Fourier transform (the same mask
+        for every element):
+
+        * ``"auto"`` (default): the object (both volumes, all elements,
+          Otsu threshold) grown by ``mask_dilation_nm`` with a raised-cosine
+          edge ``mask_edge_nm`` wide -- keeps the noise of the empty
+          surroundings out of the correlation;
+        * ``"sphere"``: the largest sphere in the box with a cosine edge
+          (apodisation of the box edges only);
+        * None: no mask (edges of the box contribute);
+        * an array shaped (z, y, x) with values in [0, 1].
+    mask_dilation_nm, mask_edge_nm : float
+        Growth of the ``"auto"`` mask and width of the soft edge (``"auto"``
+        and ``"sphere"``), in the volume's units (nm).
+
+    Returns
+    -------
+    hyperspy.signals.Signal1D
+        The FSC, navigation axis ``element``, signal axis
+        ``spatial_frequency`` (1/nm) from 0 to Nyquist. In
+        ``metadata.Tomography.FSC``: ``resolution_0143`` and
+        ``resolution_half_bit`` (``{element: value}``, in ``units``),
+        ``nyquist_limited_0143`` / ``nyquist_limited_half_bit``
+        (``{element: bool}``: the FSC never fell below the threshold, so the
+        resolution is only bounded by 2 voxels), ``half_bit_threshold`` and
+        ``shell_voxels`` (per shell). The analysis is in the history.
+
+    Raises
+    ------
+    ValueError
+        Volumes of different shapes, voxel sizes or elements; NaN; an empty
+        or constant volume with ``mask="auto"``; a bad mask.
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo import datasets
+    >>> vol = datasets.core_shell_phantom(size=32)
+    >>> fsc = vol.fourier_shell_correlation(vol)      # identical: FSC = 1
+    >>> fsc.axes_manager.signal_axes[0].units
+    '1/nm'
+    >>> round(fsc.metadata.Tomography.FSC.resolution_0143["Zn"], 3)   # 2 voxels: Nyquist
+    0.378
+    """
+    a, scale, units, els = volume_array(volume, "first volume")
+    b, scale_b, units_b, els_b = volume_array(other, "second volume")
+    if a.shape != b.shape:
+        raise ValueError(f"The two volumes differ in shape: {a.shape} and {b.shape}.")
+    if els != els_b:
+        raise ValueError(f"The two volumes hold different elements: {els} and {els_b}.")
+    if not np.isclose(scale, scale_b, rtol=1e-6) or units != units_b:
+        raise ValueError(f"The two volumes differ in voxel size: {scale} {units} and {scale_b} {units_b}.")
+    idx = select_elements(els, elements)
+    shape = a.shape[1:]
+    if min(shape) < 4:
+        raise ValueError(f"The volumes are too small for an FSC (shape {shape}); at least 4 voxels a side.")
+    mask_dilation_nm = positive(mask_dilation_nm, "mask_dilation_nm", allow_zero=True)
+    mask_edge_nm = positive(mask_edge_nm, "mask_edge_nm", allow_zero=True)
+    if mask is None:
+        m, mask_desc = None, "none"
+    elif isinstance(mask, str):
+        if mask not in ("auto", "sphere"):
+            raise ValueError(f"Unknown mask {mask!r}: choose one of {MASK_CHOICES} or give an array.")
+        ref = _normalised_sum(a[idx]) + _normalised_sum(b[idx]) if mask == "auto" else None
+        m = soft_mask(shape, mask, ref, scale, mask_dilation_nm, mask_edge_nm)
+        mask_desc = mask
+    else:
+        m = np.asarray(mask, dtype=float)
+        if m.shape != shape or not np.all(np.isfinite(m)) or m.min() < 0 or m.max() > 1:
+            raise ValueError(f"A mask array must be shaped {shape} (z, y, x) with values in [0, 1].")
+        mask_desc = "array"
+    if m is not None and not m.any():
+        raise ValueError("The mask is empty: nothing to correlate.")
+
+    curves, res143, res_hb, lim143, lim_hb = [], {}, {}, {}, {}
+    freqs = counts = threshold = None
+    for i in idx:
+        x, y = (a[i], b[i]) if m is None else (a[i] * m, b[i] * m)
+        if m is not None:
+            # remove the (masked) mean so the DC term does not leak into low shells
+            w = m.sum()
+            x = x - m * (x.sum() / w)
+            y = y - m * (y.sum() / w)
+        freqs, fsc, counts = fsc_curve(x, y, scale)
+        threshold = half_bit_threshold(counts)
+        f143, l143 = crossing(freqs, fsc, THRESHOLD_0143)
+        fhb, lhb = crossing(freqs, fsc, threshold)
+        el = els[i]
+        res143[el] = float(1.0 / f143) if f143 > 0 else float("inf")
+        res_hb[el] = float(1.0 / fhb) if fhb > 0 else float("inf")
+        lim143[el], lim_hb[el] = l143, lhb
+        curves.append(fsc)
+
+    from hyperspy.signals import Signal1D
+
+    from ..signals._tilts import element_axis_dict
+
+    names = [els[i] for i in idx]
+    freq_units = f"1/{units}"
+    sig = Signal1D(
+        np.stack(curves),
+        axes=[
+            element_axis_dict(len(names)),
+            {"name": "spatial_frequency", "size": len(freqs), "offset": 0.0, "scale": float(freqs[1] - freqs[0]),
+             "units": freq_units, "navigate": False},
+        ],
+    )
+    sig.metadata.General.title = f"Fourier shell correlation of {volume.metadata.General.title}"
+    sig.metadata.set_item("Sample.elements", names)
+    sig.metadata.set_item("Signal.quantity", "FSC")
+    info = {
+        "resolution_0143": res143,
+        "resolution_half_bit": res_hb,
+        "nyquist_limited_0143": lim143,
+        "nyquist_limited_half_bit": lim_hb,
+        "units": units,
+        "voxel_size": scale,
+        "threshold_0143": THRESHOLD_0143,
+        "half_bit_threshold": threshold.tolist(),
+        "shell_voxels": counts.tolist(),
+        "mask": mask_desc,
+        "mask_dilation_nm": mask_dilation_nm,
+        "mask_edge_nm": mask_edge_nm,
+    }
+    sig.metadata.set_item(f"{NODE}.FSC", info)
+    sig.metadata.set_item(f"{NODE}.history", get_history(volume))
+    append_history(
+        sig,
+        "analysis",
+        "fourier_shell_correlation",
+        {"elements": names, "mask": mask_desc, "mask_dilation_nm": mask_dilation_nm, "mask_edge_nm": mask_edge_nm,
+         "resolution_0143": res143, "resolution_half_bit": res_hb, "units": units,
+         "other_history": get_history(other)[-1:]},
+    )
+    return sig
+
+
+def split_tilt_series(maps, split="counts", seed=0, raw=None):
+    """Two independent halves of an element-map tilt series.
+
+    Parameters
+    ----------
+    maps : ElementMapTiltSeries
+    split : {"counts", "tilts"}
+        ``"counts"``: every count goes to one half or the other at random
+        (binomial thinning, :func:`hyperspy_edxtomo.solvers.count_split`):
+        two series of the same views with half the dose each (needs integer
+        counts). ``"tilts"``: even and odd views (each half has twice the
+        tilt step).
+    seed : int
+        Seed of the count split.
+    raw : None or ElementMapTiltSeries
+        For aligned ``maps`` (interpolated: no longer integer counts) and
+        ``split="counts"``: the unaligned counts of the same views. They are
+        split, and each half is moved by the alignment stored in ``maps``.
+
+    Returns
+    -------
+    (ElementMapTiltSeries, ElementMapTiltSeries)
+    """
+    from ..signals.element_maps import ElementMapTiltSeries
+
+    if not isinstance(maps, ElementMapTiltSeries):
+        raise TypeError(f"Needs an ElementMapTiltSeries, got {type(maps).__name__}.")
+    if split == "counts":
+        from ..solvers import count_split
+
+        source = maps if raw is None else raw
+        counts = source.to_numpy()
+        if raw is None and not np.allclose(counts, np.round(counts)):
+            aligned = maps.metadata.has_item(f"{NODE}.alignment")
+            raise ValueError(
+                "These maps are not integer counts" + (" (they were aligned, i.e. interpolated)" if aligned else "")
+                + ": a count split needs the raw counts. Pass raw=<the unaligned maps> (each half is then moved "
+                "by the stored alignment), or use split='tilts'."
+            )
+        if raw is not None:
+            if not isinstance(raw, ElementMapTiltSeries) or raw.data.shape != maps.data.shape:
+                raise ValueError("raw must be the unaligned ElementMapTiltSeries of the same shape as maps.")
+            if raw.elements != maps.elements or not np.allclose(raw.tilts, maps.tilts):
+                raise ValueError("raw must hold the same elements and tilts as maps.")
+        first, second = count_split(counts, 0.5, seed)
+        halves = []
+        for k, data in enumerate((first, second)):
+            half = source._deepcopy_with_new_data(data)
+            if half._lazy:
+                half.compute()
+            if raw is not None:
+                half = maps.apply_alignment(half)
+            append_history(half, "fsc_split", "counts", {"half": k, "seed": seed})
+            halves.append(half)
+        return tuple(halves)
+    if split == "tilts":
+        n = maps.tilts.size
+        if n < 4:
+            raise ValueError(f"Splitting into even and odd tilts needs at least 4 tilts, got {n}.")
+        halves = []
+        for k in (0, 1):
+            half = maps.inav[k::2].deepcopy()
+            append_history(half, "fsc_split", "tilts", {"half": k, "tilts_deg": half.tilts})
+            halves.append(half)
+        return tuple(halves)
+    raise ValueError(f"Unknown split {split!r}: choose one of {SPLIT_CHOICES}.")
+
+
+def fsc_from_tilt_series(maps, method="tv", split="counts", seed=0, raw=None, elements=None, mask="auto",
+                         mask_dilation_nm=1.0, mask_edge_nm=1.0, return_volumes=False, **reconstruct_params):
+    """Reconstruct two independent halves of a tilt series and their FSC.
+
+    Parameters
+    ----------
+    maps : ElementMapTiltSeries
+        Aligned element maps.
+    method : str
+        Reconstruction method (``hyperspy_edxtomo.list_algorithms()``).
+    split : {"counts", "tilts"}
+        How to make the halves (see :func:`split_tilt_series`).
+    seed : int
+        Seed of the count split.
+    raw : None or ElementMapTiltSeries
+        The unaligned counts when ``maps`` are aligned (see
+        :func:`split_tilt_series`).
+    elements, mask, mask_dilation_nm, mask_edge_nm
+        See :func:`fourier_shell_correlation`.
+    return_volumes : bool
+        Also return the two reconstructions.
+    **reconstruct_params
+        Passed to ``maps.reconstruct`` for both halves (e.g. ``lam``,
+        ``iterations``, ``show_progressbar``).
+
+    Returns
+    -------
+    Signal1D, or (Signal1D, ElementVolume, ElementVolume)
+        The FSC as from :func:`fourier_shell_correlation`, with ``split``,
+        ``seed`` and ``method`` added to ``metadata.Tomography.FSC``. The
+        resolution is that of half the data.
+    """
+    if split not in SPLIT_CHOICES:
+        raise ValueError(f"Unknown split {split!r}: choose one of {SPLIT_CHOICES}.")
+    first, second = split_tilt_series(maps, split, seed, raw=raw)
+    v1 = first.reconstruct(method=method, **reconstruct_params)
+    v2 = second.reconstruct(method=method, **reconstruct_params)
+    fsc = fourier_shell_correlation(v1, v2, elements=elements, mask=mask, mask_dilation_nm=mask_dilation_nm,
+                                    mask_edge_nm=mask_edge_nm)
+    fsc.metadata.set_item(f"{NODE}.FSC.split", split)
+    fsc.metadata.set_item(f"{NODE}.FSC.seed", seed)
+    fsc.metadata.set_item(f"{NODE}.FSC.method", method)
+    return (fsc, v1, v2) if return_volumes else fsc
+
+
+def resolutions(fsc):
+    """``{element: (resolution_0143, resolution_half_bit)}`` from an FSC signal."""
+    info = fsc.metadata.get_item(f"{NODE}.FSC")
+    r1 = info["resolution_0143"]
+    r2 = info["resolution_half_bit"]
+    return {el: (float(r1[el]), float(r2[el])) for el in fsc.metadata.Sample.elements}

@@ -1,0 +1,220 @@
+"""Write element volumes for other programs; every format keeps the voxel size.
+
+===========  ======================================  ==========================================
+suffix       files                                   voxel size stored as
+===========  ======================================  ==========================================
+``.hspy``    one (HyperSpy, class kept)              the axes (nm), with all metadata/history
+``.zspy``    one (HyperSpy, zarr)                    the axes (nm), with all metadata/history
+``.mrc``     one per element: ``name_Se.mrc``, ...   ``voxel_size`` in the header, in Å (MRC
+             (or only ``element``: exactly ``path``) convention, read by IMOD, tomviz, ChimeraX)
+``.tif``     one ImageJ hyperstack, elements as      ImageJ ``spacing`` and x/y ``resolution``
+             channels (``ZCYX``, float32)            (pixels per nm), ``unit="nm"``
+``.npy``     one array (element, z, y, x) and a      ``name.json``: ``voxel_size``, ``units``,
+             ``name.json`` sidecar                   ``elements``, axis order, history
+``.vti``     one VTK XML ImageData, every element    ``Spacing`` (nm) and ``Origin``; opens in
+             a point-data array (raw, appended)      ParaView as a volume with one array per element
+===========  ======================================  ==========================================
+
+All volumes are written as float32 in the numpy order (z, y, x) of each
+element: x runs fastest (the VTK and MRC column order), z is the slowest
+(MRC sections, TIFF pages).
+"""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["export_volume", "read_vti", "read_npy", "FORMATS"]
+
+FORMATS = (".hspy", ".zspy", ".mrc", ".tif", ".tiff", ".npy", ".vti")
+
+
+def _check_path(path, overwrite):
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists: pass overwrite=True to replace it.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def export_volume(volume, path, element=None, overwrite=True):
+    """Write an element volume; the format follows the suffix of ``path``.
+
+    Parameters
+    ----------
+    volume : ElementVolume
+    path : str or Path
+        Output file; its suffix picks the format (see the module table):
+        ``.hspy``, ``.zspy``, ``.mrc``, ``.tif``/``.tiff``, ``.npy``, ``.vti``.
+    element : None or str
+        Write only this element. For ``.mrc`` (one element per file) None
+        writes one file per element, named ``<stem>_<element>.mrc``.
+    overwrite : bool
+        Replace existing files (default) or raise FileExistsError.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written.
+
+    Raises
+    ------
+    ValueError
+        Unknown suffix or element, NaN in the volume.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from hyperspy_edxtomo import datasets
+    >>> vol = datasets.core_shell_phantom(size=16)
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> [p.name for p in vol.export(folder / "dot.mrc", element="Zn")]
+    ['dot.mrc']
+    >>> [p.name for p in vol.export(folder / "dot.mrc")][:2]
+    ['dot_In.mrc', 'dot_P.mrc']
+    """
+    from .metadata import get_history
+    from .signals.volume import ElementVolume
+
+    if not isinstance(volume, ElementVolume):
+        raise TypeError(f"export_volume needs an ElementVolume, got {type(volume).__name__}")
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"Unknown export format {path.suffix!r} for {path}: use one of {FORMATS}.")
+    if element is not None:
+        volume = volume.element(element)
+    scale, units = volume.voxel_size
+    elements = volume.elements
+
+    if suffix in (".hspy", ".zspy"):
+        path = _check_path(path, overwrite)
+        volume.save(path, overwrite=True)
+        return [path]
+
+    data = np.asarray(volume.to_numpy(), dtype=np.float32)
+    if not np.all(np.isfinite(data)):
+        raise ValueError("The volume contains NaN or infinite values; replace them before exporting.")
+
+    if suffix == ".mrc":
+        import mrcfile
+
+        if units != "nm":
+            raise ValueError(f"MRC stores the voxel size in Å; this volume's axes are in {units!r}, not nm.")
+        out = []
+        for e, el in enumerate(elements):
+            p = path if len(elements) == 1 else path.with_name(f"{path.stem}_{el}{path.suffix}")
+            p = _check_path(p, overwrite)
+            with mrcfile.new(p, overwrite=True) as mrc:
+                mrc.set_data(np.ascontiguousarray(data[e]))
+                mrc.voxel_size = scale * 10.0  # Å
+                mrc.update_header_stats()
+                mrc.header.label[0] = f"hyperspy_edxtomo {el} voxel {scale:g} nm".encode()[:80]
+                mrc.header.nlabl = 1
+            out.append(p)
+        return out
+
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        path = _check_path(path, overwrite)
+        stack = np.ascontiguousarray(data.transpose(1, 0, 2, 3))  # (z, c, y, x)
+        tifffile.imwrite(
+            path,
+            stack,
+            imagej=True,
+            resolution=(1.0 / scale, 1.0 / scale),
+            metadata={"spacing": scale, "unit": units if units != "nm" else "nm", "axes": "ZCYX",
+                      "Labels": [f"{el} z={k}" for k in range(stack.shape[0]) for el in elements],
+                      "elements": ",".join(elements)},
+        )
+        return [path]
+
+    if suffix == ".npy":
+        path = _check_path(path, overwrite)
+        side = _check_path(path.with_suffix(".json"), overwrite)
+        np.save(path, data)
+        side.write_text(json.dumps({
+            "elements": elements,
+            "axes": ["element", "z", "y", "x"],
+            "shape": list(data.shape),
+            "voxel_size": scale,
+            "units": units,
+            "title": volume.metadata.General.title,
+            "history": get_history(volume),
+        }, indent=1, default=str))
+        return [path, side]
+
+    # .vti
+    path = _check_path(path, overwrite)
+    _write_vti(path, data, elements, scale, volume)
+    return [path]
+
+
+def _write_vti(path, data, elements, scale, volume):
+    nz, ny, nx = data.shape[1:]
+    origin = [float(volume.axes_manager[n].offset) for n in "xyz"]
+    header = [
+        '<?xml version="1.0"?>',
+        '<VTKFile type="ImageData" version="1.0" byte_order="LittleEndian" header_type="UInt64">',
+        f'  <ImageData WholeExtent="0 {nx - 1} 0 {ny - 1} 0 {nz - 1}" '
+        f'Origin="{origin[0]!r} {origin[1]!r} {origin[2]!r}" Spacing="{scale!r} {scale!r} {scale!r}" '
+        'Direction="1 0 0 0 1 0 0 0 1">',
+        f'    <Piece Extent="0 {nx - 1} 0 {ny - 1} 0 {nz - 1}">',
+        f'      <PointData Scalars="{elements[0]}">',
+    ]
+    offset = 0
+    nbytes = nz * ny * nx * 4
+    for el in elements:
+        header.append(f'        <DataArray type="Float32" Name="{el}" format="appended" offset="{offset}"/>')
+        offset += 8 + nbytes
+    header += [
+        "      </PointData>",
+        "    </Piece>",
+        "  </ImageData>",
+        '  <AppendedData encoding="raw">',
+    ]
+    with open(path, "wb") as f:
+        f.write(("\n".join(header) + "\n   _").encode("ascii"))
+        for e in range(len(elements)):
+            f.write(np.uint64(nbytes).astype("<u8").tobytes())
+            f.write(np.ascontiguousarray(data[e], dtype="<f4").tobytes())
+        f.write(b"\n  </AppendedData>\n</VTKFile>\n")
+
+
+def read_vti(path):
+    """Read a ``.vti`` written by :func:`export_volume` (raw appended Float32 arrays).
+
+    Returns
+    -------
+    data : dict
+        ``{array name: numpy array (z, y, x)}``
+    spacing, origin : tuple of float
+        ``(x, y, z)``.
+    """
+    raw = Path(path).read_bytes()
+    start = raw.index(b"<AppendedData")
+    underscore = raw.index(b"_", raw.index(b">", start)) + 1
+    xml_head = raw[:start].decode("ascii") + "</VTKFile>"
+    root = ET.fromstring(xml_head)
+    image = root.find("ImageData")
+    ext = [int(v) for v in image.get("WholeExtent").split()]
+    nx, ny, nz = ext[1] - ext[0] + 1, ext[3] - ext[2] + 1, ext[5] - ext[4] + 1
+    spacing = tuple(float(v) for v in image.get("Spacing").split())
+    origin = tuple(float(v) for v in image.get("Origin").split())
+    out = {}
+    for arr in image.iter("DataArray"):
+        if arr.get("type") != "Float32" or arr.get("format") != "appended":
+            raise ValueError(f"read_vti reads raw appended Float32 arrays only, got {arr.attrib}")
+        pos = underscore + int(arr.get("offset"))
+        n = int(np.frombuffer(raw[pos:pos + 8], "<u8")[0])
+        out[arr.get("Name")] = np.frombuffer(raw[pos + 8:pos + 8 + n], "<f4").reshape(nz, ny, nx).copy()
+    return out, spacing, origin
+
+
+def read_npy(path):
+    """Read a ``.npy`` export and its ``.json`` sidecar: ``(data, sidecar dict)``."""
+    path = Path(path)
+    return np.load(path), json.loads(path.with_suffix(".json").read_text())

@@ -1,0 +1,150 @@
+"""two_step: the paper's unsupervised deep reconstruction (Han et al. 2021, Fig. 1d).
+
+Q^D denoising, an MBIR volume, re-projection at every ``angle_step`` degrees,
+a projection enhancer Q^S trained only on self-consistency with the measured
+views, then FBP from the enhanced full-angle projections.
+"""
+
+import time
+
+import numpy as np
+from traits.api import Bool, Dict, Enum, Int, Range, Str
+
+from hyperspy_edxtomo import deep_reconstruction as deep
+from hyperspy_edxtomo.algorithms import ReconstructionAlgorithm
+from hyperspy_edxtomo.hookspecs import hookimpl
+from hyperspy_edxtomo.networks import torch_device
+from hyperspy_edxtomo.plugin_manager import get_algorithm
+from hyperspy_edxtomo.projector import Projector
+from hyperspy_edxtomo.reconstruction import reconstruct_elements
+from hyperspy_edxtomo_plugins._deep_common import check_tilt_count, denoise_stage
+from hyperspy_edxtomo_plugins._strength import strength_trait
+from hyperspy_edxtomo_plugins.fbp import FILTERS
+
+
+class TwoStep(ReconstructionAlgorithm):
+    """Q^D -> MBIR -> re-projection -> Q^S -> FBP, no ground truth anywhere."""
+
+    name = "two_step"
+    summary = "Paper's two-step method: Q^D denoising, MBIR, 1-deg re-projection, self-consistent Q^S, FBP"
+
+    denoiser = Str("deep", desc="Q^D: an installed denoiser ('deep', 'gaussian', ...) or 'none' (maps already denoised)")
+    denoiser_parameters = Dict(desc="parameters of the denoiser, e.g. {'steps': 800}")
+    mbir = Enum("tv", "l1", desc="the model-based reconstruction M: 'tv' or 'l1'")
+    lam = strength_trait("MBIR regularisation")
+    mbir_iterations = Range(1, 100_000, 150, desc="iterations of the MBIR solver")
+    mbir_input = Enum("denoised", "counts", desc="what M is reconstructed from: the Q^D output (paper) or raw counts")
+    angle_step = Range(0.1, 10.0, 1.0, desc="re-projection step in degrees over [-90, 90)")
+    enhancer_steps = Range(0, 1_000_000, 300, desc="training steps of Q^S (0: no enhancement, plain re-projections)")
+    enhancer_channels = Range(2, 256, 16, desc="feature channels of Q^S's top level")
+    enhancer_levels = Range(1, 6, 3, desc="resolution levels of Q^S")
+    enhancer_batch = Range(1, 1024, 8, desc="patches per Q^S training step")
+    patch_size = Range(8, 4096, 64, desc="width of Q^S's square training patches, pixels")
+    learning_rate = Range(0.0, 1.0, 1e-3, exclude_low=True, desc="Adam learning rate of Q^S (cosine decay)")
+    target = Enum("denoised", "counts", desc="Q^S's self-consistency target at the measured angles")
+    final = Enum("fbp", "sirt", desc="final reconstruction from the enhanced projections")
+    final_iterations = Range(1, 100_000, 20, desc="iterations when final='sirt'")
+    filter = Enum(*FILTERS, desc="FBP filter of the final reconstruction")
+    constrain = Bool(True, desc="clip negative values of the final volume to 0")
+    seed = Int(0, desc="seed of Q^S (and of the denoiser unless its parameters set one)")
+
+    def reconstruct_series(self, counts, elements, projector, batch_size=None, show_progressbar=False):
+        t0 = time.perf_counter()
+        check_tilt_count(projector, self.name)
+        stages = {}
+        device = torch_device(projector.cuda)
+        # 1. Q^D
+        params = dict(self.denoiser_parameters)
+        y_d, qd_model, qd_used = denoise_stage(counts, elements, projector, self.denoiser, params, self.seed, show_progressbar)
+        stages["denoise_seconds"] = round(time.perf_counter() - t0, 3)
+        # 2. M: MBIR, strength chosen by count splitting on the raw counts
+        t = time.perf_counter()
+        source = y_d if self.mbir_input == "denoised" else counts
+        mbir_cls = get_algorithm(self.mbir)
+        M, mbir_used = [], []
+        for e, element in enumerate(elements):
+            lam, extra = self.lam, {}
+            if lam == "auto":
+                probe = mbir_cls.create(iterations=self.mbir_iterations)
+                probe.prepare(np.ascontiguousarray(counts[e].transpose(1, 0, 2), np.float32), projector, show_progressbar)
+                lam, extra = probe.chosen["lam"], probe.chosen
+            alg = mbir_cls.create(lam=lam, iterations=self.mbir_iterations)
+            vol, _ = reconstruct_elements(alg, source[e : e + 1], [element], projector, batch_size, show_progressbar, f"two_step MBIR ({self.mbir})")
+            M.append(vol[0])
+            mbir_used.append({"lam": float(lam), **{k: v for k, v in extra.items() if k != "lam"}})
+        M = np.stack(M)
+        stages["mbir_seconds"] = round(time.perf_counter() - t, 3)
+        # 3. R: re-projection at the measured and at every angle_step degrees
+        t = time.perf_counter()
+        dense = Projector(deep.dense_angles(self.angle_step), projector.n_x, projector.n_z,
+                          axis_offset_px=projector.axis_offset_px, cuda=projector.cuda)
+        reproj_measured = _project(M, projector)
+        reproj_dense = _project(M, dense)
+        stages["reprojection_seconds"] = round(time.perf_counter() - t, 3)
+        # 4. Q^S, trained on self-consistency at the measured angles only
+        t = time.perf_counter()
+        target = y_d if self.target == "denoised" else counts
+        if self.enhancer_steps > 0:
+            net, scale, qs_log = deep.train_enhancer(
+                reproj_measured.transpose(1, 0, 2, 3), np.asarray(target, np.float32).transpose(1, 0, 2, 3),
+                channels=self.enhancer_channels, levels=self.enhancer_levels, steps=self.enhancer_steps,
+                batch_size=self.enhancer_batch, patch_size=self.patch_size, learning_rate=self.learning_rate,
+                seed=self.seed, device=device, show_progressbar=show_progressbar,
+            )
+            enhanced = deep.apply_enhancer(net, scale, reproj_dense.transpose(1, 0, 2, 3), device).transpose(1, 0, 2, 3)
+        else:
+            qs_log = {"deviance_reprojection": deep._deviance_per_element(
+                np.asarray(target).transpose(1, 0, 2, 3), reproj_measured.transpose(1, 0, 2, 3))}
+            enhanced = reproj_dense
+        wedge = deep.wedge_check(reproj_dense.transpose(1, 0, 2, 3), enhanced.transpose(1, 0, 2, 3),
+                                 dense.tilts_deg, projector.tilts_deg)
+        stages["enhancer_seconds"] = round(time.perf_counter() - t, 3)
+        # 5. the final volume from the full-angle enhanced projections
+        t = time.perf_counter()
+        if self.final == "fbp":
+            final = get_algorithm("fbp").create(filter=self.filter, constrain=self.constrain)
+        else:
+            final = get_algorithm("sirt").create(iterations=self.final_iterations, constrain=self.constrain)
+        volume, _ = reconstruct_elements(final, enhanced, elements, dense, batch_size, show_progressbar, f"two_step {self.final}")
+        fbp_in = get_algorithm("fbp").create(filter=self.filter)
+        fbp_denoised, _ = reconstruct_elements(fbp_in, y_d, elements, projector, batch_size, False, "FBP of Q^D y")
+        stages["final_seconds"] = round(time.perf_counter() - t, 3)
+        stages["seconds"] = round(time.perf_counter() - t0, 3)
+
+        qs_summary = {k: v for k, v in qs_log.items() if k != "losses"}
+        self._intermediates = {
+            "denoised": ("maps", y_d, projector.tilts_deg),
+            "mbir": ("volume", M),
+            "reprojections": ("maps", reproj_dense, dense.tilts_deg),
+            "enhanced": ("maps", enhanced, dense.tilts_deg),
+            "fbp_denoised": ("volume", fbp_denoised),
+            "report": ("table", {"enhancer": qs_log, "wedge_check": wedge, "timings": stages}),
+            "denoiser_model": ("table", qd_model),
+        }
+        base = {k: v for k, v in self.parameter_values().items() if k != "lam"}
+        used = []
+        for e in range(len(elements)):
+            used.append({
+                **base,
+                "lam": mbir_used[e]["lam"],
+                "mbir_lam_selection": {k: v for k, v in mbir_used[e].items() if k != "lam"},
+                "denoiser_used": qd_used,
+                "enhancer": {k: (v[e] if isinstance(v, list) else v) for k, v in qs_summary.items()},
+                "wedge_relative_change": {k: v[e] for k, v in wedge["relative_change"].items()},
+                "timings": stages,
+            })
+        return volume, used
+
+
+def _project(volume, projector):
+    """Re-project ``(element, z, y, x)`` to ``(element, angle, y, x)``."""
+    out = []
+    for v in volume:
+        sino = projector.forward(np.ascontiguousarray(v.transpose(1, 0, 2), np.float32))  # (y, angle, x)
+        out.append(np.clip(sino, 0, None).transpose(1, 0, 2))
+    return np.stack(out).astype(np.float32)
+
+
+@hookimpl
+def edxtomo_reconstruction_algorithms():
+    return [TwoStep]

@@ -1,0 +1,309 @@
+"""Analysis on volumes: FSC, particles, shell maps; the pictures."""
+
+import numpy as np
+import pytest
+
+import hyperspy_edxtomo as het
+from hyperspy_edxtomo import datasets, plotting
+from hyperspy_edxtomo.analysis import (
+    find_particles,
+    fourier_shell_correlation,
+    fsc_curve,
+    half_bit_threshold,
+    shell_maps,
+)
+from hyperspy_edxtomo.analysis.fsc import crossing, split_tilt_series
+
+VOXEL = 0.2
+
+
+def _volume(arrays, elements, lazy=False, voxel=VOXEL):
+    data = np.stack(arrays).astype(np.float32)
+    if lazy:
+        import dask.array as da
+
+        data = da.from_array(data, chunks=data.shape)
+    return het.volume_from_array(data, elements, voxel_size_nm=voxel)
+
+
+def _bandlimited(rng, n, cutoff_frac):
+    """White noise low-passed with a sharp cut at ``cutoff_frac`` of Nyquist."""
+    f = np.meshgrid(*[np.fft.fftfreq(n)] * 3, indexing="ij")
+    k = np.sqrt(sum(x**2 for x in f))
+    return np.fft.ifftn(np.fft.fftn(rng.normal(size=(n,) * 3)) * (k <= 0.5 * cutoff_frac)).real
+
+
+# ---------------------------------------------------------------------------------------
+# FSC
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_fsc_identical_halves_is_one(lazy):
+    vol = datasets.core_shell_phantom(size=32)
+    other = vol.as_lazy() if lazy else vol.deepcopy()
+    fsc = vol.fourier_shell_correlation(other, mask="sphere")
+    assert fsc.axes_manager.signal_axes[0].units == "1/nm"
+    assert fsc.metadata.Sample.elements == vol.elements
+    finite = np.isfinite(fsc.data)
+    assert finite[:, 1:8].all()  # shell 0 (the mean, removed under the mask) is NaN
+    np.testing.assert_allclose(fsc.data[finite], 1.0, atol=1e-9)
+    info = fsc.metadata.Tomography.FSC
+    scale = vol.voxel_size[0]
+    for el in vol.elements:
+        # never falls below: limited by the sampling, 2 voxels
+        assert info.nyquist_limited_0143[el]
+        assert info.resolution_0143[el] == pytest.approx(2 * scale, rel=1e-6)
+    assert fsc.metadata.Tomography.history[-1]["method"] == "fourier_shell_correlation"
+
+
+def test_fsc_curve_signs_and_independent_noise(rng):
+    a = rng.normal(size=(32, 32, 32))
+    f, fsc, n = fsc_curve(a, -3 * a, voxel_size=0.5)
+    np.testing.assert_allclose(fsc, -1.0, atol=1e-12)
+    assert f[-1] == pytest.approx(1.0)  # Nyquist of 0.5 nm voxels: 1/nm
+    assert n.sum() <= a.size and n[0] == 1
+    # independent noise: FSC ~ 0 within a few 1/sqrt(n)
+    _, fsc, n = fsc_curve(a, rng.normal(size=a.shape), voxel_size=0.5)
+    assert np.all(np.abs(fsc[3:]) < 5 / np.sqrt(n[3:]))
+
+
+def test_fsc_equal_snr_is_one_half(rng):
+    s = rng.normal(size=(32,) * 3)
+    a = s + rng.normal(size=s.shape)
+    b = s + rng.normal(size=s.shape)
+    _, fsc, n = fsc_curve(a, b)
+    # SNR 1 in every shell: FSC = SNR / (1 + SNR) = 0.5
+    assert np.abs(np.mean(fsc[4:]) - 0.5) < 0.02
+    assert np.all(np.abs(fsc[4:] - 0.5) < 6 / np.sqrt(n[4:]))
+
+
+def test_fsc_known_resolution_from_band_limited_signal(rng):
+    n, cut = 48, 0.5
+    s = 20 * _bandlimited(rng, n, cut)
+    a = _volume([s + rng.normal(size=s.shape)], ["Zn"])
+    b = _volume([s + rng.normal(size=s.shape)], ["Zn"])
+    fsc = a.fourier_shell_correlation(b, mask=None)
+    info = fsc.metadata.Tomography.FSC
+    f_cut = cut / (2 * VOXEL)  # 1.25 / nm: 0.8 nm
+    step = fsc.axes_manager.signal_axes[0].scale
+    # the crossing lies in the shell that holds the cut-off (half a shell either side)
+    assert abs(1 / info.resolution_0143["Zn"] - f_cut) <= step
+    assert abs(1 / info.resolution_half_bit["Zn"] - f_cut) <= step
+    assert not info.nyquist_limited_0143["Zn"]
+
+
+def test_half_bit_threshold_and_crossing():
+    t = half_bit_threshold([1, 1e10])
+    assert t[0] == pytest.approx(1.0, abs=1e-3) and t[1] == pytest.approx(0.2071 / 1.2071, abs=1e-4)
+    f = np.arange(5.0)
+    fsc = np.array([1, 0.8, 0.4, 0.0, -0.1])
+    freq, limited = crossing(f, fsc, 0.2)
+    assert freq == pytest.approx(2.5) and not limited
+    assert crossing(f, np.ones(5), 0.143) == (4.0, True)
+
+
+def test_fsc_mask_reduces_noise_from_empty_surroundings(rng):
+    vol = datasets.core_shell_phantom(size=32)
+    d = vol.to_numpy()
+    a = _volume(list(d + 0.3 * rng.normal(size=d.shape)), vol.elements, voxel=vol.voxel_size[0])
+    b = _volume(list(d + 0.3 * rng.normal(size=d.shape)), vol.elements, voxel=vol.voxel_size[0])
+    plain = a.fourier_shell_correlation(b, mask=None, elements="Zn")
+    masked = a.fourier_shell_correlation(b, mask="auto", elements="Zn")
+    assert masked.metadata.Tomography.FSC.mask == "auto"
+    # noise outside the particle is cut away: the masked FSC resolves finer
+    r_plain = plain.metadata.Tomography.FSC.resolution_0143["Zn"]
+    r_masked = masked.metadata.Tomography.FSC.resolution_0143["Zn"]
+    assert not plain.metadata.Tomography.FSC.nyquist_limited_0143["Zn"]
+    assert r_masked < r_plain
+
+
+def test_fsc_bad_inputs():
+    vol = datasets.core_shell_phantom(size=16)
+    with pytest.raises(ValueError, match="shape"):
+        vol.fourier_shell_correlation(datasets.core_shell_phantom(size=20))
+    with pytest.raises(ValueError, match="elements"):
+        vol.inav[:, 0:2].fourier_shell_correlation(vol.inav[:, 1:3])
+    bad = vol.deepcopy()
+    bad.data[0, 1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        vol.fourier_shell_correlation(bad)
+    empty = vol._deepcopy_with_new_data(np.zeros_like(vol.data))
+    with pytest.raises(ValueError, match="empty"):
+        empty.fourier_shell_correlation(empty)
+    with pytest.raises(ValueError, match="mask"):
+        vol.fourier_shell_correlation(vol, mask="box")
+    with pytest.raises(ValueError, match="Unknown element"):
+        vol.fourier_shell_correlation(vol, elements="Cu")
+    with pytest.raises(TypeError, match="ElementVolume"):
+        fourier_shell_correlation(vol, np.zeros((5, 16, 16, 16)))
+
+
+@pytest.mark.parametrize("split", ["counts", "tilts"])
+def test_fsc_from_tilt_series(split):
+    maps = datasets.quantum_dot_element_maps(size=24, seed=0, counts_per_tilt=20000)
+    maps = maps.inav[:, 3:]  # S, Zn
+    fsc, v1, v2 = maps.fourier_shell_correlation(method="sirt", split=split, seed=3, return_volumes=True,
+                                                  iterations=30, show_progressbar=False)
+    info = fsc.metadata.Tomography.FSC
+    assert info.split == split and info.method == "sirt"
+    assert not np.allclose(v1.data, v2.data)  # two different halves
+    for el in ("S", "Zn"):
+        # well resolved at low frequency, not perfect at the finest
+        assert fsc.data[fsc.metadata.Sample.elements.index(el), 1] > 0.8
+        assert 2 * v1.voxel_size[0] - 1e-9 <= info.resolution_0143[el] < 3.0
+    if split == "counts":
+        total = maps.to_numpy().sum()
+        h1, h2 = split_tilt_series(maps, "counts", seed=3)
+        assert h1.to_numpy().sum() + h2.to_numpy().sum() == pytest.approx(total)
+    else:
+        assert v1.history[-2]["step"] == "fsc_split"
+
+
+def test_fsc_split_needs_counts():
+    maps = datasets.quantum_dot_element_maps(size=16, seed=0).inav[:, 3:]
+    floats = maps._deepcopy_with_new_data(maps.data + 0.5)
+    with pytest.raises(ValueError, match="integer counts"):
+        split_tilt_series(floats, "counts")
+    with pytest.raises(ValueError, match="split"):
+        split_tilt_series(maps, "halves")
+
+
+# ---------------------------------------------------------------------------------------
+# particles
+
+
+def _two_dots(size=48, voxel=VOXEL):
+    """Two uniform balls of radii 5 and 3.5 voxels at known places; Zn everywhere, Se in the big one only."""
+    z, y, x = np.mgrid[:size, :size, :size].astype(float)
+    big = ((x - 14) ** 2 + (y - 20) ** 2 + (z - 24) ** 2) <= 5**2
+    small = ((x - 34) ** 2 + (y - 30) ** 2 + (z - 20) ** 2) <= 3.5**2
+    zn = (big | small).astype(float)
+    se = big.astype(float) * 0.5
+    return _volume([se, zn], ["Se", "Zn"], voxel=voxel), big, small
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_find_particles_two_dots(lazy):
+    vol, big, small = _two_dots()
+    if lazy:
+        vol = vol.as_lazy()
+    found = vol.find_particles(smooth_nm=0)
+    assert len(found) == 2
+    ax = {n: vol.axes_manager[n] for n in "xyz"}
+    for p, mask, (cx, cy, cz) in zip(found, (big, small), ((14, 20, 24), (34, 30, 20))):
+        expected = (ax["x"].offset + cx * VOXEL, ax["y"].offset + cy * VOXEL, ax["z"].offset + cz * VOXEL)
+        np.testing.assert_allclose(p.centre, expected, atol=0.3 * VOXEL)
+        d_true = (6 * mask.sum() / np.pi) ** (1 / 3) * VOXEL
+        assert p.equivalent_diameter == pytest.approx(d_true, rel=0.1)
+        assert p.radial_profile.axes_manager.signal_axes[0].units == "nm"
+    # Se in the big dot only
+    prof = found[0].radial_profile.data
+    assert prof[0, 0] == pytest.approx(0.5, rel=0.05) and prof[1, 0] == pytest.approx(1.0, rel=0.05)
+    assert found[1].radial_profile.data[0, 0] == pytest.approx(0.0, abs=1e-9)
+    assert found.history[-1]["method"] == "find_particles"
+    assert "d_eq" in str(found) and len(found.as_table()) == 2
+
+
+def test_find_particles_min_size_and_errors():
+    vol, _, _ = _two_dots()
+    one = vol.find_particles(smooth_nm=0, min_size_nm3=250 * VOXEL**3)  # the small ball has ~180 voxels
+    assert len(one) == 1
+    with pytest.raises(ValueError, match="No particle found"):
+        vol.find_particles(smooth_nm=0, min_size_nm3=1e6)
+    empty = vol._deepcopy_with_new_data(np.zeros_like(vol.data))
+    with pytest.raises(ValueError, match="empty"):
+        empty.find_particles()
+    with pytest.raises(ValueError, match="threshold"):
+        vol.find_particles(threshold=1.5)
+
+
+# ---------------------------------------------------------------------------------------
+# shells
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.1, 0.25])
+def test_shell_gap_is_found(gap):
+    vol = datasets.core_shell_phantom(size=40, shell_gap=gap, seed=1)
+    shells = vol.shell_maps(elements=["S", "Zn", "Se"], n_azimuth=48, n_elevation=24)
+    truth = vol.metadata.Simulation.phantom.shell_gap_fraction
+    assert shells.absent("S") == pytest.approx(truth, abs=0.03)
+    assert shells.absent("Zn") == 0.0  # ZnSe under the gap
+    assert shells.absent("Se") == 0.0
+    t = shells.thickness_map("S")
+    assert t.shape == (24, 48)
+    # where present, the ZnS shell is about as thick as it was made
+    made = vol.metadata.Simulation.phantom.layers.ZnS
+    thick = made.outer_radius_nm - made.inner_radius_nm
+    assert np.median(t[t > 0]) == pytest.approx(thick, rel=0.35)
+
+
+def test_shell_coverage_robust_to_origin():
+    vol = datasets.core_shell_phantom(size=40, shell_gap=0.15, seed=4)
+    particles = vol.find_particles()
+    base = vol.shell_maps(elements="S", particles=particles, n_azimuth=48, n_elevation=24)
+    centre = np.array(particles[0].centre)
+    scale = vol.voxel_size[0]
+    for shift in ([2, 0, 0], [0, -2, 2], [-2, 2, -1]):
+        moved = vol.shell_maps(elements="S", particles=particles, origin=tuple(centre + scale * np.array(shift)),
+                               n_azimuth=48, n_elevation=24)
+        assert abs(moved.absent("S") - base.absent("S")) < 0.02
+    with pytest.raises(ValueError, match="not inside"):
+        vol.shell_maps(particles=particles, origin=(100.0, 0.0, 0.0))
+
+
+def test_shell_maps_signal_and_errors():
+    vol = datasets.core_shell_phantom(size=32, shell_gap=0.2, seed=0)
+    shells = vol.shell_maps(elements=["S", "Se"], n_azimuth=36, n_elevation=18)
+    s = shells.thickness
+    assert s.data.shape == (1, 2, 18, 36)
+    assert [a.units for a in s.axes_manager.signal_axes] == ["deg", "deg"]
+    assert shells.history[-1]["method"] == "shell_maps"
+    assert shells.coverage[0, 0] == pytest.approx(1 - shells.absent("S"))
+    with pytest.raises(ValueError, match="level"):
+        vol.shell_maps(level=1.5)
+    with pytest.raises(ValueError, match="Unknown element"):
+        vol.shell_maps(elements="Cu")
+    with pytest.raises(TypeError, match="ParticleList"):
+        shell_maps(vol, particles=[1, 2])
+
+
+# ---------------------------------------------------------------------------------------
+# pictures
+
+
+def test_figures_written(tmp_path):
+    from matplotlib.image import imread
+
+    vol = datasets.core_shell_phantom(size=32, shell_gap=0.2, seed=0)
+    fsc = vol.fourier_shell_correlation(vol, mask="sphere", elements=["S", "Zn"])
+    shells = vol.shell_maps(elements=["Se", "S", "Zn"], n_azimuth=36, n_elevation=18)
+    paths = [
+        plotting.volume_cuts(vol, tmp_path / "cuts.png", truth=vol, position=find_particles(vol)[0].centre,
+                             elements=["S", "Zn"]),
+        plotting.max_projections(vol, tmp_path / "mip.png", elements=["Se", "S"]),
+        plotting.rgb_overlay(vol, tmp_path / "rgb.png", elements=["Se", "S", "Zn"]),
+        plotting.fsc_plot(fsc, tmp_path / "fsc.png"),
+        plotting.shell_thickness_maps(shells, tmp_path / "shells.png"),
+        plotting.shell_thickness_histogram(shells, tmp_path / "hist.png"),
+    ]
+    for p in paths:
+        img = imread(p)
+        assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 0.01  # not blank
+    with pytest.raises(ValueError, match="three"):
+        plotting.rgb_overlay(vol, tmp_path / "x.png", elements=["In", "P", "Se", "S"])
+
+
+def test_hyperspy_plot_still_works():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vol = datasets.core_shell_phantom(size=16)
+    maps = datasets.quantum_dot_element_maps(size=16, seed=0)
+    fsc = vol.fourier_shell_correlation(vol, mask="sphere")
+    shells = vol.shell_maps(elements="S", n_azimuth=16, n_elevation=8)
+    for s in (vol, maps, fsc, shells.thickness, find_particles(vol)[0].radial_profile):
+        s.plot()
+        assert len(plt.get_fignums()) >= 1
+        plt.close("all")

@@ -1,0 +1,222 @@
+"""two_step and end_to_end: the paper's deep reconstructions, trained on small simulated series."""
+
+import numpy as np
+import pytest
+
+import hyperspy_edxtomo as het
+from hyperspy_edxtomo import datasets, metrics
+from hyperspy_edxtomo.deep_reconstruction import EndToEndModel, dense_angles
+from hyperspy_edxtomo.signals import ElementMapTiltSeries, ElementVolume
+
+# small and quick: seconds per reconstruction on a 2-core CPU
+FAST = dict(denoiser="gaussian", lam=2.0, mbir_iterations=30, enhancer_steps=40, patch_size=32, angle_step=3.0)
+E2E_FAST = dict(steps=30, patch_size=16, channels=4, levels=2)
+
+
+@pytest.fixture(scope="module")
+def qd():
+    maps = datasets.quantum_dot_element_maps(kind="CdSe/ZnS", size=32, seed=3)
+    return maps, maps.metadata.Simulation.ground_truth.data
+
+
+@pytest.fixture(scope="module")
+def two_step_run(qd):
+    maps, _ = qd
+    return maps.reconstruct("two_step", return_intermediates=True, **FAST)
+
+
+def test_two_step_volume_metadata_and_intermediates(qd, two_step_run):
+    maps, truth = qd
+    vol, inter = two_step_run
+    assert isinstance(vol, ElementVolume)
+    assert vol.data.shape == (4, 32, 32, 32) and vol.elements == maps.elements
+    assert vol.voxel_size == maps.pixel_size
+    assert np.all(vol.data >= 0)
+    step = vol.history[-1]
+    assert step["method"] == "two_step"
+    used = step["parameters"]["parameters"]
+    assert set(used) == set(maps.elements)  # per element: lam, Q^S scores, wedge check
+    assert used["Zn"]["lam"] == 2.0 and used["Zn"]["denoiser_used"]["method"] == "gaussian"
+    assert set(used["Zn"]["wedge_relative_change"]) == {"measured range", "missing wedge"}
+    # every stage can be inspected, with the right classes and geometry
+    assert isinstance(inter["denoised"], ElementMapTiltSeries)
+    np.testing.assert_allclose(inter["denoised"].tilts, maps.tilts)
+    assert isinstance(inter["mbir"], ElementVolume) and inter["mbir"].data.shape == vol.data.shape
+    for name in ("reprojections", "enhanced"):
+        assert isinstance(inter[name], ElementMapTiltSeries)
+        np.testing.assert_allclose(inter[name].tilts, dense_angles(3.0))
+        assert inter[name].data.shape == (4, 60, 32, 32)
+    # the denoiser keeps the dose of every map
+    np.testing.assert_allclose(inter["denoised"].data.sum(axis=(2, 3)), maps.data.sum(axis=(2, 3)), rtol=1e-4)
+    for e, el in enumerate(maps.elements):
+        assert metrics.pearson(vol.data[e], truth[e]) > 0.75, el
+
+
+def test_enhancer_learns_self_consistency_at_measured_angles(two_step_run):
+    _, inter = two_step_run
+    report = inter["report"]["enhancer"]
+    before, after = np.array(report["deviance_reprojection"]), np.array(report["deviance_enhanced"])
+    # trained only on the measured views, Q^S must fit them better than the bare re-projection
+    assert np.all(after < before)
+    losses = report["losses"]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    wedge = inter["report"]["wedge_check"]
+    assert len(wedge["relative_change_per_angle"]) == 60
+
+
+def test_two_step_without_enhancer_gives_back_the_mbir_volume(qd):
+    maps, _ = qd
+    vol, inter = maps.inav[:, 3].reconstruct("two_step", return_intermediates=True, **{**FAST, "enhancer_steps": 0})
+    # FBP of the MBIR volume's full-angle re-projections: the same volume, through the same projector
+    assert metrics.pearson(vol.data[0], inter["mbir"].data[0]) > 0.95
+    np.testing.assert_array_equal(inter["enhanced"].data, inter["reprojections"].data)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_two_step_is_seeded_and_works_lazy(qd, two_step_run, lazy):
+    maps, _ = qd
+    m = maps.as_lazy() if lazy else maps
+    vol = m.reconstruct("two_step", **FAST)
+    np.testing.assert_allclose(vol.data, two_step_run[0].data, rtol=1e-5, atol=1e-6)
+
+
+def test_two_step_with_the_deep_denoiser(qd):
+    maps, _ = qd
+    vol, inter = maps.inav[:, 2:].reconstruct(
+        "two_step", return_intermediates=True, **{**FAST, "denoiser": "deep"}, denoiser_parameters={"steps": 20}
+    )
+    assert vol.history[-1]["parameters"]["parameters"]["S"]["denoiser_used"]["method"] == "deep"
+    assert inter["denoiser_model"] is not None
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"denoiser": "nope"}, "Installed methods"),
+        ({"mbir": "sirt"}, "one of 'tv', 'l1'"),
+        ({"angle_step": 0}, "angle_step"),
+        ({"denoiser_parameters": {"sigma": -1}}, "sigma"),
+    ],
+)
+def test_two_step_bad_parameters(qd, params, message):
+    maps, _ = qd
+    with pytest.raises(ValueError, match=message):
+        maps.reconstruct("two_step", **{**FAST, **params})
+
+
+@pytest.mark.parametrize("method", ["two_step", "end_to_end"])
+def test_too_few_tilts(qd, method, tmp_path):
+    maps, _ = qd
+    with pytest.raises(ValueError, match="at least 3 tilts"):
+        maps.inav[5:7].reconstruct(method, weights=str(tmp_path / "w.pt")) if method == "end_to_end" else \
+            maps.inav[5:7].reconstruct(method, **FAST)
+
+
+@pytest.fixture(scope="module")
+def e2e_weights(qd, tmp_path_factory):
+    maps, _ = qd
+    path = tmp_path_factory.mktemp("weights") / "t.pt"
+    model = het.train_end_to_end(maps, out=path, two_step=FAST, **E2E_FAST)
+    return model, path
+
+
+def test_end_to_end_trains_saves_and_reconstructs(qd, e2e_weights):
+    maps, truth = qd
+    model, path = e2e_weights
+    losses = model.training_log["losses"]
+    assert len(losses) == 30 and np.mean(losses[-5:]) < np.mean(losses[:5])
+    loaded = EndToEndModel.load(path)
+    assert loaded.elements == list(maps.elements) and loaded.voxel_size_nm == pytest.approx(maps.pixel_size[0])
+    vol, inter = maps.reconstruct("end_to_end", weights=str(path), denoiser="gaussian", return_intermediates=True)
+    assert isinstance(vol, ElementVolume) and vol.data.shape == (4, 32, 32, 32)
+    # one pass of the loaded network over FBP(Q^D y): the plugin is exactly that
+    np.testing.assert_allclose(vol.data, loaded.predict(inter["fbp_denoised"].data), rtol=1e-5, atol=1e-6)
+    assert vol.history[-1]["method"] == "end_to_end"
+    for e in range(4):
+        assert metrics.pearson(vol.data[e], truth[e]) > 0.6
+
+
+def test_end_to_end_refuses_without_or_with_wrong_weights(qd, e2e_weights, tmp_path):
+    maps, _ = qd
+    model, path = e2e_weights
+    with pytest.raises(ValueError, match="train_end_to_end"):
+        maps.reconstruct("end_to_end")
+    with pytest.raises(FileNotFoundError, match="train_end_to_end"):
+        maps.reconstruct("end_to_end", weights=str(tmp_path / "missing.pt"))
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a weights file")
+    with pytest.raises(ValueError, match="not an end-to-end weights file"):
+        maps.reconstruct("end_to_end", weights=str(junk))
+    # other elements
+    with pytest.raises(ValueError, match="trained on elements"):
+        maps.inav[:, :2].reconstruct("end_to_end", weights=str(path))
+    # other pixel size
+    other = het.element_maps_from_array(maps.data, maps.tilts, maps.elements, pixel_size_nm=0.5)
+    with pytest.raises(ValueError, match="nm voxels"):
+        other.reconstruct("end_to_end", weights=str(path))
+    # weights that do not fit the network their settings describe
+    import torch
+
+    blob = torch.load(path, weights_only=True)
+    blob["config"]["channels"] = 8
+    bad = tmp_path / "bad.pt"
+    torch.save(blob, bad)
+    with pytest.raises(ValueError, match="do not fit the network"):
+        maps.reconstruct("end_to_end", weights=str(bad))
+
+
+def test_end_to_end_stored_denoiser(qd, tmp_path):
+    maps, _ = qd
+    sub = maps.inav[:, 2:]
+    path = tmp_path / "t.pt"
+    model = het.train_end_to_end(
+        sub, out=path, two_step={**FAST, "denoiser": "deep", "denoiser_parameters": {"steps": 10}}, **E2E_FAST
+    )
+    assert model.get_denoiser() is not None
+    vol = sub.reconstruct("end_to_end", weights=str(path))  # default: the Q^D saved with the weights
+    assert vol.history[-1]["parameters"]["parameters"]["denoiser_used"]["pretrained"] is True
+    no_qd = tmp_path / "no_qd.pt"
+    model.set_denoiser(None)
+    model.save(no_qd)
+    with pytest.raises(ValueError, match="hold no Q\\^D"):
+        sub.reconstruct("end_to_end", weights=str(no_qd))
+
+
+def test_train_end_to_end_bad_input(qd):
+    maps, _ = qd
+    with pytest.raises(ValueError, match="at least one"):
+        het.train_end_to_end([])
+    with pytest.raises(ValueError, match="same elements"):
+        het.train_end_to_end([maps, maps.inav[:, :2]], two_step=FAST)
+    with pytest.raises(ValueError, match="Unknown end-to-end settings"):
+        EndToEndModel(["Zn"], widths=3)
+
+
+def test_command_line_two_step_and_end_to_end(qd, tmp_path, capsys):
+    import hyperspy.api as hs
+
+    from hyperspy_edxtomo.cli import main
+
+    maps, _ = qd
+    sub = maps.inav[:, 3]
+    sub.save(tmp_path / "maps.hspy")
+    params = [a for k, v in FAST.items() for a in ("--param", f"{k}={v}")]
+    out = tmp_path / "out"
+    assert main(["--quiet", "reconstruct", str(tmp_path / "maps.hspy"), "--method", "two_step", *params, "--out", str(out)]) == 0
+    vol = hs.load(out / "volume_two_step.hspy")
+    assert isinstance(vol, ElementVolume) and vol.history[-1]["method"] == "two_step"
+    assert vol.history[-1]["parameters"]["parameters"]["lam"] == FAST["lam"]
+    # end_to_end: refused without weights, with a message saying how to get them
+    assert main(["--quiet", "reconstruct", str(tmp_path / "maps.hspy"), "--method", "end_to_end", "--out", str(out)]) == 2
+    assert "train_end_to_end" in capsys.readouterr().err
+    weights = tmp_path / "t.pt"
+    two = [a for k, v in FAST.items() for a in ("--two-step-param", f"{k}={v}")]
+    net = [a for k, v in E2E_FAST.items() for a in ("--param", f"{k}={v}")]
+    assert main(["--quiet", "train-end-to-end", str(tmp_path / "maps.hspy"), "--out", str(weights), *two, *net]) == 0
+    assert main(["--quiet", "reconstruct", str(tmp_path / "maps.hspy"), "--method", "end_to_end", "--weights",
+                 str(weights), "--param", "denoiser=gaussian", "--out", str(out)]) == 0
+    assert hs.load(out / "volume_end_to_end.hspy").history[-1]["method"] == "end_to_end"
+    # bad input names the file
+    (tmp_path / "volume.hspy").write_bytes(b"")
+    assert main(["--quiet", "reconstruct", str(tmp_path / "missing.hspy"), "--out", str(out)]) == 2
+    assert "missing.hspy" in capsys.readouterr().err
