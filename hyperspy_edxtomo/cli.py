@@ -1,8 +1,16 @@
 """The ``edxtomo`` command line.
 
-``edxtomo demo`` runs the main job on simulated data; ``edxtomo maps`` turns
-vendor files (one per tilt) into element maps; ``edxtomo algorithms`` lists the
-installed reconstruction algorithms (built-in and plugins) and their parameters.
+``edxtomo run`` does the whole job from vendor files (load, element maps,
+alignment, optional denoising, reconstruction, Fourier shell correlation,
+particles and shells, pictures, exports and a report; see
+:mod:`hyperspy_edxtomo.pipeline`); ``edxtomo demo`` runs it on a simulated
+quantum dot. One sub-command per step: ``maps``, ``align``, ``denoise``,
+``reconstruct``, ``analyse``, ``export``, ``train-end-to-end``; ``algorithms``
+and ``denoisers`` list the installed methods and their parameters.
+
+Exit codes: 0 success, 2 bad input (missing or corrupt file, unknown element
+or method, tilts that do not fit, results already in the output folder); the
+message names the file or option.
 """
 
 import argparse
@@ -26,10 +34,8 @@ def _save_maps(maps, out, stem, overwrite=True):
 
 
 def cmd_demo(args):
-    import numpy as np
-
     from . import datasets
-    from .plotting import volume_cuts
+    from .pipeline import run_pipeline
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -38,22 +44,16 @@ def cmd_demo(args):
     out.mkdir(parents=True, exist_ok=True)
     series.save(out / "tilt_series.hspy", overwrite=True)
     elements = list(series.metadata.Sample.elements)
-    print(f"Extracting element maps of {elements} from {len(series.tilts)} tilts ...")
-    maps = series.get_element_maps(elements, show_progressbar=not args.quiet)
-    hspy, png = _save_maps(maps, out, "element_maps")
-    totals = maps.to_numpy().sum(axis=(2, 3)).mean(axis=1)
-    for el, n in zip(maps.elements, totals):
-        print(f"  {el:>2}: {n:7.0f} counts per tilt")
-    print(f"Reconstructing with {args.method} ...")
-    volume = maps.reconstruct(args.method, show_progressbar=not args.quiet)
-    volume.save(out / "volume.hspy", overwrite=True)
     truth = series.metadata.Simulation.ground_truth
-    cuts = volume_cuts(volume, out / "volume_cuts.png", truth=truth)
-    for el in volume.elements:
-        r = np.corrcoef(volume.element(el).to_numpy().ravel(), truth.element(el).to_numpy().ravel())[0, 1]
-        print(f"  {el:>2}: Pearson correlation with the ground truth {r:.3f}")
-    written = ", ".join(str(p) for p in (out / "tilt_series.hspy", hspy, png, out / "volume.hspy", cuts))
-    print(f"Wrote {written} in {time.perf_counter() - t0:.1f} s")
+    print(f"Element maps of {elements} from {len(series.tilts)} tilts, then the whole pipeline ...")
+    params = _parse_params(args.param)
+    # keep the demo quick: the FSC halves reuse the chosen strength (halved) with half the iterations
+    fsc_params = {"iterations": 100} if args.method in ("tv", "l1") and "iterations" not in params else None
+    res = run_pipeline(series, out=out, elements=elements, method=args.method, parameters=params,
+                       fsc_parameters=fsc_params,
+                       align=args.align, fsc=not args.no_fsc, seed=args.seed, overwrite=True, truth=truth,
+                       show_progressbar=not args.quiet, exports=args.export)
+    print(f"Demo done in {time.perf_counter() - t0:.1f} s: {res['files']['report (HTML)']}")
     return 0
 
 
@@ -70,6 +70,242 @@ def cmd_maps(args):
     return 0
 
 
+def _parse_params(items):
+    """``["lam=0.5", "denoiser=gaussian", "denoiser_parameters={'steps': 200}"]`` to a dict."""
+    import ast
+
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param needs NAME=VALUE, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value  # a plain string, e.g. denoiser=gaussian
+    return out
+
+
+def _load_maps(path):
+    import hyperspy.api as hs
+
+    from .signals import ElementMapTiltSeries
+
+    maps = hs.load(path)
+    if not isinstance(maps, ElementMapTiltSeries):
+        raise ValueError(
+            f"{path} holds a {type(maps).__name__}, not element maps: make them with 'edxtomo maps' or "
+            "get_element_maps() and save them as .hspy/.zspy."
+        )
+    return maps
+
+
+def cmd_reconstruct(args):
+    from .plotting import volume_cuts
+
+    params = _parse_params(args.param)
+    if args.weights:
+        params["weights"] = args.weights
+    out = Path(args.out)
+    hspy = out / f"volume_{args.method}.hspy"
+    if hspy.exists() and not args.overwrite:
+        raise FileExistsError(f"{hspy} exists: choose another --out or pass --overwrite")
+    maps = _load_maps(args.maps)
+    t0 = time.perf_counter()
+    volume = maps.reconstruct(args.method, show_progressbar=not args.quiet, **params)
+    out.mkdir(parents=True, exist_ok=True)
+    volume.save(hspy, overwrite=True)
+    png = volume_cuts(volume, out / f"volume_{args.method}.png")
+    print(f"Wrote {hspy} and {png} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_train_end_to_end(args):
+    from .deep_reconstruction import train_end_to_end
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists: choose another path or pass --overwrite")
+    series = [_load_maps(p) for p in args.maps]
+    model = train_end_to_end(series, out=out, two_step=_parse_params(args.two_step_param),
+                             show_progressbar=not args.quiet, **_parse_params(args.param))
+    print(f"Wrote {out}: {model!r} ({model.training_log['seconds_total']:.1f} s)")
+    return 0
+
+
+def _load_volume(path):
+    import hyperspy.api as hs
+
+    from .signals import ElementVolume
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        vol = hs.load(path)
+    except Exception as err:  # readers raise many kinds for a corrupt file
+        raise OSError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
+    if not isinstance(vol, ElementVolume):
+        raise ValueError(f"{path} holds a {type(vol).__name__}, not an element volume: make one with "
+                         "'edxtomo reconstruct' or 'edxtomo run'.")
+    return vol
+
+
+def _load_maps_checked(path):
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return _load_maps(path)
+    except ValueError:
+        raise
+    except Exception as err:
+        raise OSError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
+
+
+def _check_free(paths, overwrite):
+    if overwrite:
+        return
+    for p in paths:
+        if Path(p).exists():
+            raise FileExistsError(f"{p} exists: choose another --out or pass --overwrite")
+
+
+def cmd_run(args):
+    from .pipeline import run_pipeline
+
+    res = run_pipeline(
+        args.files if len(args.files) > 1 else args.files[0],
+        out=args.out, elements=args.elements, tilts=args.tilts, method=args.method,
+        parameters=_parse_params(args.param), align=not args.no_align, align_method=args.align_method,
+        denoiser=args.denoiser, denoiser_parameters=_parse_params(args.denoiser_param),
+        fsc=not args.no_fsc, fsc_method=args.fsc_method, fsc_parameters=_parse_params(args.fsc_param),
+        seed=args.seed, shell_elements=args.shell_elements, exports=args.export, background=not args.no_background,
+        lazy=args.lazy, overwrite=args.overwrite, show_progressbar=not args.quiet,
+    )
+    return 0 if res else 1
+
+
+def cmd_align(args):
+    out = Path(args.out)
+    hspy = out / "element_maps_aligned.hspy"
+    _check_free([hspy], args.overwrite)
+    maps = _load_maps_checked(args.maps)
+    t0 = time.perf_counter()
+    aligned = maps.align(method=args.method, show_progressbar=not args.quiet)
+    info = aligned.metadata.Tomography.alignment
+    hspy, png = _save_maps(aligned, out, "element_maps_aligned")
+    import numpy as np
+
+    shifts = np.hypot(np.asarray(info.shift_x_px, float), np.asarray(info.shift_y_px, float))
+    print(f"Aligned {len(maps.tilts)} views ({info.get_item('method', args.method)}): shifts up to "
+          f"{shifts.max():.2f} px, tilt-axis offset {float(info.get_item('axis_offset_px', 0.0)):.2f} px, "
+          f"rotation {float(info.get_item('rotation_deg', 0.0)):.2f} deg ({time.perf_counter() - t0:.1f} s)")
+    print(f"Wrote {hspy} and {png}")
+    return 0
+
+
+def cmd_denoise(args):
+    from .denoisers import get_denoiser
+
+    params = _parse_params(args.param)
+    get_denoiser(args.method).create(**params)  # unknown method or parameter: exit 2 before loading
+    out = Path(args.out)
+    stem = f"element_maps_denoised_{args.method}"
+    _check_free([out / f"{stem}.hspy"], args.overwrite)
+    maps = _load_maps_checked(args.maps)
+    t0 = time.perf_counter()
+    den = maps.denoise(args.method, show_progressbar=not args.quiet, **params)
+    hspy, png = _save_maps(den, out, stem)
+    print(f"Wrote {hspy} and {png} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_analyse(args):
+    from .analysis import fourier_shell_correlation
+    from .pipeline import _jsonable, analyse_volume, write_report
+    from . import plotting
+
+    out = Path(args.out)
+    _check_free([out / "report.md", out / "report.html"], args.overwrite)
+    vol = _load_volume(args.volume)
+    t0 = time.perf_counter()
+    numbers = {"input": str(args.volume), "elements": list(vol.elements), "method": vol.history[-1].get("method", "?")
+               if vol.history else "?", "volume_shape": list(vol.data.shape[1:]), "pixel_size": list(vol.voxel_size)}
+    files, timings = {}, {}
+    if args.half2:
+        other = _load_volume(args.half2)
+        fsc = fourier_shell_correlation(vol, other)
+        info = fsc.metadata.Tomography.FSC
+        numbers["fsc"] = {"split": f"given volumes {Path(args.volume).name} and {Path(args.half2).name}",
+                          "method": numbers["method"], "seed": "-", "units": info.units,
+                          "resolution_0143": {el: float(info.resolution_0143[el]) for el in vol.elements},
+                          "resolution_half_bit": {el: float(info.resolution_half_bit[el]) for el in vol.elements},
+                          "nyquist_limited_0143": {el: bool(info.nyquist_limited_0143[el]) for el in vol.elements}}
+        out.mkdir(parents=True, exist_ok=True)
+        fsc.save(out / "fsc.hspy", overwrite=True)
+        files["FSC"] = out / "fsc.hspy"
+        files["FSC curves"] = plotting.fsc_plot(fsc, out / "fsc.png")
+        for el in vol.elements:
+            print(f"  {el:>2}: FSC {numbers['fsc']['resolution_0143'][el]:.2f} {info.units} (0.143), "
+                  f"{numbers['fsc']['resolution_half_bit'][el]:.2f} {info.units} (1/2-bit)")
+    else:
+        numbers["fsc"] = "skipped: give the reconstruction of the other half with --half2"
+    timings["fsc"] = round(time.perf_counter() - t0, 2)
+    numbers["elements"] = list(vol.elements)
+    numbers["counts_per_tilt"] = {el: float("nan") for el in vol.elements}
+    numbers["counts_total"] = {el: float("nan") for el in vol.elements}
+    t1 = time.perf_counter()
+    particles, shells = analyse_volume(vol, args.shell_elements, numbers, files, out, max_particles=args.max_particles)
+    timings["shells"] = round(time.perf_counter() - t1, 2)
+    if particles is not None:
+        print(particles)
+    if shells is not None:
+        print(shells)
+    files["volume cuts"] = plotting.volume_cuts(vol, out / "volume_cuts.png")
+    files["maximum projections"] = plotting.max_projections(vol, out / "max_projections.png")
+    timings["total"] = round(time.perf_counter() - t0, 2)
+    import json
+
+    (out / "results.json").write_text(json.dumps(_jsonable({"numbers": numbers, "timings": timings}), indent=1))
+    md, page = write_report({"numbers": numbers, "timings": timings, "files": files}, out,
+                            title=f"Analysis of {Path(args.volume).name}")
+    print(f"Wrote {md} and {page} ({timings['total']:.1f} s)")
+    return 0
+
+
+def cmd_export(args):
+    from .exports import FORMATS
+
+    vol = _load_volume(args.volume)
+    out = Path(args.out) if args.out else Path(args.volume).parent
+    stem = args.name or Path(args.volume).stem
+    written = []
+    for fmt in args.format:
+        suffix = "." + fmt.lower().lstrip(".")
+        if suffix not in FORMATS:
+            raise ValueError(f"Unknown format {fmt!r}: choose among {', '.join(f.lstrip('.') for f in FORMATS)}.")
+        target = out / f"{stem}{suffix}"
+        if target.resolve() == Path(args.volume).resolve():
+            raise ValueError(f"{target} is the input file: choose another --out or --name.")
+        written += vol.export(target, element=args.element, overwrite=args.overwrite)
+    print("Wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_denoisers(args):
+    from .denoisers import get_denoiser, list_denoisers
+
+    lines = []
+    for name, summary in list_denoisers().items():
+        cls = get_denoiser(name)
+        lines.append(f"{name}: {summary}  [{cls.__module__}]")
+        for p, d in cls.describe_parameters().items():
+            lines.append(f"    {p} = {d['default']!r}  ({d['allowed']}): {d['description']}")
+    print("\n".join(lines))
+    return 0
+
+
 def cmd_algorithms(args):
     from .reconstruction import format_algorithms, list_algorithms
 
@@ -77,38 +313,175 @@ def cmd_algorithms(args):
     return 0
 
 
+_EPILOG = """examples:
+  edxtomo demo                                   # the whole job on a simulated quantum dot
+  edxtomo run qd_*.bcf --elements Se S Zn --tilts -60 -40 -20 0 20 40 60 --method two_step --out qd1
+  edxtomo maps qd_*.bcf --elements Se S Zn --out qd1
+  edxtomo align qd1/element_maps.hspy --out qd1
+  edxtomo reconstruct qd1/element_maps_aligned.hspy --method tv --param lam=3 --out qd1
+  edxtomo analyse qd1/volume_tv.hspy --out qd1/analysis
+  edxtomo export qd1/volume_tv.hspy --format mrc tif vti
+
+exit codes: 0 success; 2 bad input (missing or corrupt file, unknown element or
+method, tilts that do not fit, results already in the output folder), with a
+message naming the file or option.
+"""
+
+
+def _add_common(p, out_default="edxtomo_output", overwrite_help="replace earlier results in --out"):
+    p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    if out_default is not None:
+        p.add_argument("--out", default=out_default, help=f"output folder (default: {out_default})")
+    if overwrite_help:
+        p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
+def _sub(sub, name, help, description=None):
+    return sub.add_parser(name, help=help, description=description or help[0].upper() + help[1:] + ".",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="edxtomo",
-        description="STEM-EDX tomography of nanocrystals (HyperSpy extension hyperspy_edxtomo).",
+        description="STEM-EDX tomography of nanocrystals (HyperSpy extension hyperspy_edxtomo): vendor "
+                    "spectrum-image tilt series to 3D element volumes, resolution and shell maps.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (also accepted after the command)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser(
-        "demo",
-        help="simulate a quantum-dot tilt series, extract element maps, reconstruct them, write results and PNGs",
-    )
+    run = _sub(sub, "run", "the whole job: load, maps, align, denoise, reconstruct, FSC, shells, pictures, report",
+               description="Run the whole pipeline on one spectrum-image file per tilt (or one saved .hspy/.zspy "
+                           "of an EDX tilt series or of element maps) and write into --out: element maps, the "
+                           "aligned maps, the volume (volume.hspy and any --export), the FSC (fsc.hspy, fsc.png), "
+                           "particle and shell-thickness pictures, results.json, report.md and report.html "
+                           "(parameters, counts, alignment, FSC resolutions at 0.143 and 1/2-bit, particle sizes, "
+                           "shell coverage, timings).")
+    run.add_argument("files", nargs="+", help="vendor files, one per tilt, or a glob (.bcf, .emd, .pts, .emi); or one "
+                                              ".hspy/.zspy holding an EDX tilt series or element maps")
+    run.add_argument("--elements", nargs="+", default=None, help="chemical symbols, e.g. Se S Zn (default: from the files)")
+    run.add_argument("--tilts", nargs="+", type=float, default=None,
+                     help="tilt angles in degrees, one per file in the order given (default: the files' stage tilts)")
+    run.add_argument("--method", default="tv", help="reconstruction algorithm, e.g. tv, sirt, two_step (see: edxtomo "
+                                                    "algorithms; default: tv)")
+    run.add_argument("--param", action="append", metavar="NAME=VALUE",
+                     help="an algorithm parameter, repeatable: --param lam=0.5 --param iterations=100")
+    run.add_argument("--no-align", action="store_true", help="skip the alignment (views already aligned)")
+    run.add_argument("--align-method", default="auto",
+                     help="auto, xcorr, com, axis or projection_matching (default: auto)")
+    run.add_argument("--denoiser", default="none",
+                     help="denoise the maps first: none, deep, gaussian, ... (see: edxtomo denoisers; default: none). "
+                          "two_step denoises inside (its Q^D stage): for it this sets that stage's denoiser")
+    run.add_argument("--denoiser-param", action="append", metavar="NAME=VALUE", help="a denoiser parameter, repeatable")
+    run.add_argument("--no-fsc", action="store_true", help="skip the Fourier shell correlation (two extra reconstructions)")
+    run.add_argument("--fsc-method", default=None,
+                     help="algorithm for the two count-split halves (default: --method when it is fbp, sirt, tv or l1, "
+                          "with its parameters and lam halved; otherwise tv)")
+    run.add_argument("--fsc-param", action="append", metavar="NAME=VALUE", help="a parameter of the halves' algorithm")
+    run.add_argument("--seed", type=int, default=0, help="seed of the count split (default: 0)")
+    run.add_argument("--shell-elements", nargs="+", default=None,
+                     help="elements whose shell thickness and coverage are mapped (default: all)")
+    run.add_argument("--export", nargs="+", default=[], metavar="FORMAT",
+                     help="extra volume files: mrc tif vti npy zspy (volume.hspy is always written)")
+    run.add_argument("--no-background", action="store_true",
+                     help="no background subtraction under the X-ray lines: raw integer counts (needed by lam=auto "
+                          "and the count-split FSC)")
+    run.add_argument("--lazy", action="store_true", help="read the vendor files lazily (large series)")
+    _add_common(run, overwrite_help="replace the results of an earlier run in --out")
+    run.set_defaults(func=cmd_run)
+
+    demo = _sub(sub, "demo", "the whole pipeline on a simulated quantum-dot tilt series, with its report",
+                description="Simulate a core-shell quantum-dot spectrum-image tilt series and run the whole pipeline "
+                            "on it (maps, reconstruction, FSC, particles and shells, pictures, report); "
+                            "the report compares with the ground truth. Files of an earlier demo in --out are replaced.")
     demo.add_argument("--out", default="demo_output", help="output folder; its demo files are replaced (default: demo_output)")
     demo.add_argument("--kind", default="InP/ZnSe/ZnS", help="quantum-dot kind: InP/ZnSe/ZnS or CdSe/ZnS")
     demo.add_argument("--size", type=int, default=64, help="field of view in pixels (default: 64)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--method", default="tv", help="reconstruction method (see: edxtomo algorithms; default: tv)")
+    demo.add_argument("--param", action="append", metavar="NAME=VALUE", help="an algorithm parameter, repeatable")
+    demo.add_argument("--align", action="store_true",
+                      help="also align the views (the simulated views are aligned already: off by default)")
+    demo.add_argument("--no-fsc", action="store_true", help="skip the Fourier shell correlation")
+    demo.add_argument("--export", nargs="+", default=[], metavar="FORMAT", help="extra volume files: mrc tif vti npy zspy")
+    demo.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     demo.set_defaults(func=cmd_demo)
 
-    maps = sub.add_parser("maps", help="element maps from vendor files, one file per tilt")
+    maps = _sub(sub, "maps", "element maps from vendor files, one file per tilt")
     maps.add_argument("files", nargs="+", help="files or a glob: .bcf, .emd, .pts, .emi, .hspy, .zspy")
     maps.add_argument("--elements", nargs="+", default=None, help="chemical symbols, e.g. Se S Zn (default: from the files)")
     maps.add_argument("--tilts", nargs="+", type=float, default=None, help="tilt angles in degrees, one per file")
     maps.add_argument("--lazy", action="store_true", help="read lazily (large series)")
-    maps.add_argument("--out", default="edxtomo_output", help="output folder")
-    maps.add_argument("--overwrite", action="store_true", help="replace element_maps.hspy/.png already in --out")
+    _add_common(maps, overwrite_help="replace element_maps.hspy/.png already in --out")
     maps.set_defaults(func=cmd_maps)
 
-    algorithms = sub.add_parser(
-        "algorithms", help="list the installed reconstruction algorithms (built-in and plugins) and their parameters"
-    )
+    align = _sub(sub, "align", "align the views of saved element maps (writes element_maps_aligned.hspy/.png)")
+    align.add_argument("maps", help="element maps (.hspy, .zspy) from 'edxtomo maps'")
+    align.add_argument("--method", default="auto", help="auto, xcorr, com, axis or projection_matching (default: auto)")
+    _add_common(align, overwrite_help="replace element_maps_aligned.hspy in --out")
+    align.set_defaults(func=cmd_align)
+
+    den = _sub(sub, "denoise", "denoise saved element maps (writes element_maps_denoised_METHOD.hspy/.png)")
+    den.add_argument("maps", help="element maps (.hspy, .zspy)")
+    den.add_argument("--method", default="gaussian", help="a denoiser (see: edxtomo denoisers; default: gaussian)")
+    den.add_argument("--param", action="append", metavar="NAME=VALUE", help="a denoiser parameter, repeatable")
+    _add_common(den, overwrite_help="replace a result of the same method in --out")
+    den.set_defaults(func=cmd_denoise)
+
+    rec = _sub(sub, "reconstruct", "reconstruct element maps (.hspy/.zspy) into a volume (writes volume_METHOD.hspy/.png)")
+    rec.add_argument("maps", help="element maps saved by 'edxtomo maps' or get_element_maps() (.hspy, .zspy)")
+    rec.add_argument("--method", default="tv", help="reconstruction algorithm (see: edxtomo algorithms; default: tv)")
+    rec.add_argument("--param", action="append", metavar="NAME=VALUE",
+                     help="an algorithm parameter, repeatable: --param lam=0.5 --param denoiser=gaussian")
+    rec.add_argument("--weights", default=None, help="weights file for end_to_end (from 'edxtomo train-end-to-end')")
+    _add_common(rec, overwrite_help="replace a volume of the same method in --out")
+    rec.set_defaults(func=cmd_reconstruct)
+
+    ana = _sub(sub, "analyse", "particles, shell maps and coverage (and the FSC with --half2) of a saved volume",
+               description="Analyse a saved element volume: segment the particles (centres, equivalent diameters), "
+                           "map every shell's thickness over azimuth x elevation and its coverage, draw cuts, "
+                           "projections and thickness maps, and write report.md/report.html. The FSC needs a second, "
+                           "independent reconstruction of the same object (--half2); without it it is skipped "
+                           "('edxtomo run' makes the halves itself).")
+    ana.add_argument("volume", help="element volume (.hspy, .zspy) from 'edxtomo reconstruct' or 'edxtomo run'")
+    ana.add_argument("--half2", default=None, help="a reconstruction of the other half of the counts: FSC of the two")
+    ana.add_argument("--shell-elements", nargs="+", default=None, help="elements whose shells are mapped (default: all)")
+    ana.add_argument("--max-particles", type=int, default=10, help="shells of at most this many particles (default: 10)")
+    _add_common(ana, out_default="edxtomo_analysis", overwrite_help="replace an earlier report in --out")
+    ana.set_defaults(func=cmd_analyse)
+
+    exp = _sub(sub, "export", "write a saved volume as .mrc (IMOD, tomviz), .tif (ImageJ), .vti (ParaView), .npy, .zspy",
+               description="Write a saved element volume for other programs; every format keeps the voxel size "
+                           "(see hyperspy_edxtomo.exports).")
+    exp.add_argument("volume", help="element volume (.hspy, .zspy)")
+    exp.add_argument("--format", nargs="+", required=True, metavar="FORMAT",
+                     help="one or more of: mrc (one file per element), tif, vti, npy (+ .json), zspy, hspy")
+    exp.add_argument("--element", default=None, help="write only this element")
+    exp.add_argument("--name", default=None, help="file stem (default: that of the volume)")
+    exp.add_argument("--out", default=None, help="output folder (default: the volume's folder)")
+    exp.add_argument("--overwrite", action="store_true", help="replace existing files")
+    exp.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="(no effect: no progress bars)")
+    exp.set_defaults(func=cmd_export)
+
+    train = _sub(sub, "train-end-to-end",
+                 "train the end_to_end network on your own element maps (runs two_step on each)")
+    train.add_argument("maps", nargs="+", help="element maps (.hspy, .zspy), same elements and pixel size")
+    train.add_argument("--out", required=True, help="weights file to write (e.g. t.pt)")
+    train.add_argument("--param", action="append", metavar="NAME=VALUE",
+                       help="a network setting: steps, channels, levels, batch_size, patch_size, learning_rate, seed")
+    train.add_argument("--two-step-param", action="append", metavar="NAME=VALUE",
+                       help="a parameter of the two_step reconstructions that make the targets")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
+    train.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    train.set_defaults(func=cmd_train_end_to_end)
+
+    algorithms = _sub(sub, "algorithms",
+                      "list the installed reconstruction algorithms (built-in and plugins) and their parameters")
     algorithms.set_defaults(func=cmd_algorithms)
+    denoisers = _sub(sub, "denoisers", "list the installed denoisers (built-in and plugins) and their parameters")
+    denoisers.set_defaults(func=cmd_denoisers)
     return parser
 
 

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from .networks import build_unet, crop_to, pad_to_multiple, seed_everything, torch_device
+from .networks import build_unet, crop_to, pad_to_multiple, random_flips, seed_everything, torch_device, train
 
 FORMAT = "hyperspy_edxtomo.end_to_end"
 VERSION = 1
@@ -59,8 +59,6 @@ def train_enhancer(inputs, targets, channels=16, levels=3, steps=300, batch_size
         re-projection and under the enhanced one, per element.
     """
     torch = _torch()
-    from hyperspy.external.progressbar import progressbar
-
     t0 = time.perf_counter()
     rng = seed_everything(seed)
     n_t, n_e, ny, nx = inputs.shape
@@ -74,36 +72,22 @@ def train_enhancer(inputs, targets, channels=16, levels=3, steps=300, batch_size
     patch -= patch % multiple
     if patch < multiple:
         raise ValueError(f"Views of {ny}x{nx} pixels are too small for a U-Net with {levels} levels.")
-    opt = torch.optim.Adam(net.parameters(), lr=float(learning_rate))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(steps), 1), eta_min=learning_rate * 0.05)
-    losses = []
-    pbar = progressbar(total=int(steps), disable=not show_progressbar, desc="Training Q^S (projection enhancer)")
-    net.train()
-    try:
-        for step in range(int(steps)):
-            ti = rng.integers(0, n_t, batch_size)
-            yi = rng.integers(0, ny - patch + 1, batch_size)
-            xi = rng.integers(0, nx - patch + 1, batch_size)
-            xb = torch.stack([x_all[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
-            tb = torch.stack([t_all[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
-            # mirror images are projections of the mirrored object: valid views
-            dims = [d for d, flip in ((-1, rng.integers(0, 2)), (-2, rng.integers(0, 2))) if flip]
-            if dims:
-                xb, tb = torch.flip(xb, dims), torch.flip(tb, dims)
-            xb, tb = xb.to(device), tb.to(device)
-            mu = _enhance(net, xb)
-            loss = (mu - tb * torch.log(mu)).mean()  # Poisson NLL, constants dropped
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.item()))
-            pbar.update(1)
-            if (step + 1) % 10 == 0:
-                pbar.set_postfix(loss=f"{np.mean(losses[-10:]):.4g}", refresh=False)
-    finally:
-        pbar.close()
-    net.eval()
+
+    def batches():
+        ti = rng.integers(0, n_t, batch_size)
+        yi = rng.integers(0, ny - patch + 1, batch_size)
+        xi = rng.integers(0, nx - patch + 1, batch_size)
+        xb = torch.stack([x_all[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
+        tb = torch.stack([t_all[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
+        # mirror images are projections of the mirrored object: valid views
+        xb, tb = random_flips(rng, (-1, -2), xb, tb)
+        return xb.to(device), tb.to(device)
+
+    def poisson_nll(net, x, t):
+        mu = _enhance(net, x)
+        return (mu - t * torch.log(mu)).mean()  # constants dropped
+
+    losses = train(net, batches, poisson_nll, steps, learning_rate, "Training Q^S (projection enhancer)", show_progressbar)
     enhanced = apply_enhancer(net, scale, inputs, device)
     log = {
         "losses": losses,
@@ -229,8 +213,6 @@ class EndToEndModel:
         """Train on pairs: lists of ``(element, z, y, x)`` arrays (FBP inputs,
         two_step targets) in this model's element order."""
         torch = _torch()
-        from hyperspy.external.progressbar import progressbar
-
         c = self.config
         t0 = time.perf_counter()
         device = torch_device(cuda)
@@ -252,40 +234,26 @@ class EndToEndModel:
         if patch < multiple:
             raise ValueError(f"Volumes too small for a 3D U-Net with {c['levels']} levels.")
         self.net = self._new_net().to(device)
-        opt = torch.optim.Adam(self.net.parameters(), lr=float(c["learning_rate"]))
-        steps = int(c["steps"])
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=float(c["learning_rate"]) * 0.05)
         # patches where the particle is: half the batch centred on voxels with signal
         weights = [np.clip(t.sum(0).numpy(), 0, None).ravel() for t in ts]
-        losses = []
-        pbar = progressbar(total=steps, disable=not show_progressbar, desc="Training T (end-to-end 3D U-Net)")
-        self.net.train()
-        try:
-            for step in range(steps):
-                xb, tb = [], []
-                for b in range(int(c["batch_size"])):
-                    k = int(rng.integers(0, len(xs)))
-                    start = _patch_start(xs[k].shape[1:], patch, rng, weights[k] if b % 2 == 0 else None)
-                    sl = (slice(None),) + tuple(slice(s0, s0 + patch) for s0 in start)
-                    xb.append(xs[k][sl])
-                    tb.append(ts[k][sl])
-                xb, tb = torch.stack(xb), torch.stack(tb)
-                # flips map a wedge symmetric about z onto itself: valid pairs
-                dims = [d for d in (-1, -2, -3) if rng.integers(0, 2)]
-                if dims:
-                    xb, tb = torch.flip(xb, dims), torch.flip(tb, dims)
-                xb, tb = xb.to(device), tb.to(device)
-                loss = torch.mean((xb + self.net(xb) - tb) ** 2)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(float(loss.item()))
-                pbar.update(1)
-                if (step + 1) % 10 == 0:
-                    pbar.set_postfix(loss=f"{np.mean(losses[-10:]):.4g}", refresh=False)
-        finally:
-            pbar.close()
+
+        def batches():
+            xb, tb = [], []
+            for b in range(int(c["batch_size"])):
+                k = int(rng.integers(0, len(xs)))
+                start = _patch_start(xs[k].shape[1:], patch, rng, weights[k] if b % 2 == 0 else None)
+                sl = (slice(None),) + tuple(slice(s0, s0 + patch) for s0 in start)
+                xb.append(xs[k][sl])
+                tb.append(ts[k][sl])
+            # flips map a missing wedge symmetric about z onto itself: valid pairs
+            xb, tb = random_flips(rng, (-1, -2, -3), torch.stack(xb), torch.stack(tb))
+            return xb.to(device), tb.to(device)
+
+        def residual_mse(net, x, t):
+            return torch.mean((x + net(x) - t) ** 2)
+
+        losses = train(self.net, batches, residual_mse, c["steps"], c["learning_rate"],
+                       "Training T (end-to-end 3D U-Net)", show_progressbar)
         self.net = self.net.cpu().eval()
         self.training_log = {
             "losses": losses,

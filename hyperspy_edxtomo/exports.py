@@ -1,19 +1,19 @@
 """Write element volumes for other programs; every format keeps the voxel size.
 
-===========  ======================================  ==========================================
-suffix       files                                   voxel size stored as
-===========  ======================================  ==========================================
-``.hspy``    one (HyperSpy, class kept)              the axes (nm), with all metadata/history
-``.zspy``    one (HyperSpy, zarr)                    the axes (nm), with all metadata/history
-``.mrc``     one per element: ``name_Se.mrc``, ...   ``voxel_size`` in the header, in Å (MRC
-             (or only ``element``: exactly ``path``) convention, read by IMOD, tomviz, ChimeraX)
-``.tif``     one ImageJ hyperstack, elements as      ImageJ ``spacing`` and x/y ``resolution``
-             channels (``ZCYX``, float32)            (pixels per nm), ``unit="nm"``
-``.npy``     one array (element, z, y, x) and a      ``name.json``: ``voxel_size``, ``units``,
-             ``name.json`` sidecar                   ``elements``, axis order, history
-``.vti``     one VTK XML ImageData, every element    ``Spacing`` (nm) and ``Origin``; opens in
-             a point-data array (raw, appended)      ParaView as a volume with one array per element
-===========  ======================================  ==========================================
+===========  ========================================  ==========================================
+suffix       files                                     voxel size stored as
+===========  ========================================  ==========================================
+``.hspy``    one (HyperSpy, class kept)                the axes (nm), with all metadata/history
+``.zspy``    one (HyperSpy, zarr)                      the axes (nm), with all metadata/history
+``.mrc``     one per element: ``name_Se.mrc``, ...     ``voxel_size`` in the header, in Å (MRC
+             (or only ``element``: exactly ``path``)   convention, read by IMOD, tomviz, ChimeraX)
+``.tif``     one ImageJ hyperstack, elements as        ImageJ ``spacing`` and x/y ``resolution``
+             channels (``ZCYX``, float32)              (pixels per nm), ``unit="nm"``
+``.npy``     one array (element, z, y, x) and a        ``name.json``: ``voxel_size``, ``units``,
+             ``name.json`` sidecar                     ``elements``, axis order, history
+``.vti``     one VTK XML ImageData, every element      ``Spacing`` (nm) and ``Origin``; opens in
+             a point-data array (raw, appended)        ParaView as a volume with one array per element
+===========  ========================================  ==========================================
 
 All volumes are written as float32 in the numpy order (z, y, x) of each
 element: x runs fastest (the VTK and MRC column order), z is the slowest

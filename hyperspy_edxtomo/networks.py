@@ -118,3 +118,38 @@ def seed_everything(seed):
     torch = _torch()
     torch.manual_seed(int(seed))
     return np.random.default_rng(int(seed))
+
+
+def train(net, batches, loss_fn, steps, learning_rate, description, show_progressbar=False):
+    """Adam with cosine decay over ``steps``; ``batches()`` gives ``(input,
+    target)`` tensors on the net's device, ``loss_fn(net, input, target)`` the
+    loss. A progress bar shows the running loss. Returns the losses."""
+    torch = _torch()
+    from hyperspy.external.progressbar import progressbar
+
+    steps = int(steps)
+    opt = torch.optim.Adam(net.parameters(), lr=float(learning_rate))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=float(learning_rate) * 0.05)
+    losses = []
+    net.train()
+    with progressbar(total=steps, disable=not show_progressbar, desc=description) as pbar:
+        for step in range(steps):
+            x, t = batches()
+            loss = loss_fn(net, x, t)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.item()))
+            pbar.update(1)
+            if (step + 1) % 10 == 0:
+                pbar.set_postfix(loss=f"{np.mean(losses[-10:]):.4g}", refresh=False)
+    net.eval()
+    return losses
+
+
+def random_flips(rng, dims, *tensors):
+    """The same random flips (each of ``dims`` with probability 1/2) of every tensor."""
+    torch = _torch()
+    flip = [d for d in dims if rng.integers(0, 2)]
+    return tuple(torch.flip(t, flip) if flip else t for t in tensors)

@@ -1,0 +1,255 @@
+"""The whole-job pipeline (``edxtomo run``), its report, the step sub-commands and their errors."""
+
+import json
+import shutil
+
+import hyperspy.api as hs
+import numpy as np
+import pytest
+
+from hyperspy_edxtomo import datasets
+from hyperspy_edxtomo.cli import build_parser, main
+from hyperspy_edxtomo.pipeline import PipelineError, run_pipeline, write_report
+from hyperspy_edxtomo.signals import ElementMapTiltSeries, ElementVolume
+
+FAST = ["--method", "sirt", "--param", "iterations=15"]
+
+
+@pytest.fixture(scope="module")
+def series_file(tmp_path_factory):
+    """A simulated CdSe/ZnS spectrum-image tilt series (32 px, 13 tilts) saved as .hspy."""
+    path = tmp_path_factory.mktemp("series") / "series.hspy"
+    datasets.quantum_dot_tilt_series("CdSe/ZnS", size=32, seed=0).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(series_file, tmp_path_factory):
+    """One full ``edxtomo run`` on the saved series, shared by the report tests."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    rc = main(["--quiet", "run", str(series_file), "--elements", "Se", "S", "Zn", *FAST, "--out", str(out),
+               "--export", "mrc", "vti"])
+    assert rc == 0
+    return out
+
+
+def test_run_writes_volume_maps_fsc_and_exports(run_dir):
+    maps = hs.load(run_dir / "element_maps_aligned.hspy")
+    assert isinstance(maps, ElementMapTiltSeries) and maps.elements == ["Se", "S", "Zn"]
+    assert maps.metadata.has_item("Tomography.alignment")
+    vol = hs.load(run_dir / "volume.hspy")
+    assert isinstance(vol, ElementVolume) and vol.history[-1]["method"] == "sirt"
+    assert vol.data.shape == (3, 32, 32, 32)
+    fsc = hs.load(run_dir / "fsc.hspy")
+    assert fsc.metadata.Tomography.FSC.split == "counts"
+    for name in ("element_maps.png", "volume_cuts.png", "fsc.png", "shell_thickness.png", "rgb_overlay.png",
+                 "max_projections.png", "shell_thickness_histogram.png"):
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    for el in ("Se", "S", "Zn"):
+        assert (run_dir / f"volume_{el}.mrc").stat().st_size > 32 ** 3 * 4
+    assert (run_dir / "volume.vti").exists()
+
+
+def test_report_holds_the_numbers(run_dir):
+    numbers = json.loads((run_dir / "results.json").read_text())["numbers"]
+    md = (run_dir / "report.md").read_text()
+    page = (run_dir / "report.html").read_text()
+    fsc = numbers["fsc"]
+    assert fsc["split"] == "counts" and fsc["method"] == "sirt"
+    for el in ("Se", "S", "Zn"):
+        r143, rhb = fsc["resolution_0143"][el], fsc["resolution_half_bit"][el]
+        # at least two voxels (0.189 nm), at most the box
+        assert 2 * 0.189 - 1e-6 <= r143 < 32 * 0.189 and 2 * 0.189 - 1e-6 <= rhb < 32 * 0.189
+        assert f"{r143:.3g}" in md and f"{rhb:.3g}" in page
+        assert f"| {el} | {numbers['counts_per_tilt'][el]:.0f} |" in md
+    assert len(numbers["particles"]) == 1
+    d = numbers["particles"][0]["equivalent_diameter"]
+    assert 2.5 < d < 6.0  # the simulated dot is about 4 nm across
+    assert f"{d:.3g}" in md
+    shells = {row["element"]: row for row in numbers["shells"]}
+    assert set(shells) == {"Se", "S", "Zn"} and shells["Se"]["absent_fraction"] < 0.05
+    assert f"{100 * shells['S']['coverage']:.1f} %" in md
+    for text in ("13 views", "0.189 nm", "sirt", "'iterations': 15", "Timings", "alignment"):
+        assert text in md, text
+    assert "<img src='volume_cuts.png'" in page and "<table>" in page
+    assert numbers["timings"] if "timings" in numbers else True
+    timings = json.loads((run_dir / "results.json").read_text())["timings"]
+    assert timings["total"] >= timings["reconstruct"] > 0
+
+
+def test_run_does_not_overwrite_without_flag(run_dir, series_file, capsys):
+    before = (run_dir / "report.md").read_text()
+    rc = main(["--quiet", "run", str(series_file), *FAST, "--out", str(run_dir)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edxtomo run: error:") and "--overwrite" in err and str(run_dir) in err
+    assert (run_dir / "report.md").read_text() == before
+
+
+def test_run_from_element_maps_subset_and_overwrite(tmp_path):
+    maps = datasets.quantum_dot_element_maps("CdSe/ZnS", size=32, seed=1)
+    path = tmp_path / "maps.hspy"
+    maps.save(path)
+    out = tmp_path / "out"
+    args = ["--quiet", "run", str(path), "--elements", "S", "Zn", "--method", "fbp", "--no-align", "--no-fsc",
+            "--out", str(out)]
+    assert main(args) == 0
+    vol = hs.load(out / "volume.hspy")
+    assert vol.elements == ["S", "Zn"] and vol.history[-1]["method"] == "fbp"
+    md = (out / "report.md").read_text()
+    assert "skipped (--no-fsc)" in md and "| alignment | none |" in md
+    assert main(args) == 2  # results there
+    assert main(args + ["--overwrite", "--shell-elements", "S"]) == 0
+    numbers = json.loads((out / "results.json").read_text())["numbers"]
+    assert [row["element"] for row in numbers["shells"]] == ["S"]
+
+
+def test_run_pipeline_api_denoises_once_and_returns_results(tmp_path):
+    maps = datasets.quantum_dot_element_maps("CdSe/ZnS", size=32, seed=2)
+    res = run_pipeline(maps, out=tmp_path, elements=["Se", "Zn"], method="sirt", parameters={"iterations": 10},
+                       align=False, denoiser="gaussian", fsc=False, verbose=False)
+    assert isinstance(res["volume"], ElementVolume)
+    steps = [h["step"] for h in res["volume"].history]
+    assert steps.count("denoising") == 1 and steps[-1] == "reconstruction"
+    assert res["numbers"]["denoiser"]["method"] == "gaussian"
+    assert (tmp_path / "element_maps_denoised_gaussian.hspy").exists()
+    assert res["fsc"] is None and res["timings"]["denoise"] >= 0
+
+
+def test_two_step_takes_the_denoiser_as_its_own_stage():
+    maps = datasets.quantum_dot_element_maps("CdSe/ZnS", size=32, seed=0)
+    # the conflict is caught before any work
+    with pytest.raises(PipelineError, match="denoises itself"):
+        run_pipeline(maps, method="two_step", denoiser="gaussian", parameters={"denoiser": "deep"}, verbose=False)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--elements", "Se", "Xx"], "Xx"),
+        (["--method", "no_such_method"], "no_such_method"),
+        (["--param", "no_such_param=1"], "no_such_param"),
+        (["--export", "docx"], "docx"),
+        (["--tilts", "0", "10"], "--tilts"),
+        (["--shell-elements", "Cu", "--method", "fbp", "--no-fsc", "--no-align"], "Cu"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(series_file, tmp_path, capsys, args, expected):
+    out = tmp_path / "out"
+    assert main(["--quiet", "run", str(series_file), *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edxtomo run: error:") and expected in err
+    assert not (out / "report.md").exists()
+
+
+def test_bad_files_exit_2_naming_the_file(tmp_path, capsys):
+    missing = tmp_path / "nope.bcf"
+    assert main(["--quiet", "run", str(missing), "--out", str(tmp_path / "a")]) == 2
+    assert "nope.bcf" in capsys.readouterr().err
+    corrupt = tmp_path / "broken.hspy"
+    corrupt.write_bytes(b"not an hdf5 file at all" * 10)
+    assert main(["--quiet", "run", str(corrupt), "--out", str(tmp_path / "b")]) == 2
+    assert "broken.hspy" in capsys.readouterr().err
+    other = tmp_path / "spectrum.hspy"
+    hs.signals.Signal1D(np.zeros((4, 8))).save(other)
+    assert main(["--quiet", "run", str(other), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "spectrum.hspy" in err and "Signal1D" in err
+
+
+def test_run_on_vendor_files(shared_data, tmp_path):
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"view_{i}.bcf")
+        shutil.copy(shared_data / "vendor" / "test_TEM.bcf", paths[-1])
+    out = tmp_path / "out"
+    # wrong number of tilts: exit 2, the message names the files
+    assert main(["--quiet", "run", *map(str, paths), "--tilts", "20", "-20", "--elements", "Cu", "--out", str(out)]) == 2
+    rc = main(["--quiet", "run", *map(str, paths), "--tilts", "20", "-20", "0", "--elements", "Cu", "Pd",
+               "--no-background", "--method", "sirt", "--param", "iterations=5", "--out", str(out)])
+    assert rc == 0
+    numbers = json.loads((out / "results.json").read_text())["numbers"]
+    assert numbers["elements"] == ["Cu", "Pd"] and numbers["tilts_deg"] == [-20.0, 0.0, 20.0]
+    assert numbers["counts_total"]["Cu"] > 0 and numbers["integer_counts"] is True
+    assert isinstance(numbers["fsc"], dict) and numbers["fsc"]["split"] == "counts"
+    md = (out / "report.md").read_text()
+    assert "view_0.bcf" in md and "Cu_Ka" in md
+
+
+def test_run_vendor_wrong_tilt_count_names_the_files(shared_data, tmp_path, capsys):
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"tilt_{i}.bcf")
+        shutil.copy(shared_data / "vendor" / "test_TEM.bcf", paths[-1])
+    assert main(["--quiet", "run", *map(str, paths), "--tilts", "20", "-20", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "tilt_0.bcf" in err and "tilt" in err
+
+
+def test_step_commands(run_dir, tmp_path, capsys):
+    maps = run_dir / "element_maps.hspy"
+    out = tmp_path / "steps"
+    assert main(["--quiet", "align", str(maps), "--method", "xcorr", "--out", str(out)]) == 0
+    aligned = hs.load(out / "element_maps_aligned.hspy")
+    assert aligned.metadata.Tomography.alignment.method == "xcorr"
+    assert "shifts up to" in capsys.readouterr().out
+    assert main(["--quiet", "align", str(maps), "--out", str(out)]) == 2  # already there
+
+    assert main(["--quiet", "denoise", str(maps), "--method", "gaussian", "--param", "sigma=1.5", "--out", str(out)]) == 0
+    den = hs.load(out / "element_maps_denoised_gaussian.hspy")
+    np.testing.assert_allclose(den.data.sum(axis=(2, 3)), hs.load(maps).data.sum(axis=(2, 3)), rtol=1e-4)
+    assert main(["--quiet", "denoise", str(maps), "--method", "nope", "--out", str(out)]) == 2
+    assert "nope" in capsys.readouterr().err
+
+    vol = run_dir / "volume.hspy"
+    assert main(["--quiet", "analyse", str(vol), "--half2", str(vol), "--shell-elements", "S", "Zn",
+                 "--out", str(out / "analysis")]) == 0
+    md = (out / "analysis" / "report.md").read_text()
+    assert "FSC 0.143" in md and "| 1 | S |" in md and "Shell coverage" in md
+    fsc = hs.load(out / "analysis" / "fsc.hspy")
+    assert np.all(np.abs(fsc.data[:, 1:8] - 1) < 1e-6)  # a volume with itself: FSC 1
+    assert main(["--quiet", "analyse", str(vol), "--out", str(out / "analysis2")]) == 0
+    assert "skipped" in (out / "analysis2" / "report.md").read_text()
+
+    assert main(["export", str(vol), "--format", "mrc", "tif", "npy", "--out", str(out / "exp")]) == 0
+    import mrcfile
+    import tifffile
+
+    with mrcfile.open(out / "exp" / "volume_Se.mrc") as mrc:
+        assert abs(float(mrc.voxel_size.x) - 1.89) < 1e-3  # angstrom
+    assert tifffile.imread(out / "exp" / "volume.tif").shape == (32, 3, 32, 32)
+    assert np.load(out / "exp" / "volume.npy").shape == (3, 32, 32, 32)
+    assert main(["export", str(vol), "--format", "doc", "--out", str(out / "exp")]) == 2
+    assert main(["export", str(tmp_path / "missing.hspy"), "--format", "mrc"]) == 2
+    assert "missing.hspy" in capsys.readouterr().err
+
+
+def test_listings(capsys):
+    assert main(["denoisers"]) == 0
+    text = capsys.readouterr().out
+    assert "gaussian:" in text and "deep:" in text and "sigma" in text
+    assert main(["algorithms"]) == 0
+    text = capsys.readouterr().out
+    assert "two_step:" in text and "end_to_end:" in text and "iterations" in text
+
+
+@pytest.mark.parametrize("command", ["run", "demo", "maps", "align", "denoise", "reconstruct", "analyse", "export",
+                                     "train-end-to-end", "algorithms", "denoisers"])
+def test_help_of_every_command(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([command, "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: edxtomo {command}" in text and len(text) > 150
+
+
+def test_write_report_tables(tmp_path):
+    res = {"numbers": {"elements": ["S"], "counts_per_tilt": {"S": 512.0}, "counts_total": {"S": 6656.0},
+                       "fsc": {"split": "counts", "method": "tv", "seed": 0, "units": "nm",
+                               "resolution_0143": {"S": 0.61}, "resolution_half_bit": {"S": 0.72},
+                               "nyquist_limited_0143": {"S": True}}},
+           "timings": {"total": 3.5}, "files": {"volume cuts": tmp_path / "volume_cuts.png"}}
+    md, page = write_report(res, tmp_path)
+    text = md.read_text()
+    assert "| S | 512 | 6656 | <= 0.61 | 0.72 |" in text and "![volume cuts](volume_cuts.png)" in text
+    assert "<td>&lt;= 0.61</td>" in page.read_text()
