@@ -11,17 +11,26 @@
    * PSNR (dB) of the denoised map (per frame) against the mean of the
      held-out frames, averaged over the elements.
 
+   Extra rows: ``denoise_deep`` trained by frame splitting on the k input
+   frames (k >= 2; ``denoise_deep(frames=...)``) and by the blind spot
+   (``training="blind_spot"``).
+
 2. ``qd1_element_maps.npz`` (13 tilts x 3 elements x 256 x 256): each count is
    split binomially in halves; one half is denoised, the held-out deviance of
    the other half is reported; the time of ``denoise_deep`` (training plus
    inference) on this series is printed.
 
 "gaussian (best sigma)" picks sigma on the held-out data itself (an oracle
-choice, in the baseline's favour). Run: ``python benchmarks/bench_denoising.py``.
+choice, in the baseline's favour). Run: ``python benchmarks/bench_denoising.py``
+(``--jobs 2`` runs the denoisers in parallel processes, one torch thread
+each; the qd1 timing always runs alone at the end, with the default torch
+threads, and prints wall-clock and CPU seconds).
 """
 
 import argparse
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 import warnings
 from pathlib import Path
 
@@ -76,10 +85,12 @@ def methods(deep_kwargs):
     rows += [("PCA", ("pca", {})), ("NMF", ("nmf", {}))]
     rows.append(("BM3D", ("bm3d", {}) if BM3D.available() else "skip"))
     rows.append(("denoise_deep", ("deep", deep_kwargs)))
+    rows.append(("denoise_deep + frame splitting", ("deep_frames", deep_kwargs)))
+    rows.append(("denoise_deep + blind spot", ("deep", {**deep_kwargs, "training": "blind_spot"})))
     return rows
 
 
-def run_method(maps, spec, score):
+def run_method(maps, spec, score, frames=None):
     """The denoised (element, tilt, y, x) array; for 'gaussian', the best sigma by ``score``."""
     if spec is None:
         return maps.to_numpy().astype(float), ""
@@ -87,108 +98,186 @@ def run_method(maps, spec, score):
         best = min(((score(maps.denoise("gaussian", sigma=s).data), s) for s in SIGMAS))
         return maps.denoise("gaussian", sigma=best[1]).data, f"sigma={best[1]}"
     name, kw = spec
-    if name == "deep":
+    if name in ("deep", "deep_frames"):
+        if name == "deep_frames":
+            kw = {**kw, "frames": frames}
         out = maps.denoise_deep(show_progressbar=False, **kw)
         return out.data, f"best step {out.history[-1]['parameters']['best_step']}"
     return maps.denoise(name, **kw).data, ""
 
 
-def frames_table(deep_kwargs, ks):
+def _frames_task(args):
+    """One (method, k) cell of the frames table: (deviance, PSNR, seconds, note) or None."""
+    label, spec, k, threads = args
+    _quiet(threads)
+    aligned, _ = load_frames()
+    n = aligned.shape[0]
+    if spec == "skip" or (label.endswith("frame splitting") and k < 2):
+        return None
+    inp = aligned[:k].sum(0)  # (element, y, x)
+    held = aligned[k:].sum(0)
+    ref = held / (n - k)
+    maps = as_maps(inp)
+    npix = inp.shape[-1] * inp.shape[-2]
+
+    def deviance(den):
+        return poisson_deviance(held, den[:, 0] * (n - k) / k) / npix
+
+    t0 = time.perf_counter()
+    den, note = run_method(maps, spec, deviance, frames=aligned[:k][:, :, None])
+    dt = time.perf_counter() - t0
+    p = np.mean([psnr(den[e, 0] / k, ref[e]) for e in range(len(ELEMENTS))])
+    return deviance(den), p, dt, note
+
+
+def _qd1_task(args):
+    label, spec, threads = args
+    _quiet(threads)
+    if spec == "skip" or label.endswith("frame splitting"):
+        return None
+    counts, maps, held = _qd1_half()
+    npix = counts[0, 0].size * counts.shape[1]
+
+    def deviance(den):
+        return poisson_deviance(held, den) / npix
+
+    t0 = time.perf_counter()
+    den, note = run_method(maps, spec, deviance)
+    return deviance(den), time.perf_counter() - t0, note
+
+
+def _quiet(threads=None):
+    warnings.simplefilter("ignore")
+    from hyperspy.defaults_parser import preferences
+
+    preferences.General.show_progressbar = False
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _map(func, tasks, jobs):
+    """``[func(t) for t in tasks]``, in ``jobs`` processes; each result is
+    printed as it arrives (so that a long run shows its progress)."""
+
+    def show(task, r):
+        print(f"    done: {task[0]} {task[2:-1]} -> {r}", flush=True)
+        return r
+
+    if jobs <= 1:
+        return [show(t, func(t)) for t in tasks]
+    from concurrent.futures import as_completed
+
+    with ProcessPoolExecutor(jobs) as pool:
+        futures = {pool.submit(func, t): i for i, t in enumerate(tasks)}
+        out = [None] * len(tasks)
+        for fut in as_completed(futures):
+            i = futures[fut]
+            out[i] = show(tasks[i], fut.result())
+        return out
+
+
+def frames_table(deep_kwargs, ks, jobs=1):
     aligned, shifts = load_frames()
     n = aligned.shape[0]
     print(f"sait frames: {n} frames, registered on HAADF (max shift {max(max(map(abs, s)) for s in shifts)} px), "
           f"cropped to {aligned.shape[-2]}x{aligned.shape[-1]}")
-    results = {}
+    rows = methods(deep_kwargs)
+    threads = 1 if jobs > 1 else None
+    tasks = [(label, spec, k, threads) for label, spec in rows for k in ks]
+    # the slow (deep) cells first, so that the pool stays busy
+    order = sorted(range(len(tasks)), key=lambda i: not tasks[i][0].startswith("denoise_deep"))
+    done = _map(_frames_task, [tasks[i] for i in order], jobs)
+    results = {(tasks[i][0], tasks[i][2]): r for i, r in zip(order, done)}
     notes = {}
-    for k in ks:
-        inp = aligned[:k].sum(0)  # (element, y, x)
-        held = aligned[k:].sum(0)
-        ref = held / (n - k)
-        maps = as_maps(inp)
-        npix = inp.shape[-1] * inp.shape[-2]
-
-        def deviance(den, held=held, k=k):
-            return poisson_deviance(held, den[:, 0] * (n - k) / k) / npix
-
-        for label, spec in methods(deep_kwargs):
-            if spec == "skip":
-                results[(label, k)] = None
-                continue
-            t0 = time.perf_counter()
-            den, note = run_method(maps, spec, deviance)
-            dt = time.perf_counter() - t0
-            p = np.mean([psnr(den[e, 0] / k, ref[e]) for e in range(len(ELEMENTS))])
-            results[(label, k)] = (deviance(den), p, dt)
-            if note:
-                notes.setdefault(label, []).append(f"k={k}: {note}")
+    for (label, k), r in results.items():
+        if r is not None and r[3]:
+            notes.setdefault(label, []).append(f"k={k}: {r[3]}")
     print()
     header = "| method | " + " | ".join(f"k={k} deviance/px | k={k} PSNR dB" for k in ks) + " |"
     print(header)
     print("|" + "---|" * (1 + 2 * len(ks)))
-    for label, _ in methods(deep_kwargs):
+    for label, spec in rows:
         cells = []
         for k in ks:
             r = results[(label, k)]
-            cells += ["skipped (package bm3d absent)", "-"] if r is None else [f"{r[0]:.5f}", f"{r[1]:.2f}"]
+            if r is None:
+                why = "skipped (package bm3d absent)" if spec == "skip" else "n/a (needs k >= 2 frames)"
+                cells += [why, "-"]
+            else:
+                cells += [f"{r[0]:.5f}", f"{r[1]:.2f}"]
         print(f"| {label} | " + " | ".join(cells) + " |")
     for label, ns in notes.items():
-        print(f"  {label}: " + "; ".join(ns))
-    best_base = {k: min(v[0] for (lab, kk), v in results.items() if kk == k and v and lab not in ("raw", "denoise_deep")) for k in ks}
+        print(f"  {label}: " + "; ".join(sorted(ns)))
+    times = {label: sum(results[(label, k)][2] for k in ks if results[(label, k)]) for label, _ in rows}
+    print("  seconds (all k): " + ", ".join(f"{lab} {t:.0f}" for lab, t in times.items() if t))
     for k in ks:
-        d = results[("denoise_deep", k)][0]
-        print(f"  k={k}: denoise_deep deviance {100 * (1 - d / best_base[k]):+.1f}% below the best baseline "
-              f"({'lower' if d < best_base[k] else 'higher'})")
+        base = {lab: v[0] for (lab, kk), v in results.items() if kk == k and v and not lab.startswith(("raw", "denoise_deep"))}
+        best_lab = min(base, key=base.get)
+        for label, _ in rows:
+            r = results[(label, k)]
+            if label.startswith("denoise_deep") and r is not None:
+                print(f"  k={k}: {label}: deviance {100 * (1 - r[0] / base[best_lab]):+.1f}% below the best "
+                      f"baseline ({best_lab}, {base[best_lab]:.5f})")
 
 
-def qd1_table(deep_kwargs):
+def _qd1_half():
     f = np.load(DATA / "qd1_element_maps.npz")
     counts = f["counts"].astype(np.int64)
     rng = np.random.default_rng(0)
     fit = rng.binomial(counts, 0.5)
     held = counts - fit
     maps = het.element_maps_from_array(fit, f["tilts_deg"], [str(e) for e in f["elements"]])
-    npix = counts[0, 0].size * counts.shape[1]
+    return counts, maps, held
 
-    def deviance(den):
-        return poisson_deviance(held, den) / npix
 
+def qd1_table(deep_kwargs, jobs=1):
+    f = np.load(DATA / "qd1_element_maps.npz")
+    counts = f["counts"].astype(np.int64)
     print(f"\nqd1: {counts.shape} counts, half of every count held out; held-out deviance per pixel-tilt, summed over elements")
     print("| method | held-out deviance | time s |")
     print("|---|---|---|")
-    for label, spec in methods(deep_kwargs):
-        if spec == "skip":
-            print(f"| {label} | skipped (package bm3d absent) | - |")
+    rows = methods(deep_kwargs)
+    threads = 1 if jobs > 1 else None
+    done = _map(_qd1_task, [(label, spec, threads) for label, spec in rows], jobs)
+    for (label, spec), r in zip(rows, done):
+        if r is None:
+            why = "skipped (package bm3d absent)" if spec == "skip" else "n/a (no frames)"
+            print(f"| {label} | {why} | - |")
             continue
-        t0 = time.perf_counter()
-        den, note = run_method(maps, spec, deviance)
-        dt = time.perf_counter() - t0
-        print(f"| {label} | {deviance(den):.5f} | {dt:.1f} |" + (f" {note}" if note else ""))
-    t0 = time.perf_counter()
+        print(f"| {label} | {r[0]:.5f} | {r[1]:.1f} |" + (f" {r[2]}" if r[2] else ""))
+    import torch
+
     full = het.element_maps_from_array(counts, f["tilts_deg"], [str(e) for e in f["elements"]])
+    t0, c0 = time.perf_counter(), time.process_time()
     full.denoise_deep(show_progressbar=False, **deep_kwargs)
-    print(f"\ndenoise_deep training + inference on the full qd1 series (13 tilts x 3 elements x 256x256): "
-          f"{time.perf_counter() - t0:.1f} s")
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"\ndenoise_deep training + inference on the full qd1 series (13 tilts x 3 elements x 256x256, "
+          f"{torch.get_num_threads()} torch threads): {wall:.1f} s wall-clock, {cpu:.1f} s CPU "
+          f"(1-min load average at the end: {os.getloadavg()[0]:.1f})")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few training steps (smoke test)")
     parser.add_argument("--skip-qd1", action="store_true")
+    parser.add_argument("--skip-frames", action="store_true", help="only the qd1 part")
+    parser.add_argument("--jobs", type=int, default=1, help="denoisers run in this many processes")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent")
         return
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda: {torch.cuda.is_available()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda: {torch.cuda.is_available()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, jobs {args.jobs}")
     deep_kwargs = dict(steps=60, eval_every=20) if args.quick else {}
-    warnings.simplefilter("ignore")
-    from hyperspy.defaults_parser import preferences
-
-    preferences.General.show_progressbar = False
-    frames_table(deep_kwargs, (1, 3, 5))
+    _quiet()
+    if not args.skip_frames:
+        frames_table(deep_kwargs, (1, 3, 5), args.jobs)
     if not args.skip_qd1:
-        qd1_table(deep_kwargs)
+        qd1_table(deep_kwargs, args.jobs)
 
 
 if __name__ == "__main__":
