@@ -23,7 +23,10 @@ import time
 
 import numpy as np
 
-from .networks import build_unet, crop_to, pad_to_multiple, random_flips, seed_everything, torch_device, train
+from .networks import (
+    build_unet, crop_to, load_state, load_weights, pad_to_multiple, random_flips, save_weights, seed_everything,
+    torch_device, train,
+)
 
 FORMAT = "hyperspy_edxtomo.end_to_end"
 VERSION = 1
@@ -294,47 +297,19 @@ class EndToEndModel:
     # -- persistence ------------------------------------------------------------
     def save(self, path):
         """Write the weights, elements, voxel size, settings (and ``Q^D``) to ``path``."""
-        torch = _torch()
         if not self.is_trained:
             raise RuntimeError("Nothing to save: these end-to-end weights are not trained.")
-        torch.save(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "elements": self.elements,
-                "voxel_size_nm": self.voxel_size_nm,
-                "config": dict(self.config),
-                "state_dict": self.net.state_dict(),
-                "training": {k: v for k, v in self.training_log.items() if k != "losses"},
-                "denoiser": self.denoiser_blob,
-            },
-            str(path),
-        )
+        save_weights(path, FORMAT, VERSION, self.net, self.training_log, elements=self.elements,
+                     voxel_size_nm=self.voxel_size_nm, config=dict(self.config), denoiser=self.denoiser_blob)
 
     @classmethod
     def load(cls, path):
         """Weights written by :meth:`save`; clear errors for anything else."""
-        torch = _torch()
-        try:
-            blob = torch.load(str(path), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"No end-to-end weights at {path}. Train them with hyperspy_edxtomo.train_end_to_end(series, "
-                "out=path) (it runs two_step on your series first)."
-            ) from None
-        except Exception as err:
-            raise ValueError(f"{path} is not an end-to-end weights file of hyperspy_edxtomo ({err}).") from None
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise ValueError(f"{path} is not an end-to-end weights file of hyperspy_edxtomo.")
-        if blob.get("version", 0) > VERSION:
-            raise ValueError(f"{path} was written by a newer version (format {blob['version']}).")
+        blob = load_weights(path, FORMAT, VERSION, "an end-to-end weights file", missing=(
+            "Train them with hyperspy_edxtomo.train_end_to_end(series, out=path) (it runs two_step on your "
+            "series first)."))
         model = cls(blob["elements"], blob.get("voxel_size_nm"), **blob["config"])
-        model.net = model._new_net()
-        try:
-            model.net.load_state_dict(blob["state_dict"])
-        except RuntimeError as err:
-            raise ValueError(f"{path}: the weights do not fit the network their settings describe ({err}).") from None
-        model.net.eval()
+        model.net = load_state(model._new_net(), blob["state_dict"], path)
         model.training_log = dict(blob.get("training", {}))
         model.denoiser_blob = blob.get("denoiser")
         return model

@@ -51,6 +51,8 @@ import time
 
 import numpy as np
 
+from .networks import build_unet, load_state, load_weights, save_weights, torch_device
+
 FORMAT = "hyperspy_edxtomo.count_split_unet"
 VERSION = 2
 
@@ -83,66 +85,6 @@ def _torch():
     import torch
 
     return torch
-
-
-def _build_unet(n_in, n_out, channels, levels):
-    torch = _torch()
-    nn = torch.nn
-
-    def block(cin, cout):
-        return nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect"),
-            nn.LeakyReLU(0.1),
-            nn.Conv2d(cout, cout, 3, padding=1, padding_mode="reflect"),
-            nn.LeakyReLU(0.1),
-        )
-
-    class UNet(nn.Module):
-        """Small 2D U-Net: ``levels`` resolutions, ``channels`` features at the
-        top, doubled at every level down; output: log-rate offsets (zero at
-        initialisation)."""
-
-        def __init__(self):
-            super().__init__()
-            widths = [channels * 2**i for i in range(levels)]
-            self.enc = nn.ModuleList()
-            cin = n_in
-            for w in widths:
-                self.enc.append(block(cin, w))
-                cin = w
-            self.up = nn.ModuleList()
-            self.dec = nn.ModuleList()
-            for w_low, w in zip(widths[:0:-1], widths[-2::-1]):
-                self.up.append(nn.ConvTranspose2d(w_low, w, 2, stride=2))
-                self.dec.append(block(2 * w, w))
-            self.out = nn.Conv2d(widths[0], n_out, 1)
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
-
-        def forward(self, x):
-            skips = []
-            for i, enc in enumerate(self.enc):
-                x = enc(x)
-                if i < len(self.enc) - 1:
-                    skips.append(x)
-                    x = torch.nn.functional.avg_pool2d(x, 2)
-            for up, dec in zip(self.up, self.dec):
-                x = up(x)
-                x = dec(torch.cat([x, skips.pop()], dim=1))
-            return self.out(x)
-
-    return UNet()
-
-
-def _device(cuda):
-    torch = _torch()
-    if cuda is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if cuda:
-        if not torch.cuda.is_available():
-            raise RuntimeError("cuda=True but torch finds no CUDA device; use cuda=None (automatic) or False.")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def _dihedral(x, k, flip):
@@ -203,7 +145,7 @@ class CountSplitDenoiserModel:
         n_in, n_out = (e + 1, e + 1) if self._joint else (e, e)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.config["seed"]))
-            return _build_unet(n_in, n_out, int(self.config["channels"]), int(self.config["levels"]))
+            return build_unet(2, n_in, n_out, int(self.config["channels"]), int(self.config["levels"]), padding_mode="reflect")
 
     @property
     def is_trained(self):
@@ -309,7 +251,7 @@ class CountSplitDenoiserModel:
         else:
             data = counts.transpose(1, 0, 2, 3)[:, None]  # (T, 1, E, Y, X)
         start = time.perf_counter()
-        device = _device(cuda)
+        device = torch_device(cuda)
         rng = np.random.default_rng(int(cfg["seed"]))
         vf = float(cfg["validation_fraction"])
         if vf > 0:
@@ -436,7 +378,7 @@ class CountSplitDenoiserModel:
         order = self.check_elements(self.elements if elements is None else elements)
         if counts.ndim != 4 or counts.shape[0] != len(order):
             raise ValueError(f"counts must be shaped ({len(order)}, tilt, y, x), got {counts.shape}.")
-        device = _device(cuda)
+        device = torch_device(cuda)
         # channels in the model's order
         inverse = np.argsort(order)
         data = counts[inverse].transpose(1, 0, 2, 3)
@@ -460,42 +402,21 @@ class CountSplitDenoiserModel:
     # -- persistence --------------------------------------------------------
     def save(self, path):
         """Write weights, settings and elements to ``path`` (torch format)."""
-        torch = _torch()
         if not self.is_trained:
             raise RuntimeError("Nothing to save: this denoiser is not trained.")
-        torch.save(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "elements": list(self.elements),
-                "config": dict(self.config),
-                "state_dict": self.net.state_dict(),
-                "training": {k: v for k, v in self.training_log.items() if k != "losses"},
-            },
-            str(path),
-        )
+        save_weights(path, FORMAT, VERSION, self.net, self.training_log, elements=list(self.elements),
+                     config=dict(self.config))
 
     @classmethod
     def load(cls, path):
         """A trained denoiser written by :meth:`save`."""
-        torch = _torch()
-        try:
-            blob = torch.load(str(path), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as err:
-            raise ValueError(f"{path} is not a saved hyperspy_edxtomo denoiser ({err}).") from None
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a saved hyperspy_edxtomo denoiser.")
+        blob = load_weights(path, FORMAT, VERSION, "a saved denoiser")
         version = blob.get("version", 0)
-        if version > VERSION:
-            raise ValueError(f"{path} was written by a newer version (format {blob['version']}).")
         config = dict(blob["config"])
         if version < 2:
             config = {**_VERSION1_CONFIG, **config}
         model = cls(blob["elements"], **config)
-        model.net = model._new_net()
-        model.net.load_state_dict(blob["state_dict"])
+        model.net = load_state(model._new_net(), blob["state_dict"], path)
         model.training_log = dict(blob.get("training", {}))
         return model
 

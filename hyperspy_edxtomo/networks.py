@@ -15,7 +15,7 @@ def _torch():
     return torch
 
 
-def build_unet(dim, in_channels, out_channels, channels=16, levels=3):
+def build_unet(dim, in_channels, out_channels, channels=16, levels=3, padding_mode="replicate"):
     """A U-Net with ``levels`` resolutions and ``channels`` features at the top
     (doubled at every level down); inputs must be multiples of
     ``2 ** (levels - 1)`` in every spatial dimension (:func:`pad_to_multiple`).
@@ -25,6 +25,8 @@ def build_unet(dim, in_channels, out_channels, channels=16, levels=3):
     dim : {2, 3}
     in_channels, out_channels : int
     channels, levels : int
+    padding_mode : str
+        Of the 3x3 convolutions (``"reflect"``, ``"replicate"``, ``"zeros"``).
 
     Returns
     -------
@@ -42,9 +44,9 @@ def build_unet(dim, in_channels, out_channels, channels=16, levels=3):
 
     def block(cin, cout):
         return nn.Sequential(
-            Conv(cin, cout, 3, padding=1, padding_mode="replicate"),
+            Conv(cin, cout, 3, padding=1, padding_mode=padding_mode),
             nn.LeakyReLU(0.1),
-            Conv(cout, cout, 3, padding=1, padding_mode="replicate"),
+            Conv(cout, cout, 3, padding=1, padding_mode=padding_mode),
             nn.LeakyReLU(0.1),
         )
 
@@ -153,3 +155,41 @@ def random_flips(rng, dims, *tensors):
     torch = _torch()
     flip = [d for d in dims if rng.integers(0, 2)]
     return tuple(torch.flip(t, flip) if flip else t for t in tensors)
+
+
+def save_weights(path, fmt, version, net, training_log, **fields):
+    """Write a network's ``state_dict`` with its format tag, version, training
+    record (losses left out) and ``fields`` (elements, settings ...)."""
+    torch = _torch()
+    blob = {"format": fmt, "version": version, **fields, "state_dict": net.state_dict(),
+            "training": {k: v for k, v in training_log.items() if k != "losses"}}
+    torch.save(blob, str(path))
+
+
+def load_weights(path, fmt, version, what, missing=None):
+    """Read a file written by :func:`save_weights` (``weights_only``: no code
+    runs). Clear errors for a missing file (``missing`` is added to the
+    message), another kind of file, or a newer format."""
+    torch = _torch()
+    try:
+        blob = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        if missing:
+            raise FileNotFoundError(f"No {what} at {path}. {missing}") from None
+        raise
+    except Exception as err:
+        raise ValueError(f"{path} is not {what} of hyperspy_edxtomo ({err}).") from None
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise ValueError(f"{path} is not {what} of hyperspy_edxtomo.")
+    if blob.get("version", 0) > version:
+        raise ValueError(f"{path} was written by a newer version (format {blob['version']}).")
+    return blob
+
+
+def load_state(net, state_dict, path):
+    """``net.load_state_dict`` with an error that says the file does not fit."""
+    try:
+        net.load_state_dict(state_dict)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: the weights do not fit the network their settings describe ({err}).") from None
+    return net.eval()

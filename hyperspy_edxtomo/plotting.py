@@ -93,7 +93,6 @@ def _nice_length(span):
 
 
 def _scalebar(ax, length, units, color="white"):
-    from matplotlib.offsetbox import AnchoredText  # noqa: F401 (keeps matplotlib import lazy)
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     bar = AnchoredSizeBar(ax.transData, length, f"{length:g} {units}", "lower right", pad=0.3, color=color,

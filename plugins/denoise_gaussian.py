@@ -1,6 +1,5 @@
 """Gaussian smoothing of every element map (a classical baseline)."""
 
-import numpy as np
 from scipy import ndimage
 from traits.api import Range
 

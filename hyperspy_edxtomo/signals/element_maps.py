@@ -114,10 +114,17 @@ class ElementMapTiltSeries(TiltSeriesMixin, Signal2D):
             Also return the trained model (to ``save`` or reuse).
         show_progressbar : None or bool
         **parameters
-            Settings of the ``"deep"`` denoiser: ``levels``, ``channels``,
-            ``steps``, ``batch_size``, ``patch_size``, ``learning_rate``,
-            ``split_fraction``, ``validation_fraction``, ``eval_every``,
-            ``patience``, ``tta``, ``seed``, ``cuda`` (None: CUDA when present).
+            Settings of the ``"deep"`` denoiser: ``training``
+            (``"count_split"``, ``"frame_split"`` with ``frames=``, or
+            ``"blind_spot"``), ``frames`` (repeated frames: an array (frame,
+            element, tilt, y, x) or one maps signal per frame, summing to
+            these maps), ``joint`` (all-element sum as an extra channel),
+            ``blind_spot_fraction``, ``thinned_inference``, ``levels``,
+            ``channels``, ``steps``, ``batch_size``, ``patch_size``,
+            ``learning_rate``, ``split_fraction``, ``validation_fraction``,
+            ``eval_every``, ``patience``, ``tta``, ``seed``, ``cuda`` (None:
+            CUDA when present). ``edxtomo denoisers`` lists them with their
+            defaults.
 
         Returns
         -------
