@@ -48,6 +48,12 @@ METHODS = {
     "two_step": {},
 }
 CROP = (slice(40, 200), slice(80, 176))
+ONLY = None  # --methods
+
+
+def _methods(weights):
+    chosen = {**METHODS, "end_to_end": {"weights": str(weights)}}
+    return {k: v for k, v in chosen.items() if ONLY is None or k in ONLY}
 
 
 def table(header, rows):
@@ -76,21 +82,22 @@ def train_weights(out, elements=None, seeds=(11, 12)):
 
 def simulated(out):
     weights = out / "e2e_simulated_InP_ZnSe_ZnS.pt"
-    model, t_train = train_weights(weights)
-    print(f"end_to_end weights: {weights} (trained on seeds 11, 12 in {t_train:.0f} s)\n")
+    if ONLY is None or "end_to_end" in ONLY:
+        model, t_train = train_weights(weights)
+        print(f"end_to_end weights: {weights} (trained on seeds 11, 12 in {t_train:.0f} s)\n")
     rows, wins = [], []
     for seed in (1, 2):
         maps = datasets.quantum_dot_element_maps(size=64, seed=seed)
         truth = maps.metadata.Simulation.ground_truth.data
         results = {}
-        for method, params in {**METHODS, "end_to_end": {"weights": str(weights)}}.items():
+        for method, params in _methods(weights).items():
             t0 = time.perf_counter()
             vol = maps.reconstruct(method, show_progressbar=False, **params)
             dt = time.perf_counter() - t0
             results[method] = [metrics.scores(v, g) for v, g in zip(vol.data, truth)]
             for el, sc in zip(maps.elements, results[method]):
                 rows.append([seed, method, el, f"{sc['pearson']:.3f}", f"{sc['nrmse']:.3f}", f"{sc['dice']:.3f}", f"{dt:.0f}"])
-        for e, el in enumerate(maps.elements):
+        for e, el in enumerate(maps.elements if {"two_step", "tv"} <= set(results) else []):
             a, b = results["two_step"][e], results["tv"][e]
             wins.append((seed, el, a["pearson"] > b["pearson"], a["nrmse"] < b["nrmse"], a["dice"] > b["dice"]))
     print("## Simulated InP/ZnSe/ZnS dots (64^3 voxels of 0.189 nm, 13 tilts, real-data dose)")
@@ -120,11 +127,11 @@ def qd1(out):
     elements = maps.elements
     halves = [het.element_maps_from_array(h, maps.tilts, elements, pixel_size_nm=maps.pixel_size[0]) for h in (fit, held)]
     weights = out / "e2e_simulated_Se_S_Zn.pt"
-    if not weights.exists():
+    if not weights.exists() and (ONLY is None or "end_to_end" in ONLY):
         train_weights(weights, elements=elements)
     P = Projector(maps.tilts, n_x=counts.shape[-1])
     rows = []
-    for method, params in {**METHODS, "end_to_end": {"weights": str(weights)}}.items():
+    for method, params in _methods(weights).items():
         t0 = time.perf_counter()
         vols = [h.reconstruct(method, show_progressbar=False, **params) for h in halves]
         dt = time.perf_counter() - t0
@@ -161,9 +168,18 @@ def timing(out):
                      f"{wedge['measured range'][e]:.3f}", f"{wedge['missing wedge'][e]:.3f}"])
     print("Q^S: self-consistency at the measured angles, and how much it changes the re-projections")
     table(["element", "deviance of R M", "deviance of Q^S(R M)", "rel. change, measured range", "rel. change, missing wedge"], rows)
-    from hyperspy_edxtomo.plotting import volume_cuts
+    from hyperspy_edxtomo.plotting import rgb_overlay, volume_cuts
 
+    vol.save(out / "qd1_two_step.hspy", overwrite=True)
     volume_cuts(vol, out / "qd1_two_step_full_cuts.png")
+    rgb_overlay(vol, out / "qd1_two_step_rgb.png", vol.elements)
+    particles = vol.find_particles()
+    shells = vol.shell_maps(particles=particles, max_particles=2)
+    rows = []
+    for e, el in enumerate(vol.elements):
+        rows.append([el] + [f"{100 * shells.absent(el, p):.1f}" for p in range(len(shells.labels))])
+    print(f"QD1 two_step: {len(particles)} particle(s) found; shell maps of the two largest")
+    table(["element", *[f"absent % (particle {p + 1})" for p in range(len(shells.labels))]], rows)
     # end_to_end's network pass on 3 x 256^3
     weights = out / "e2e_simulated_Se_S_Zn.pt"
     if not weights.exists():
@@ -206,7 +222,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("parts", nargs="*", default=["simulated", "wedge", "qd1", "timing"])
     p.add_argument("--out", default="/tmp/edxtomo_bench_deep")
+    p.add_argument("--methods", nargs="+", default=None, help="only these methods (simulated, qd1)")
     args = p.parse_args(argv)
+    if args.methods:
+        global ONLY
+        ONLY = set(args.methods)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if any(part in ("qd1", "timing") for part in args.parts) and not DATA.is_dir():
