@@ -150,8 +150,6 @@ def qd1(out):
 
 
 def timing(out):
-    import torch
-
     maps = load_qd1()
     aligned = maps.align(show_progressbar=False)
     t0 = time.perf_counter()
@@ -173,25 +171,36 @@ def timing(out):
     vol.save(out / "qd1_two_step.hspy", overwrite=True)
     volume_cuts(vol, out / "qd1_two_step_full_cuts.png")
     rgb_overlay(vol, out / "qd1_two_step_rgb.png", vol.elements)
-    particles = vol.find_particles()
-    shells = vol.shell_maps(particles=particles, max_particles=2)
+    shells_of_dots(vol)
+    end_to_end_timing(aligned, out)
+
+
+def shells_of_dots(vol):
+    """Shell coverage of QD1's two whole dots (the crop used above)."""
+    dots = vol.isig[CROP[1], CROP[0]]
+    particles = dots.find_particles()
+    shells = dots.shell_maps(particles=particles, max_particles=2)
     rows = []
     for e, el in enumerate(vol.elements):
         rows.append([el] + [f"{100 * shells.absent(el, p):.1f}" for p in range(len(shells.labels))])
     print(f"QD1 two_step: {len(particles)} particle(s) found; shell maps of the two largest")
     table(["element", *[f"absent % (particle {p + 1})" for p in range(len(shells.labels))]], rows)
-    # end_to_end's network pass on 3 x 256^3
+
+
+def end_to_end_timing(aligned, out):
+    """end_to_end's network pass on 3 x 256^3, and the whole plugin call."""
+    import torch
+
     weights = out / "e2e_simulated_Se_S_Zn.pt"
     if not weights.exists():
-        train_weights(weights, elements=vol.elements)
-    model = het.EndToEndModel.load(weights)
-    x = inter["fbp_denoised"].data
+        train_weights(weights, elements=aligned.elements)
     t0 = time.perf_counter()
-    model.predict(x, vol.elements)
-    t_net = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    aligned.reconstruct("end_to_end", weights=str(weights), show_progressbar=False)
+    _, inter = aligned.reconstruct("end_to_end", weights=str(weights), show_progressbar=False, return_intermediates=True)
     t_e2e = time.perf_counter() - t0
+    model = het.EndToEndModel.load(weights)
+    t0 = time.perf_counter()
+    model.predict(inter["fbp_denoised"].data, aligned.elements)
+    t_net = time.perf_counter() - t0
     print("## end_to_end on 3 x 256^3")
     table(["step", "seconds"], [["network pass T (3 x 256^3)", f"{t_net:.1f}"],
                                 ["whole reconstruct(method='end_to_end') (stored Q^D + FBP + T)", f"{t_e2e:.1f}"]])
