@@ -118,7 +118,8 @@ class ReconstructionAlgorithm(ParameterisedMethod):
     @property
     def intermediates(self):
         """Intermediate results of the last :meth:`reconstruct_series`:
-        ``{name: ("maps", array, tilts) | ("volume", array) | ("table", dict)}``."""
+        ``{name: ("maps", array, tilts) | ("volume", array) | ("table", dict) | ("object", anything)}``;
+        ``reconstruct(..., return_intermediates=True)`` returns maps and volumes as signals, the rest as is."""
         return dict(self._intermediates or {})
 
     def prepare(self, sinograms, projector, show_progressbar=False):

@@ -182,7 +182,8 @@ def _intermediate_signals(intermediates, maps, vol):
     """Wrap an algorithm's intermediate arrays as signals of this project.
 
     ``intermediates`` maps a name to ``("maps", array (element, tilt, y, x), tilts)``,
-    ``("volume", array (element, z, y, x))`` or ``("table", dict)``.
+    ``("volume", array (element, z, y, x))``, ``("table", dict)`` or
+    ``("object", anything)`` (e.g. a trained denoiser); the last two pass through as they are.
     """
     from .signals.element_maps import element_maps_from_array
     from .signals.volume import volume_from_array

@@ -130,7 +130,7 @@ class TwoStep(ReconstructionAlgorithm):
             "enhanced": ("maps", enhanced, dense.tilts_deg),
             "fbp_denoised": ("volume", fbp_denoised),
             "report": ("table", {"enhancer": qs_log, "wedge_check": wedge, "timings": stages}),
-            "denoiser_model": ("table", qd_model),
+            "denoiser_model": ("object", qd_model),
         }
         base = {k: v for k, v in self.parameter_values().items() if k != "lam"}
         used = []

@@ -15,6 +15,18 @@ def shared_data():
 
 
 @pytest.fixture
+def bcf_views(shared_data, tmp_path):
+    """A three-view "tilt series": test_TEM.bcf copied as view_0..2.bcf into tmp_path."""
+    import shutil
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"view_{i}.bcf")
+        shutil.copy(shared_data / "vendor" / "test_TEM.bcf", paths[-1])
+    return paths
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

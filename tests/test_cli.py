@@ -1,7 +1,5 @@
 """The edxtomo command line: the README's main job and the maps command."""
 
-import shutil
-
 import hyperspy.api as hs
 import numpy as np
 
@@ -22,11 +20,8 @@ def test_demo_writes_maps_volume_and_pictures(tmp_path, capsys):
     assert "Pearson correlation with the ground truth" in capsys.readouterr().out
 
 
-def test_maps_from_vendor_files(shared_data, tmp_path):
-    paths = []
-    for i in range(3):
-        paths.append(tmp_path / f"view_{i}.bcf")
-        shutil.copy(shared_data / "vendor" / "test_TEM.bcf", paths[-1])
+def test_maps_from_vendor_files(bcf_views, tmp_path):
+    paths = bcf_views
     out = tmp_path / "out"
     rc = main(["--quiet", "maps", *map(str, paths), "--tilts", "20", "-20", "0", "--elements", "Cu", "Pd", "--out", str(out)])
     assert rc == 0

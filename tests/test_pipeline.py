@@ -1,7 +1,6 @@
 """The whole-job pipeline (``edxtomo run``), its report, the step sub-commands and their errors."""
 
 import json
-import shutil
 
 import hyperspy.api as hs
 import numpy as np
@@ -157,11 +156,8 @@ def test_bad_files_exit_2_naming_the_file(tmp_path, capsys):
     assert "spectrum.hspy" in err and "Signal1D" in err
 
 
-def test_run_on_vendor_files(shared_data, tmp_path):
-    paths = []
-    for i in range(3):
-        paths.append(tmp_path / f"view_{i}.bcf")
-        shutil.copy(shared_data / "vendor" / "test_TEM.bcf", paths[-1])
+def test_run_on_vendor_files(bcf_views, tmp_path):
+    paths = bcf_views
     out = tmp_path / "out"
     # wrong number of tilts: exit 2, the message names the files
     assert main(["--quiet", "run", *map(str, paths), "--tilts", "20", "-20", "--elements", "Cu", "--out", str(out)]) == 2
@@ -176,14 +172,10 @@ def test_run_on_vendor_files(shared_data, tmp_path):
     assert "view_0.bcf" in md and "Cu_Ka" in md
 
 
-def test_run_vendor_wrong_tilt_count_names_the_files(shared_data, tmp_path, capsys):
-    paths = []
-    for i in range(3):
-        paths.append(tmp_path / f"tilt_{i}.bcf")
-        shutil.copy(shared_data / "vendor" / "test_TEM.bcf", paths[-1])
-    assert main(["--quiet", "run", *map(str, paths), "--tilts", "20", "-20", "--out", str(tmp_path / "o")]) == 2
+def test_run_vendor_wrong_tilt_count_names_the_files(bcf_views, tmp_path, capsys):
+    assert main(["--quiet", "run", *map(str, bcf_views), "--tilts", "20", "-20", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "tilt_0.bcf" in err and "tilt" in err
+    assert "view_0.bcf" in err and "tilt" in err
 
 
 def test_step_commands(run_dir, tmp_path, capsys):
