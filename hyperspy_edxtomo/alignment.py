@@ -55,6 +55,7 @@ Methods (``method=``):
 """
 
 import time
+import warnings
 
 import numpy as np
 from scipy import ndimage
@@ -62,6 +63,10 @@ from scipy import ndimage
 from .metadata import NODE, append_history
 
 METHODS = ("auto", "xcorr", "com", "axis", "projection_matching")
+#: standard error (degrees) of an estimated rotation above which align() warns
+ROTATION_SE_WARN_DEG = 1.0
+#: background noise (robust standard deviations of the border) removed before centres of mass
+BACKGROUND_NOISE_K = 2.0
 ALIGNMENT = f"{NODE}.alignment"
 
 
@@ -259,7 +264,11 @@ def _background_free(stack, sigma):
     border[w:-w, w:-w] = False
     for t in range(n):
         s = ndimage.gaussian_filter(stack[t].astype(np.float64), sigma) if sigma else stack[t].astype(np.float64)
-        s = s - np.median(s[border])
+        edge = s[border]
+        med = np.median(edge)
+        # above the background's noise too: clipped noise left over the whole width of the view
+        # would pull every centre of mass towards the middle of the field
+        s = s - (med + BACKGROUND_NOISE_K * 1.4826 * np.median(np.abs(edge - med)))
         out[t] = np.clip(s, 0, None)
         if not out[t].any():
             out[t] = ndimage.gaussian_filter(stack[t], sigma) if sigma else stack[t]
@@ -350,7 +359,7 @@ def estimate_com(stack, tilts):
     return fy - cy, fx - cx
 
 
-def estimate_axis(stack, tilts, sy, sx, passes=10, tol_deg=0.02, show=False):
+def estimate_axis(stack, tilts, sy, sx, passes=10, tol_deg=0.02, show=False, rotation=None):
     """In-plane rotation and tilt-axis offset from the sinogram of every row (common-line condition).
 
     After the shifts, every row band of a rigid object's views should trace
@@ -358,12 +367,12 @@ def estimate_axis(stack, tilts, sy, sx, passes=10, tol_deg=0.02, show=False):
     is where the tilt axis crosses row ``y``. A straight line through the
     ``a(y)`` (weighted by the counts of each row) gives the offset (at the
     centre row) and the in-plane rotation (its slope); repeated until the
-    corrections vanish.
+    corrections vanish. With ``rotation`` given, only the offset is estimated.
     """
     n, ny, nx = stack.shape
     th = np.deg2rad(tilts)
     A = np.stack([np.ones_like(th), np.cos(th), np.sin(th)], 1)
-    rot, off = 0.0, 0.0
+    rot, off = (0.0 if rotation is None else float(rotation)), 0.0
     for _ in range(passes):
         views = transform_stack(stack, rot, sy, sx - off)
         band = 3
@@ -383,7 +392,7 @@ def estimate_axis(stack, tilts, sy, sx, passes=10, tol_deg=0.02, show=False):
             break
         ys, a, w = np.array(ys), np.array(a), np.sqrt(np.array(w))
         slope, intercept = np.polyfit(ys, a, 1, w=w)
-        step = float(np.rad2deg(np.arctan(slope)))
+        step = float(np.rad2deg(np.arctan(slope))) if rotation is None else 0.0
         rot += step
         off += float(intercept)
         if abs(step) < tol_deg and abs(intercept) < 0.02:
@@ -422,17 +431,74 @@ def estimate_projection_matching(stack, tilts, rotation_deg, sy, sx, method="sir
     return sy, sx, n_done
 
 
+def _rotation_se(counts, tilts, b, sigma, n_splits=4, seed=0):
+    """Standard error (degrees) of :func:`estimate_axis`'s rotation on ``counts``
+    (tilt, y, x), from count-split halves; None when the views are not
+    integer counts. Each half has half the counts, so the difference of the
+    two halves' estimates has four times the variance of the full estimate.
+    """
+    if not np.allclose(counts, np.round(counts)):
+        return None
+    ints = np.round(counts).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_splits):
+        half = rng.binomial(ints, 0.5)
+        r = []
+        for h in (half, ints - half):
+            sm = _background_free(_bin(h, b).astype(np.float64) / b**2, sigma)
+            sy, sx = estimate_com(sm, tilts)
+            r.append(estimate_axis(sm, tilts, sy, sx)[0])
+        diffs.append(r[0] - r[1])
+    return float(np.sqrt(np.mean(np.square(diffs)) / 4))
+
+
 # ---------------------------------------------------------------------------------
 # public entry points
 
 
+def _chain(smooth, tilts, method, rotation, pm_iterations, tol_px, show):
+    """The estimators of ``method`` on one smoothed (tilt, y, x) stack:
+    (shifts y, shifts x, rotation, axis offset, projection-matching rounds)."""
+    n = smooth.shape[0]
+    zero = np.zeros(n)
+    rot, off, n_pm = (rotation or 0.0), 0.0, 0
+    # a given rotation applies first; the shift estimators work on the rotated views
+    base = transform_stack(smooth, rot, zero, zero) if rot else smooth
+    if method == "xcorr":
+        sy, sx = estimate_xcorr(base, tilts)
+    elif method in ("com", "auto"):
+        sy, sx = estimate_com(base, tilts)
+    else:
+        sy, sx = zero.copy(), zero.copy()
+    if method in ("axis", "auto"):
+        if method == "axis":
+            sy, sx = estimate_com(base, tilts)
+        rot, off = estimate_axis(smooth, tilts, sy, sx, show=show, rotation=rotation)
+        sx = sx - off
+        # centres again after the rotation: the rotation moves them
+        rs = transform_stack(smooth, rot, zero, zero)
+        sy, sx_c = estimate_com(rs, tilts)
+        sx = sx_c - off if method == "axis" else sx_c
+    if method in ("projection_matching", "auto"):
+        if method == "projection_matching":
+            sy, sx = estimate_com(base, tilts)
+        sy, sx, n_pm = estimate_projection_matching(smooth, tilts, rot, sy, sx, max_iter=pm_iterations,
+                                                    tol_px=tol_px, show=show)
+    return sy, sx, rot, off, n_pm
+
+
 def estimate_alignment(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px=0.1,
-                       show_progressbar=None):
+                       show_progressbar=None, rotation=None):
     """Estimate the alignment of ``series``; a dict of plain lists/floats (see :func:`align`)."""
     from .signals.element_maps import _show
 
     if method not in METHODS:
         raise ValueError(f"Unknown alignment method {method!r}: choose one of {METHODS}.")
+    if rotation is not None:
+        rotation = float(rotation)
+        if not np.isfinite(rotation):
+            raise ValueError(f"rotation must be a finite number of degrees or None (estimate it), got {rotation}.")
     show = _show(show_progressbar)
     t0 = time.perf_counter()
     tilts = series.tilts
@@ -448,37 +514,31 @@ def estimate_alignment(series, method="auto", sigma=None, bin_to=128, pm_iterati
     if sigma is None:
         sigma = 1.0 if refs is not None else 1.5
     smooth = _background_free(small, sigma)
-    zero = np.zeros(n)
-    rot, off, n_pm = 0.0, 0.0, 0
-    if method == "xcorr":
-        sy, sx = estimate_xcorr(smooth, tilts)
-    elif method in ("com", "auto"):
-        sy, sx = estimate_com(smooth, tilts)
-    else:
-        sy, sx = zero.copy(), zero.copy()
-    if method in ("axis", "auto"):
-        if method == "axis":
-            sy, sx = estimate_com(smooth, tilts)
-        rot, off = estimate_axis(smooth, tilts, sy, sx, show=show)
-        sx = sx - off
-        # centres again after the rotation: the rotation moves them
-        rs = transform_stack(smooth, rot, zero, zero)
-        sy, sx_c = estimate_com(rs, tilts)
-        if method == "axis":
-            sx = sx_c - off
-        else:
-            sx = sx_c
-    if method in ("projection_matching", "auto"):
-        if method == "projection_matching":
-            sy, sx = estimate_com(smooth, tilts)
-        sy, sx, n_pm = estimate_projection_matching(smooth, tilts, rot, sy, sx, max_iter=pm_iterations,
-                                                    tol_px=tol_px / b, show=show)
+    sy, sx, rot, off, n_pm = _chain(smooth, tilts, method, rotation, pm_iterations, tol_px / b, show)
+    rot_se, rot_estimate = None, float(rot)
+    if method in ("axis", "auto") and rotation is None and refs is None:
+        rot_se = _rotation_se(counts, tilts, b, sigma)
+        if method == "auto" and rot_se is not None and abs(rot) < 2 * rot_se:
+            # the counts cannot tell this rotation from noise: a careful microscopist would not apply it
+            sy, sx, rot, off, n_pm = _chain(smooth, tilts, method, 0.0, pm_iterations, tol_px / b, show)
+        if rot_se is not None and rot_se > ROTATION_SE_WARN_DEG:
+            applied = "not applied: it is within two standard errors of 0" if rot != rot_estimate else "applied"
+            warnings.warn(
+                f"The in-plane rotation of the tilt axis ({rot_estimate:+.2f} deg, {applied}) is uncertain at "
+                f"these counts: the common-line estimate has a standard error of {rot_se:.1f} deg (count-split "
+                "halves). If the direction of the tilt axis is known (microscope calibration, HAADF images), "
+                "pass rotation=<degrees>.",
+                stacklevel=3,
+            )
     return {
         "method": method,
         "shift_x_px": (np.asarray(sx) * b).tolist(),
         "shift_y_px": (np.asarray(sy) * b).tolist(),
         "axis_offset_px": float(off * b),
         "rotation_deg": float(rot),
+        "rotation_given": rotation is not None,
+        "rotation_se_deg": rot_se,
+        "rotation_estimate_deg": rot_estimate,
         "tilts_deg": tilts.tolist(),
         "view_shape": [int(ny), int(nx)],
         "estimated_on": "reference_images" if refs is not None else "summed_counts",
@@ -601,7 +661,8 @@ def _resample_mode(series, resample):
     return "counts" if np.all(np.isfinite(data)) and np.all(data >= 0) and np.allclose(data, np.round(data)) else "bilinear"
 
 
-def align(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px=0.1, show_progressbar=None):
+def align(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px=0.1, show_progressbar=None,
+          rotation=None):
     """Align the views of a tilt series (see the module documentation for the methods).
 
     Parameters
@@ -616,6 +677,13 @@ def align(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px
     tol_px : float
         Projection matching stops when no shift changes by more than this.
     show_progressbar : None or bool
+    rotation : None or float
+        In-plane rotation of the tilt axis in degrees. None: estimated (by
+        ``"axis"`` and ``"auto"``; its standard error from count-split halves
+        is stored as ``rotation_se_deg`` when the views are counts, and a
+        warning says when it exceeds 1 degree). A number: used as given
+        (a direction known from the microscope; 0 keeps the views
+        unrotated); only the shifts and the axis offset are estimated.
 
     Returns
     -------
@@ -645,5 +713,5 @@ def align(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px
     """
     _kind(series)
     alignment = estimate_alignment(series, method=method, sigma=sigma, bin_to=bin_to, pm_iterations=pm_iterations,
-                                   tol_px=tol_px, show_progressbar=show_progressbar)
+                                   tol_px=tol_px, show_progressbar=show_progressbar, rotation=rotation)
     return apply_alignment(series, alignment)

@@ -186,13 +186,18 @@ def cmd_run(args):
     return 0 if res else 1
 
 
+def _se_text(info):
+    se = info.get_item("rotation_se_deg", None)
+    return f" (standard error {float(se):.2f} deg)" if se is not None else ""
+
+
 def cmd_align(args):
     out = Path(args.out)
     hspy = out / "element_maps_aligned.hspy"
     _check_free([hspy], args.overwrite)
     maps = _load_maps_checked(args.maps)
     t0 = time.perf_counter()
-    aligned = maps.align(method=args.method, show_progressbar=not args.quiet)
+    aligned = maps.align(method=args.method, show_progressbar=not args.quiet, rotation=args.rotation)
     info = aligned.metadata.Tomography.alignment
     hspy, png = _save_maps(aligned, out, "element_maps_aligned")
     import numpy as np
@@ -200,7 +205,8 @@ def cmd_align(args):
     shifts = np.hypot(np.asarray(info.shift_x_px, float), np.asarray(info.shift_y_px, float))
     print(f"Aligned {len(maps.tilts)} views ({info.get_item('method', args.method)}): shifts up to "
           f"{shifts.max():.2f} px, tilt-axis offset {float(info.get_item('axis_offset_px', 0.0)):.2f} px, "
-          f"rotation {float(info.get_item('rotation_deg', 0.0)):.2f} deg ({time.perf_counter() - t0:.1f} s)")
+          f"rotation {float(info.get_item('rotation_deg', 0.0)):.2f} deg{_se_text(info)} "
+          f"({time.perf_counter() - t0:.1f} s)")
     print(f"Wrote {hspy} and {png}")
     return 0
 
@@ -420,6 +426,8 @@ def build_parser():
     align = _sub(sub, "align", "align the views of saved element maps (writes element_maps_aligned.hspy/.png)")
     align.add_argument("maps", help="element maps (.hspy, .zspy) from 'edxtomo maps'")
     align.add_argument("--method", default="auto", help="auto, xcorr, com, axis or projection_matching (default: auto)")
+    align.add_argument("--rotation", type=float, default=None,
+                       help="in-plane rotation of the tilt axis in degrees, when known (default: estimated)")
     _add_common(align, overwrite_help="replace element_maps_aligned.hspy in --out")
     align.set_defaults(func=cmd_align)
 

@@ -255,3 +255,67 @@ def test_integer_maps_stay_poisson_counts_after_alignment():
     assert vol.history[-1]["parameters"]["parameters"]["lam_selection"] == "count-splitting cross-validation"
     with pytest.raises(ValueError, match="Unknown resample"):
         al.apply_alignment(maps, alignment, resample="nearest")
+
+
+def _integer_observed(dose, rotation=0.0, seed=3):
+    """Poisson counts drawn after moving (and rotating) the expected maps: integer views, as measured."""
+    ph = datasets.core_shell_phantom(size=48, seed=1, eccentricity=0.6)
+    maps = datasets.simulate_element_maps(ph, counts_per_tilt=1e7, seed=0)
+    lam = maps.to_numpy().astype(np.float64)
+    lam = np.pad(lam / lam.sum(axis=(2, 3), keepdims=True) * dose, ((0, 0), (0, 0), (8, 8), (8, 8)))
+    rng = np.random.default_rng(seed)
+    n = lam.shape[1]
+    sx, sy = rng.uniform(-3, 3, n), rng.uniform(-3, 3, n)
+    for e in range(lam.shape[0]):
+        for t in range(n):
+            v = ndimage.rotate(lam[e, t], rotation, reshape=False, order=1) if rotation else lam[e, t]
+            lam[e, t] = ndimage.shift(v, (sy[t], sx[t]), order=1)
+    counts = rng.poisson(np.clip(lam, 0, None))
+    return het.element_maps_from_array(counts, maps.tilts, maps.elements)
+
+
+def test_rotation_standard_error_and_warning():
+    import warnings
+
+    high = al.estimate_alignment(_integer_observed(20000), method="axis")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        low = al.estimate_alignment(_integer_observed(100), method="axis")
+    assert isinstance(high["rotation_se_deg"], float) and isinstance(low["rotation_se_deg"], float)
+    # fewer counts, a less certain rotation
+    assert 0 < high["rotation_se_deg"] < low["rotation_se_deg"]
+    assert high["rotation_se_deg"] < al.ROTATION_SE_WARN_DEG
+    warned = [w for w in caught if "uncertain" in str(w.message)]
+    assert bool(warned) == (low["rotation_se_deg"] > al.ROTATION_SE_WARN_DEG)
+    assert low["rotation_given"] is False
+
+
+def test_given_rotation_is_kept(clean):
+    maps, sx, sy = _observed(clean, rotation=-2.0)
+    a = al.estimate_alignment(maps, method="auto", rotation=-2.0)
+    assert a["rotation_deg"] == -2.0 and a["rotation_given"] is True and a["rotation_se_deg"] is None
+    aligned = al.apply_alignment(maps, a)
+    ex, ey = _errors(al.estimate_alignment(aligned, method="com", rotation=0.0), np.zeros(13), np.zeros(13), maps.tilts)
+    assert ex < 0.5 and ey < 0.5
+    # with rotation=0 on unrotated views, the shifts are those of the plain chain
+    maps0, sx0, sy0 = _observed(clean)
+    b = al.estimate_alignment(maps0, method="com", rotation=0.0)
+    assert max(_errors(b, sx0, sy0, maps0.tilts)) < 0.3
+    with pytest.raises(ValueError, match="rotation must be a finite number"):
+        al.estimate_alignment(maps0, method="axis", rotation=float("nan"))
+
+
+def test_auto_applies_only_a_significant_rotation():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # few counts: the estimate cannot be told from noise, so auto does not rotate
+        low = al.estimate_alignment(_integer_observed(300), method="auto")
+        # many counts and a real -2 degree axis rotation: kept
+        high = al.estimate_alignment(_integer_observed(300000, rotation=-2.0), method="auto")
+    assert abs(low["rotation_estimate_deg"]) < 2 * low["rotation_se_deg"]
+    assert low["rotation_estimate_deg"] != 0.0 and low["rotation_deg"] == 0.0
+    assert abs(high["rotation_estimate_deg"]) > 2 * high["rotation_se_deg"]
+    assert high["rotation_deg"] == high["rotation_estimate_deg"]
+    assert abs(high["rotation_deg"] - (-2.0)) < 0.5
