@@ -326,9 +326,9 @@ def simulated(seeds=(0, 1, 2, 3)):
 
     ph = datasets.core_shell_phantom(size=48, seed=1, eccentricity=0.6)
     rows = []
-    # 20000 counts per element per view; the real-data dose (Se 1500, S 800, Zn 2400), without and with
+    # 200000 and 20000 counts per element per view; the real-data dose (Se 1500, S 800, Zn 2400), without and with
     # HAADF reference images recorded beside the maps (as EDX tomography acquisitions do)
-    for dose, snr in ((20000, None), (None, None), (None, 100)):
+    for dose, snr in ((200000, None), (20000, None), (None, None), (None, 100), (None, 300)):
         rows += _simulated_rows(het, al, datasets, ph, dose, seeds, haadf_snr=snr)
     print_table(f"Simulated (core-shell phantom, 64 px, 13 tilts, shifts uniform +-3 px, Poisson counts drawn after "
                 f"the move; worst of {len(seeds)} seeds; targets 0.3 px and 0.5 deg)",
