@@ -42,16 +42,21 @@ Methods (``method=``):
     to the path of a rigid object ``x0 cos(theta) + z0 sin(theta)`` about the
     centre column and held constant along the axis.
 ``"axis"``
-    in-plane rotation and tilt-axis offset: the candidates that make the views
-    most consistent with one object (smallest relative re-projection residual
-    of a SIRT reconstruction of the summed counts), coarse to fine.
+    ``com``, then the in-plane rotation and the tilt-axis offset from the
+    common-line condition (every row band of a rigid object traces
+    ``a(y) + x0 cos(theta) + z0 sin(theta)``; a straight line through the
+    ``a(y)``). On counts, the rotation's standard error from count-split
+    halves is stored (``rotation_se_deg``).
 ``"projection_matching"``
     reconstruct (SIRT through :func:`~hyperspy_edxtomo.reconstruction.reconstruct`),
     re-project at the measured angles with the shared
     :class:`~hyperspy_edxtomo.projector.Projector`, register each view to its
     re-projection, repeat until the shifts change by less than ``tol_px``.
 ``"auto"`` (default)
-    ``com`` then ``axis`` then ``projection_matching``.
+    ``com`` then ``axis`` then ``projection_matching``; on counts, a rotation
+    within two standard errors of 0 is not applied.
+
+``rotation=`` fixes the in-plane rotation instead of estimating it.
 """
 
 import time
@@ -453,10 +458,6 @@ def _rotation_se(counts, tilts, b, sigma, n_splits=4, seed=0):
     return float(np.sqrt(np.mean(np.square(diffs)) / 4))
 
 
-# ---------------------------------------------------------------------------------
-# public entry points
-
-
 def _chain(smooth, tilts, method, rotation, pm_iterations, tol_px, show):
     """The estimators of ``method`` on one smoothed (tilt, y, x) stack:
     (shifts y, shifts x, rotation, axis offset, projection-matching rounds)."""
@@ -486,6 +487,10 @@ def _chain(smooth, tilts, method, rotation, pm_iterations, tol_px, show):
         sy, sx, n_pm = estimate_projection_matching(smooth, tilts, rot, sy, sx, max_iter=pm_iterations,
                                                     tol_px=tol_px, show=show)
     return sy, sx, rot, off, n_pm
+
+
+# ---------------------------------------------------------------------------------
+# public entry points
 
 
 def estimate_alignment(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px=0.1,
