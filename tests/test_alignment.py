@@ -1,5 +1,7 @@
 """Alignment: known shifts and axis rotation recovered on simulated maps, bad inputs, lazy."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -275,8 +277,6 @@ def _integer_observed(dose, rotation=0.0, seed=3):
 
 
 def test_rotation_standard_error_and_warning():
-    import warnings
-
     high = al.estimate_alignment(_integer_observed(20000), method="axis")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -306,8 +306,6 @@ def test_given_rotation_is_kept(clean):
 
 
 def test_auto_applies_only_a_significant_rotation():
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # few counts: the estimate cannot be told from noise, so auto does not rotate
