@@ -60,7 +60,7 @@ TRAININGS = ("count_split", "frame_split", "blind_spot")
 
 DEFAULT_CONFIG = {
     "levels": 3,
-    "channels": 16,
+    "channels": 12,
     "steps": 800,
     "batch_size": 8,
     "patch_size": 64,
