@@ -257,6 +257,7 @@ def qd1():
 
     alignments = {}
     fit_maps = het.element_maps_from_array(fit, tilts, elements)
+    # "auto, rotation=+2.6": the estimate before the background was removed above its noise, for comparison
     for method in ["com", "xcorr", "axis", "projection_matching", "auto", "auto, rotation=+2.6"]:
         t0 = time.perf_counter()
         fixed = {"rotation": 2.6} if method.endswith("rotation=+2.6") else {}
