@@ -186,6 +186,12 @@ def test_step_commands(run_dir, tmp_path, capsys):
     assert aligned.metadata.Tomography.alignment.method == "xcorr"
     assert "shifts up to" in capsys.readouterr().out
     assert main(["--quiet", "align", str(maps), "--out", str(out)]) == 2  # already there
+    # a known axis direction: kept, only the shifts estimated
+    assert main(["--quiet", "align", str(maps), "--method", "axis", "--rotation", "1.5", "--overwrite",
+                 "--out", str(out)]) == 0
+    given = hs.load(out / "element_maps_aligned.hspy").metadata.Tomography.alignment
+    assert given.rotation_deg == 1.5 and given.rotation_given
+    assert "rotation 1.50 deg" in capsys.readouterr().out
 
     assert main(["--quiet", "denoise", str(maps), "--method", "gaussian", "--param", "sigma=1.5", "--out", str(out)]) == 0
     den = hs.load(out / "element_maps_denoised_gaussian.hspy")
