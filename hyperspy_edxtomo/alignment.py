@@ -519,22 +519,25 @@ def estimate_alignment(series, method="auto", sigma=None, bin_to=128, pm_iterati
     if sigma is None:
         sigma = 1.0 if refs is not None else 1.5
     smooth = _background_free(small, sigma)
-    sy, sx, rot, off, n_pm = _chain(smooth, tilts, method, rotation, pm_iterations, tol_px / b, show)
-    rot_se, rot_estimate = None, float(rot)
+    rot_se, rot_estimate, use = None, None, rotation
     if method in ("axis", "auto") and rotation is None and refs is None:
         rot_se = _rotation_se(counts, tilts, b, sigma)
-        if method == "auto" and rot_se is not None and abs(rot) < 2 * rot_se:
-            # the counts cannot tell this rotation from noise: a careful microscopist would not apply it
-            sy, sx, rot, off, n_pm = _chain(smooth, tilts, method, 0.0, pm_iterations, tol_px / b, show)
-        if rot_se is not None and rot_se > ROTATION_SE_WARN_DEG:
-            applied = "not applied: it is within two standard errors of 0" if rot != rot_estimate else "applied"
-            warnings.warn(
-                f"The in-plane rotation of the tilt axis ({rot_estimate:+.2f} deg, {applied}) is uncertain at "
-                f"these counts: the common-line estimate has a standard error of {rot_se:.1f} deg (count-split "
-                "halves). If the direction of the tilt axis is known (microscope calibration, HAADF images), "
-                "pass rotation=<degrees>.",
-                stacklevel=3,
-            )
+        if method == "auto" and rot_se is not None:
+            # the rotation first, so that projection matching runs once: a careful microscopist
+            # would not apply a rotation the counts cannot tell from noise
+            rot_estimate = _chain(smooth, tilts, "axis", None, pm_iterations, tol_px / b, show)[2]
+            use = rot_estimate if abs(rot_estimate) >= 2 * rot_se else 0.0
+    sy, sx, rot, off, n_pm = _chain(smooth, tilts, method, use, pm_iterations, tol_px / b, show)
+    rot_estimate = float(rot) if rot_estimate is None else float(rot_estimate)
+    if rot_se is not None and rot_se > ROTATION_SE_WARN_DEG:
+        applied = "not applied: it is within two standard errors of 0" if rot != rot_estimate else "applied"
+        warnings.warn(
+            f"The in-plane rotation of the tilt axis ({rot_estimate:+.2f} deg, {applied}) is uncertain at "
+            f"these counts: the common-line estimate has a standard error of {rot_se:.1f} deg (count-split "
+            "halves). If the direction of the tilt axis is known (microscope calibration, HAADF images), "
+            "pass rotation=<degrees>.",
+            stacklevel=3,
+        )
     return {
         "method": method,
         "shift_x_px": (np.asarray(sx) * b).tolist(),
