@@ -359,14 +359,8 @@ def _simulated_rows(het, al, datasets, ph, dose, seeds, haadf_snr=None):
             ex_all, ey_all, er_all, se_all, secs = [], [], [], [], []
             for seed in seeds:
                 rng = np.random.default_rng(seed + 3)
-                n = expected.shape[1]
-                sx, sy = rng.uniform(-3, 3, n), rng.uniform(-3, 3, n)
-                lam = np.empty_like(expected)
-                for e in range(expected.shape[0]):
-                    for t in range(n):
-                        v = ndimage.rotate(expected[e, t], rotation, reshape=False, order=1) if rotation else expected[e, t]
-                        lam[e, t] = ndimage.shift(v, (sy[t], sx[t]), order=1)
-                obs = rng.poisson(np.clip(lam, 0, None)).astype(np.float32)
+                lam, sx, sy = datasets.misalign(expected, rotation_deg=rotation, seed=rng)
+                obs = rng.poisson(lam).astype(np.float32)
                 maps = het.element_maps_from_array(obs, tilts, elements)
                 if haadf_snr:
                     import hyperspy.api as hs
@@ -388,7 +382,7 @@ def _simulated_rows(het, al, datasets, ph, dose, seeds, haadf_snr=None):
                 if a["rotation_deg"]:
                     ny, nx = expected.shape[2:]
                     yy, xx = np.mgrid[:ny, :nx]
-                    for t in range(n):
+                    for t in range(len(sx)):
                         blob = np.exp(-((yy - (ny - 1) / 2 - sy[t]) ** 2 + (xx - (nx - 1) / 2 - sx[t]) ** 2) / 18)
                         moved = al.transform_view(blob, a["rotation_deg"], 0, 0)
                         ry[t] = (moved * yy).sum() / moved.sum() - (ny - 1) / 2

@@ -392,9 +392,9 @@ def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cud
     --------
     >>> import hyperspy_edxtomo as het
     >>> from hyperspy_edxtomo import datasets
-    >>> maps = datasets.quantum_dot_element_maps(size=32, dose=20000, seed=1)
+    >>> maps = datasets.quantum_dot_element_maps(size=32, counts_per_tilt=20000, seed=1)
     >>> model = het.train_end_to_end(maps, steps=5, two_step={"enhancer_steps": 5,
-    ...     "denoiser": "gaussian", "lam": 0.1, "mbir_iterations": 10})  # doctest: +SKIP
+    ...     "denoiser": "gaussian", "lam": 0.1, "mbir_iterations": 10})
     """
     from .signals.element_maps import ElementMapTiltSeries, _show
 

@@ -159,13 +159,13 @@ def load_tilt_series(paths_or_glob, tilts=None, lazy=False, show_progressbar=Non
     Examples
     --------
     >>> import hyperspy_edxtomo as het
-    >>> s = het.load_tilt_series("series/*.bcf", tilts=[-60, -40, -20, 0, 20, 40, 60])
-    >>> s
+    >>> s = het.load_tilt_series("series/*.bcf", tilts=[-60, -40, -20, 0, 20, 40, 60])  # doctest: +SKIP
+    >>> s  # doctest: +SKIP
     <EDXTiltSeries, title: EDX tilt series (7 tilts), dimensions: (64, 64, 7|2048)>
-    >>> s.tilts
+    >>> s.tilts  # doctest: +SKIP
     array([-60., -40., -20.,   0.,  20.,  40.,  60.])
-    >>> big = het.load_tilt_series(["a.emd", "b.emd"], tilts=[-30, 30], lazy=True, rebin_energy=4)
-    >>> maps = s.get_element_maps()  # elements from the files' metadata
+    >>> big = het.load_tilt_series(["a.emd", "b.emd"], tilts=[-30, 30], lazy=True, rebin_energy=4)  # doctest: +SKIP
+    >>> maps = s.get_element_maps()  # elements from the files' metadata  # doctest: +SKIP
     """
     paths = _resolve_paths(paths_or_glob)
     given_tilts = None

@@ -4,7 +4,6 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 import hyperspy_edxtomo as het
 from hyperspy_edxtomo import alignment as al
@@ -21,15 +20,7 @@ def clean():
 
 def _observed(clean, rotation=0.0, seed=3, lazy=False):
     counts, tilts, elements = clean
-    rng = np.random.default_rng(seed)
-    n = counts.shape[1]
-    sx, sy = rng.uniform(-3, 3, n), rng.uniform(-3, 3, n)
-    obs = np.empty_like(counts)
-    for e in range(counts.shape[0]):
-        for t in range(n):
-            v = ndimage.rotate(counts[e, t], rotation, reshape=False, order=1) if rotation else counts[e, t]
-            obs[e, t] = ndimage.shift(v, (sy[t], sx[t]), order=1)
-    obs = np.clip(obs, 0, None)
+    obs, sx, sy = datasets.misalign(counts, rotation_deg=rotation, seed=seed)
     if lazy:
         import dask.array as da
 
@@ -266,13 +257,8 @@ def _integer_observed(dose, rotation=0.0, seed=3):
     lam = maps.to_numpy().astype(np.float64)
     lam = np.pad(lam / lam.sum(axis=(2, 3), keepdims=True) * dose, ((0, 0), (0, 0), (8, 8), (8, 8)))
     rng = np.random.default_rng(seed)
-    n = lam.shape[1]
-    sx, sy = rng.uniform(-3, 3, n), rng.uniform(-3, 3, n)
-    for e in range(lam.shape[0]):
-        for t in range(n):
-            v = ndimage.rotate(lam[e, t], rotation, reshape=False, order=1) if rotation else lam[e, t]
-            lam[e, t] = ndimage.shift(v, (sy[t], sx[t]), order=1)
-    counts = rng.poisson(np.clip(lam, 0, None))
+    lam, _, _ = datasets.misalign(lam, rotation_deg=rotation, seed=rng)
+    counts = rng.poisson(lam)
     return het.element_maps_from_array(counts, maps.tilts, maps.elements)
 
 

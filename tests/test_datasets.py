@@ -310,3 +310,31 @@ def test_bad_input_raises_clear_errors():
         datasets.simulate_element_maps(phantom, tilts=[0, 0, 10])
     with pytest.raises(ValueError, match=r"no alpha X-ray line in the energy range"):
         datasets.simulate_tilt_series(phantom, n_channels=64)  # 0-1.28 keV: no Se, S, In, P line
+
+
+def test_misalign_moves_views_by_the_returned_shifts():
+    views = np.zeros((2, 5, 40, 40))
+    views[:, :, 14:26, 16:24] = 1.0
+    moved, sx, sy = datasets.misalign(views, max_shift_px=3, seed=4)
+    assert moved.shape == views.shape and np.all(np.abs(sx) <= 3) and np.all(np.abs(sy) <= 3)
+    assert np.all(moved >= 0) and np.allclose(moved.sum(axis=(2, 3)), views.sum(axis=(2, 3)))
+    for e in range(2):
+        for t in range(5):
+            cy, cx = ndimage.center_of_mass(moved[e, t])
+            assert abs(cy - 19.5 - sy[t]) < 1e-6 and abs(cx - 19.5 - sx[t]) < 1e-6
+    # a Generator is used as it is: the caller's later draws follow the shifts
+    rng = np.random.default_rng(4)
+    _, sx2, _ = datasets.misalign(views, max_shift_px=3, seed=rng)
+    assert np.array_equal(sx, sx2) and rng.uniform() == np.random.default_rng(4).uniform(size=11)[-1]
+    # a rotation turns the views: a bar along x leans by the angle
+    bar = np.zeros((1, 1, 41, 41))
+    bar[0, 0, 20, 5:36] = 1.0
+    turned, _, _ = datasets.misalign(bar, max_shift_px=0, rotation_deg=10.0, seed=0)
+    ys, xs = np.nonzero(turned[0, 0] > 0.3)
+    assert abs(abs(np.degrees(np.arctan(np.polyfit(xs, ys, 1)[0]))) - 10.0) < 1.5
+    with pytest.raises(ValueError, match=r"element, tilt, y, x"):
+        datasets.misalign(views[0])
+    with pytest.raises(ValueError, match=r"max_shift_px must be a finite number >= 0"):
+        datasets.misalign(views, max_shift_px=-1)
+    with pytest.raises(ValueError, match=r"rotation_deg must be a finite number"):
+        datasets.misalign(views, rotation_deg=float("nan"))

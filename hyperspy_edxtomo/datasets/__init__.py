@@ -14,7 +14,9 @@ Tilt series of a phantom (Poisson counts, the phantom in
 * :func:`simulate_element_maps` -- element maps (element, tilt, y, x);
 * :func:`simulate_tilt_series` -- spectrum images (tilt, y, x, energy) with
   exspy's X-ray lines and a continuum;
-* :func:`project` -- the noiseless projections.
+* :func:`project` -- the noiseless projections;
+* :func:`misalign` -- views rotated and moved by known shifts, to test
+  alignment on.
 
 One-call datasets: :func:`quantum_dot_tilt_series`,
 :func:`quantum_dot_element_maps`, :func:`nanorod_tilt_series`.
@@ -29,6 +31,7 @@ Examples
 ['In', 'P', 'Se', 'S', 'Zn']
 """
 
+from .misalignment import misalign
 from .phantoms import KINDS, core_shell_phantom, nanorod_phantom
 from .spectra import (
     DEFAULT_COUNTS_PER_TILT,
@@ -47,6 +50,7 @@ __all__ = [
     "core_shell_phantom",
     "nanorod_phantom",
     "project",
+    "misalign",
     "simulate_element_maps",
     "simulate_tilt_series",
     "xray_lines_of",

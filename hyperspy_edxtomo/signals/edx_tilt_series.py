@@ -43,10 +43,22 @@ class EDXTiltSeries(TiltSeriesMixin, EDSTEMSpectrum):
             return super()._get_line_energy(Xray_line, FWHM_MnKa=FWHM_MnKa)
 
     def get_take_off_angle(self):
+        """Take-off angle of the X-ray detector in degrees (exspy's
+        ``get_take_off_angle``).
+
+        Computed from ``Acquisition_instrument.TEM``: the detector's elevation
+        and azimuth and the stage's ``tilt_alpha`` (the holder's tilt in the
+        metadata, not each tilt of the series).
+
+        Examples
+        --------
+        >>> from hyperspy_edxtomo import datasets
+        >>> s = datasets.quantum_dot_tilt_series(size=16, seed=0)
+        >>> round(s.get_take_off_angle(), 1)
+        35.0
+        """
         with self._as_eds_tem():
             return super().get_take_off_angle()
-
-    get_take_off_angle.__doc__ = EDSTEMSpectrum.get_take_off_angle.__doc__
 
     def get_element_maps(
         self,
