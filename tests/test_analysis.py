@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 import hyperspy_edxtomo as het
 from hyperspy_edxtomo import datasets, plotting
@@ -12,7 +13,7 @@ from hyperspy_edxtomo.analysis import (
     half_bit_threshold,
     shell_maps,
 )
-from hyperspy_edxtomo.analysis.fsc import crossing, split_tilt_series
+from hyperspy_edxtomo.analysis.fsc import crossing, randomise_phases, split_tilt_series
 
 VOXEL = 0.2
 
@@ -307,3 +308,33 @@ def test_hyperspy_plot_still_works():
         s.plot()
         assert len(plt.get_fignums()) >= 1
         plt.close("all")
+
+
+def test_fsc_mask_correction_removes_what_the_mask_correlates():
+    # both halves share only frequencies below f0 (true resolution 1/f0 = 1 nm) and carry
+    # weak independent content above it; a smooth background reaches the mask's edge, so
+    # the mask alone correlates the halves up to Nyquist (0.4 nm)
+    n, vs, f0 = 40, 0.2, 1.0
+    rng = np.random.default_rng(0)
+    grid = np.meshgrid(*[np.arange(n) - (n - 1) / 2] * 3, indexing="ij")
+    r = np.sqrt(sum(g**2 for g in grid))
+    k = np.sqrt(sum(f**2 for f in np.meshgrid(*[np.fft.fftfreq(n, d=vs)] * 3, indexing="ij")))
+    obj = (r < 10) * (1 + 0.3 * ndimage.gaussian_filter(rng.normal(size=(n,) * 3), 2)) + 0.3 * np.exp(-(r**2) / 392)
+    shared = np.fft.ifftn(np.where(k <= f0, np.fft.fftn(obj), 0)).real
+
+    def half():
+        return shared + 0.003 * np.fft.ifftn(np.where(k > f0, np.fft.fftn(rng.normal(size=(n,) * 3)), 0)).real
+
+    a, b = (het.volume_from_array(half()[None], ["Zn"], voxel_size_nm=vs) for _ in range(2))
+    raw = a.fourier_shell_correlation(b, mask_correction=False).metadata.Tomography.FSC
+    fsc = a.fourier_shell_correlation(b)
+    info = fsc.metadata.Tomography.FSC
+    assert raw.resolution_0143["Zn"] < 0.5  # the mask's own correlation
+    assert 0.75 < info.resolution_0143["Zn"] < 1.1
+    assert info.mask_correction is True and info.resolution_0143_uncorrected["Zn"] == raw.resolution_0143["Zn"]
+    assert 0 < info.randomised_beyond["Zn"] <= f0 + 0.25
+    assert len(info.uncorrected["Zn"]) == fsc.data.shape[-1]
+    # phases randomised beyond a frequency keep every amplitude
+    w = randomise_phases(shared, 0.5, vs, rng=1)
+    np.testing.assert_allclose(np.abs(np.fft.fftn(w)), np.abs(np.fft.fftn(shared)), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(np.fft.fftn(w)[k <= 0.5], np.fft.fftn(shared)[k <= 0.5], atol=1e-8)

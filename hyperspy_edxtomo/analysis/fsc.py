@@ -18,6 +18,18 @@ inverse of the frequency where the FSC first falls below a threshold:
 
 Both are for the FSC of *half* data sets: a reconstruction from all the data
 resolves somewhat finer than the number given.
+
+A mask shared by the two volumes correlates them by itself: its edge turns
+their common low-frequency content into common high-frequency content. For
+smooth (regularised, denoised) volumes, whose own high-frequency power is
+small, that alone can hold the FSC up to Nyquist. The masked FSC is
+therefore corrected by noise substitution (Chen et al. 2013,
+Ultramicroscopy 135, 24): the phases of both volumes are randomised beyond
+a frequency where their FSC is still high, the randomised volumes are
+masked and correlated (``FSC_n``), and beyond that frequency
+``FSC = (FSC_t - FSC_n) / (1 - FSC_n)``. The phases are randomised from
+where the FSC of the unmasked volumes, or the masked one, first falls below
+0.8, whichever comes first.
 """
 
 import numpy as np
@@ -25,11 +37,15 @@ import numpy as np
 from ..metadata import NODE, append_history, get_history
 from ._checks import positive, select_elements, volume_array
 
-__all__ = ["fourier_shell_correlation", "fsc_from_tilt_series", "fsc_curve", "half_bit_threshold", "soft_mask"]
+__all__ = ["fourier_shell_correlation", "fsc_from_tilt_series", "fsc_curve", "half_bit_threshold", "randomise_phases",
+           "soft_mask"]
 
 #: The fixed FSC threshold (Rosenthal & Henderson 2003).
 THRESHOLD_0143 = 0.143
 MASK_CHOICES = ("auto", "sphere", None)
+#: The masked FSC below which the phases are randomised (noise substitution).
+RANDOMISE_BELOW = 0.8
+RANDOMISE_SEED = 0
 SPLIT_CHOICES = ("counts", "tilts")
 
 
@@ -180,6 +196,55 @@ def soft_mask(shape, kind="sphere", data=None, voxel_size=1.0, dilation=1.0, edg
     return np.where(dist <= 0, 1.0, np.where(dist >= edge_vox, 0.0, 0.5 + 0.5 * np.cos(np.pi * dist / edge_vox)))
 
 
+def randomise_phases(volume, beyond, voxel_size=1.0, rng=None):
+    """``volume`` with the Fourier phases beyond the frequency ``beyond``
+    replaced by random ones (amplitudes kept; the result stays real).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo.analysis.fsc import randomise_phases
+    >>> v = np.random.default_rng(0).normal(size=(8, 8, 8))
+    >>> w = randomise_phases(v, 0.2, rng=np.random.default_rng(1))
+    >>> bool(np.allclose(np.abs(np.fft.fftn(w)), np.abs(np.fft.fftn(v))))
+    True
+    """
+    rng = np.random.default_rng(rng)
+    F = np.fft.fftn(np.asarray(volume, dtype=float))
+    k = np.sqrt(sum(f**2 for f in np.meshgrid(*[np.fft.fftfreq(n, d=voxel_size) for n in F.shape], indexing="ij")))
+    # the phases of real white noise: Hermitian, so the volume stays real
+    phase = np.exp(1j * np.angle(np.fft.fftn(rng.standard_normal(F.shape))))
+    return np.fft.ifftn(np.where(k > beyond, F * phase, F)).real
+
+
+def _masked(x, m):
+    """``x`` masked, less its masked mean (so the DC term does not leak into low shells)."""
+    x = x * m
+    return x - m * (x.sum() / m.sum())
+
+
+def _noise_substituted(a, b, m, voxel_size, freqs, fsc, rng):
+    """The masked FSC corrected for the mask (Chen et al. 2013), and the
+    frequency beyond which the phases were randomised: where the FSC of the
+    unmasked volumes, or the masked one, first falls below
+    ``RANDOMISE_BELOW`` (the mask can hold the masked FSC up past the point
+    where the signal ends). None: neither falls below, nothing to correct."""
+    _, plain, _ = fsc_curve(a - a.mean(), b - b.mean(), voxel_size)
+    firsts = []
+    for curve in (plain, fsc):
+        below = np.nonzero(np.nan_to_num(curve[1:], nan=-1.0) < RANDOMISE_BELOW)[0]
+        if below.size:
+            firsts.append(int(below[0]) + 1)
+    if not firsts:
+        return fsc, None
+    beyond = float(freqs[min(firsts)])
+    _, fsc_n, _ = fsc_curve(_masked(randomise_phases(a, beyond, voxel_size, rng), m),
+                            _masked(randomise_phases(b, beyond, voxel_size, rng), m), voxel_size)
+    fsc_n = np.nan_to_num(fsc_n, nan=0.0)
+    corrected = (fsc - fsc_n) / np.maximum(1.0 - fsc_n, 1e-6)
+    return np.where(freqs > beyond, np.clip(corrected, -1.0, 1.0), fsc), beyond
+
+
 def _normalised_sum(data):
     """Sum over elements, each scaled to its 99.9th percentile (elements weigh alike)."""
     out = np.zeros(data.shape[1:])
@@ -190,7 +255,8 @@ def _normalised_sum(data):
     return out
 
 
-def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_dilation_nm=1.0, mask_edge_nm=1.0):
+def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_dilation_nm=1.0, mask_edge_nm=1.0,
+                              mask_correction=True):
     """Fourier shell correlation between two reconstructions of the same object.
 
     Parameters
@@ -215,18 +281,24 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
     mask_dilation_nm, mask_edge_nm : float
         Growth of the ``"auto"`` mask and width of the soft edge (``"auto"``
         and ``"sphere"``), in the volume's units (nm).
+    mask_correction : bool
+        With a mask: correct the FSC for the correlation the mask makes by
+        itself, by noise substitution (see the module's description).
 
     Returns
     -------
     hyperspy.signals.Signal1D
-        The FSC, navigation axis ``element``, signal axis
-        ``spatial_frequency`` (1/nm) from 0 to Nyquist. In
+        The FSC (corrected for the mask), navigation axis ``element``, signal
+        axis ``spatial_frequency`` (1/nm) from 0 to Nyquist. In
         ``metadata.Tomography.FSC``: ``resolution_0143`` and
         ``resolution_half_bit`` (``{element: value}``, in ``units``),
         ``nyquist_limited_0143`` / ``nyquist_limited_half_bit``
         (``{element: bool}``: the FSC never fell below the threshold, so the
         resolution is only bounded by 2 voxels), ``half_bit_threshold`` and
-        ``shell_voxels`` (per shell). The analysis is in the history.
+        ``shell_voxels`` (per shell); with the correction also
+        ``randomised_beyond`` (``{element: frequency or None}``),
+        ``uncorrected`` (the masked FSC before it, per element) and
+        ``resolution_0143_uncorrected``. The analysis is in the history.
 
     Raises
     ------
@@ -274,16 +346,19 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
     if m is not None and not m.any():
         raise ValueError("The mask is empty: nothing to correlate.")
 
+    correct = bool(mask_correction) and m is not None
+    rng = np.random.default_rng(RANDOMISE_SEED)
     curves, res143, res_hb, lim143, lim_hb = [], {}, {}, {}, {}
+    beyond, uncorrected, res143_unc = {}, {}, {}
     freqs = counts = threshold = None
     for i in idx:
-        x, y = (a[i], b[i]) if m is None else (a[i] * m, b[i] * m)
-        if m is not None:
-            # remove the (masked) mean so the DC term does not leak into low shells
-            w = m.sum()
-            x = x - m * (x.sum() / w)
-            y = y - m * (y.sum() / w)
+        x, y = (a[i], b[i]) if m is None else (_masked(a[i], m), _masked(b[i], m))
         freqs, fsc, counts = fsc_curve(x, y, scale)
+        if correct:
+            uncorrected[els[i]] = fsc.tolist()
+            f_unc, _ = crossing(freqs, fsc, THRESHOLD_0143)
+            res143_unc[els[i]] = float(1.0 / f_unc) if f_unc > 0 else float("inf")
+            fsc, beyond[els[i]] = _noise_substituted(a[i], b[i], m, scale, freqs, fsc, rng)
         threshold = half_bit_threshold(counts)
         f143, l143 = crossing(freqs, fsc, THRESHOLD_0143)
         fhb, lhb = crossing(freqs, fsc, threshold)
@@ -323,7 +398,11 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
         "mask": mask_desc,
         "mask_dilation_nm": mask_dilation_nm,
         "mask_edge_nm": mask_edge_nm,
+        "mask_correction": correct,
     }
+    if correct:
+        info.update(randomised_beyond=beyond, uncorrected=uncorrected, resolution_0143_uncorrected=res143_unc,
+                    randomise_below=RANDOMISE_BELOW, randomise_seed=RANDOMISE_SEED)
     sig.metadata.set_item(f"{NODE}.FSC", info)
     sig.metadata.set_item(f"{NODE}.history", get_history(volume))
     append_history(
@@ -331,7 +410,7 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
         "analysis",
         "fourier_shell_correlation",
         {"elements": names, "mask": mask_desc, "mask_dilation_nm": mask_dilation_nm, "mask_edge_nm": mask_edge_nm,
-         "resolution_0143": res143, "resolution_half_bit": res_hb, "units": units,
+         "mask_correction": correct, "resolution_0143": res143, "resolution_half_bit": res_hb, "units": units,
          "other_history": get_history(other)[-1:]},
     )
     return sig
@@ -406,7 +485,8 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
 
 
 def fsc_from_tilt_series(maps, method="tv", split="counts", seed=0, raw=None, elements=None, mask="auto",
-                         mask_dilation_nm=1.0, mask_edge_nm=1.0, return_volumes=False, **reconstruct_params):
+                         mask_dilation_nm=1.0, mask_edge_nm=1.0, mask_correction=True, return_volumes=False,
+                         **reconstruct_params):
     """Reconstruct two independent halves of a tilt series and their FSC.
 
     Parameters
@@ -422,7 +502,7 @@ def fsc_from_tilt_series(maps, method="tv", split="counts", seed=0, raw=None, el
     raw : None or ElementMapTiltSeries
         The unaligned counts when ``maps`` are aligned (see
         :func:`split_tilt_series`).
-    elements, mask, mask_dilation_nm, mask_edge_nm
+    elements, mask, mask_dilation_nm, mask_edge_nm, mask_correction
         See :func:`fourier_shell_correlation`.
     return_volumes : bool
         Also return the two reconstructions.
@@ -443,7 +523,7 @@ def fsc_from_tilt_series(maps, method="tv", split="counts", seed=0, raw=None, el
     v1 = first.reconstruct(method=method, **reconstruct_params)
     v2 = second.reconstruct(method=method, **reconstruct_params)
     fsc = fourier_shell_correlation(v1, v2, elements=elements, mask=mask, mask_dilation_nm=mask_dilation_nm,
-                                    mask_edge_nm=mask_edge_nm)
+                                    mask_edge_nm=mask_edge_nm, mask_correction=mask_correction)
     fsc.metadata.set_item(f"{NODE}.FSC.split", split)
     fsc.metadata.set_item(f"{NODE}.FSC.seed", seed)
     fsc.metadata.set_item(f"{NODE}.FSC.method", method)

@@ -28,7 +28,8 @@ class ElementVolume(TiltSeriesMixin, Signal2D):
         return float(ax.scale), ax.units
 
     # -- analysis (see hyperspy_edxtomo.analysis) ----------------------------------------
-    def fourier_shell_correlation(self, other, elements=None, mask="auto", mask_dilation_nm=1.0, mask_edge_nm=1.0):
+    def fourier_shell_correlation(self, other, elements=None, mask="auto", mask_dilation_nm=1.0, mask_edge_nm=1.0,
+                                  mask_correction=True):
         """Fourier shell correlation with another reconstruction of the same object.
 
         See :func:`hyperspy_edxtomo.analysis.fourier_shell_correlation`.
@@ -50,7 +51,8 @@ class ElementVolume(TiltSeriesMixin, Signal2D):
         from ..analysis.fsc import fourier_shell_correlation
 
         return fourier_shell_correlation(self, other, elements=elements, mask=mask,
-                                         mask_dilation_nm=mask_dilation_nm, mask_edge_nm=mask_edge_nm)
+                                         mask_dilation_nm=mask_dilation_nm, mask_edge_nm=mask_edge_nm,
+                                         mask_correction=mask_correction)
 
     def find_particles(self, elements=None, threshold="otsu", smooth_nm=None, min_size_nm3=None,
                        profile_max_nm=None):
