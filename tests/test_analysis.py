@@ -216,6 +216,21 @@ def test_find_particles_min_size_and_errors():
         empty.find_particles()
     with pytest.raises(ValueError, match="threshold"):
         vol.find_particles(threshold=1.5)
+    with pytest.raises(ValueError, match="min_relative_size must be a fraction"):
+        vol.find_particles(min_relative_size=1.5)
+
+
+def test_find_particles_drops_specks_relative_to_the_largest():
+    vol, big, small = _two_dots()
+    data = vol.data.copy()
+    for z, y, x in ((5, 5, 5), (40, 8, 40), (8, 40, 30)):  # three 4x4x4 specks (64 voxels, 12 % of the big ball)
+        data[:, z : z + 4, y : y + 4, x : x + 4] = 1.0
+    specks = vol._deepcopy_with_new_data(data)
+    assert len(specks.find_particles(smooth_nm=0, min_relative_size=0)) == 5
+    found = specks.find_particles(smooth_nm=0, min_relative_size=0.2)  # the small ball is 35 % of the big one
+    assert len(found) == 2 and found[1].n_voxels == small.sum()
+    assert found.history[-1]["parameters"]["n_components"] == 5
+    assert len(specks.find_particles(smooth_nm=0, min_relative_size=0.5)) == 1
 
 
 # ---------------------------------------------------------------------------------------

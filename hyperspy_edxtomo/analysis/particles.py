@@ -127,7 +127,8 @@ def _normalised_sum(data):
     return out
 
 
-def find_particles(volume, elements=None, threshold="otsu", smooth_nm=None, min_size_nm3=None, profile_max_nm=None):
+def find_particles(volume, elements=None, threshold="otsu", smooth_nm=None, min_size_nm3=None, profile_max_nm=None,
+                   min_relative_size=0.02):
     """Segment the particles of a volume.
 
     Parameters
@@ -147,6 +148,11 @@ def find_particles(volume, elements=None, threshold="otsu", smooth_nm=None, min_
     profile_max_nm : None or float
         Radial profiles out to this radius; None: the equivalent diameter
         (twice the equivalent radius), within the box.
+    min_relative_size : float
+        Also drop components smaller than this fraction of the largest one
+        (by volume; 0.02 is 27 % of its diameter), in [0, 1). The noise of a
+        reconstruction from a few thousand counts leaves many small blobs
+        above the threshold; 0 keeps every component of ``min_size_nm3``.
 
     Returns
     -------
@@ -194,6 +200,11 @@ def find_particles(volume, elements=None, threshold="otsu", smooth_nm=None, min_
     labels, n = ndimage.label(binary)
     min_voxels = 32.0 if min_size_nm3 is None else positive(min_size_nm3, "min_size_nm3", allow_zero=True) / scale**3
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    rel = float(min_relative_size)
+    if not (np.isfinite(rel) and 0 <= rel < 1):
+        raise ValueError(f"min_relative_size must be a fraction in [0, 1), got {min_relative_size!r}.")
+    if n:
+        min_voxels = max(min_voxels, rel * float(sizes[1:].max()))
     keep = [k for k in range(1, n + 1) if sizes[k] >= min_voxels]
     if not keep:
         largest = int(sizes[1:].max()) if n else 0
@@ -230,7 +241,8 @@ def find_particles(volume, elements=None, threshold="otsu", smooth_nm=None, min_
         particles.append(Particle(lab, centre, d_eq, nvox, vol_nm3, totals, profile, (zi, yi, xi)))
 
     params = {"elements": [els[i] for i in idx], "threshold": threshold, "threshold_value": level,
-              "smooth_nm": sigma * scale, "min_size_nm3": min_voxels * scale**3, "n_particles": len(particles),
+              "smooth_nm": sigma * scale, "min_size_nm3": min_voxels * scale**3, "min_relative_size": rel,
+              "n_components": int(n), "n_particles": len(particles),
               "centres": [p.centre for p in particles],
               "equivalent_diameters": [p.equivalent_diameter for p in particles]}
     result = ParticleList(particles, labels, regions, level, units, scale, els, params, get_history(volume))

@@ -55,7 +55,7 @@ class ElementVolume(TiltSeriesMixin, Signal2D):
                                          mask_correction=mask_correction)
 
     def find_particles(self, elements=None, threshold="otsu", smooth_nm=None, min_size_nm3=None,
-                       profile_max_nm=None):
+                       profile_max_nm=None, min_relative_size=0.02):
         """Segment the particles: centres, equivalent diameters, radial profiles.
 
         See :func:`hyperspy_edxtomo.analysis.find_particles`.
@@ -74,7 +74,8 @@ class ElementVolume(TiltSeriesMixin, Signal2D):
         from ..analysis.particles import find_particles
 
         return find_particles(self, elements=elements, threshold=threshold, smooth_nm=smooth_nm,
-                              min_size_nm3=min_size_nm3, profile_max_nm=profile_max_nm)
+                              min_size_nm3=min_size_nm3, profile_max_nm=profile_max_nm,
+                              min_relative_size=min_relative_size)
 
     def shell_maps(self, elements=None, particles=None, origin="centroid", n_azimuth=72, n_elevation=36, level=0.5,
                    absent_below_nm=None, max_radius_nm=None, max_particles=None):
