@@ -2,8 +2,9 @@
 
 1. ``sait_024_2_6_frames.npz``: 15 frames of one view. The frames are
    registered on their HAADF images (HyperSpy's ``estimate_shift2D``, every
-   frame against the first; integer shifts, cropped to the common field). For k = 1, 3, 5 the sum of the first k frames
-   is denoised and scored against the other 15 - k frames:
+   frame against the first; integer shifts, cropped to the common field).
+   For k = 1, 3, 5 the sum of the first k frames is denoised and scored
+   against the other 15 - k frames:
 
    * held-out deviance: Poisson deviance of the summed held-out counts under
      the denoised map scaled to the held-out dose, per pixel, summed over

@@ -216,8 +216,9 @@ def test_find_particles_min_size_and_errors():
         empty.find_particles()
     with pytest.raises(ValueError, match="threshold"):
         vol.find_particles(threshold=1.5)
-    with pytest.raises(ValueError, match="min_relative_size must be a fraction"):
-        vol.find_particles(min_relative_size=1.5)
+    for bad in (1.5, -0.1, "big", float("nan")):
+        with pytest.raises(ValueError, match="min_relative_size must be a fraction"):
+            vol.find_particles(min_relative_size=bad)
 
 
 def test_find_particles_drops_specks_relative_to_the_largest():

@@ -43,7 +43,7 @@ __all__ = ["fourier_shell_correlation", "fsc_from_tilt_series", "fsc_curve", "ha
 #: The fixed FSC threshold (Rosenthal & Henderson 2003).
 THRESHOLD_0143 = 0.143
 MASK_CHOICES = ("auto", "sphere", None)
-#: The masked FSC below which the phases are randomised (noise substitution).
+#: The FSC (unmasked or masked) below which the phases are randomised (noise substitution).
 RANDOMISE_BELOW = 0.8
 RANDOMISE_SEED = 0
 SPLIT_CHOICES = ("counts", "tilts")

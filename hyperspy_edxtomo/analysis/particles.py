@@ -200,7 +200,10 @@ def find_particles(volume, elements=None, threshold="otsu", smooth_nm=None, min_
     labels, n = ndimage.label(binary)
     min_voxels = 32.0 if min_size_nm3 is None else positive(min_size_nm3, "min_size_nm3", allow_zero=True) / scale**3
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    rel = float(min_relative_size)
+    try:
+        rel = float(min_relative_size)
+    except (TypeError, ValueError):
+        rel = float("nan")
     if not (np.isfinite(rel) and 0 <= rel < 1):
         raise ValueError(f"min_relative_size must be a fraction in [0, 1), got {min_relative_size!r}.")
     if n:
