@@ -35,6 +35,7 @@ threads, and prints wall-clock and CPU seconds).
 """
 
 import argparse
+import functools
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -51,6 +52,7 @@ ELEMENTS = ["Se", "S", "Zn"]
 SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 
 
+@functools.lru_cache(maxsize=1)
 def load_frames():
     """Frames (frame, element, y, x) moved onto frame 0 by whole pixels (counts
     stay integers), cropped to the common field, and the shifts.

@@ -436,6 +436,11 @@ def estimate_projection_matching(stack, tilts, rotation_deg, sy, sx, method="sir
     return sy, sx, n_done
 
 
+def _prepared(stack, b, sigma):
+    """Views binned by ``b`` (per-pixel scale kept), smoothed and background-free: what every estimator sees."""
+    return _background_free(_bin(stack, b).astype(np.float64) / b**2, sigma)
+
+
 def _rotation_se(counts, tilts, b, sigma, n_splits=4, seed=0):
     """Standard error (degrees) of :func:`estimate_axis`'s rotation on ``counts``
     (tilt, y, x), from count-split halves; None when the views are not
@@ -451,7 +456,7 @@ def _rotation_se(counts, tilts, b, sigma, n_splits=4, seed=0):
         half = rng.binomial(ints, 0.5)
         r = []
         for h in (half, ints - half):
-            sm = _background_free(_bin(h, b).astype(np.float64) / b**2, sigma)
+            sm = _prepared(h, b, sigma)
             sy, sx = estimate_com(sm, tilts)
             r.append(estimate_axis(sm, tilts, sy, sx)[0])
         diffs.append(r[0] - r[1])
@@ -515,10 +520,9 @@ def estimate_alignment(series, method="auto", sigma=None, bin_to=128, pm_iterati
     source = refs if refs is not None else counts
     n, ny, nx = source.shape
     b = max(1, int(np.ceil(max(ny, nx) / bin_to))) if bin_to else 1
-    small = _bin(source, b).astype(np.float64) / b**2
     if sigma is None:
         sigma = 1.0 if refs is not None else 1.5
-    smooth = _background_free(small, sigma)
+    smooth = _prepared(source, b, sigma)
     rot_se, rot_estimate, use = None, None, rotation
     if method in ("axis", "auto") and rotation is None and refs is None:
         rot_se = _rotation_se(counts, tilts, b, sigma)
