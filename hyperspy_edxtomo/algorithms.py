@@ -97,12 +97,18 @@ class ReconstructionAlgorithm(ParameterisedMethod):
     #: how many neighbouring slices on each side a batch needs (3D
     #: regularisation couples slices along the tilt axis); 0: independent
     slice_halo = 0
+    #: True: the algorithm models the X-ray background ``b`` of
+    #: ``y ~ Poisson(A x + b)`` and receives it (``background=`` of
+    #: :meth:`reconstruct_series`, :meth:`prepare` and
+    #: :meth:`reconstruct_slices`); False: when the maps carry a background,
+    #: the algorithm receives the maps minus it
+    accepts_background = False
     #: what a multi-stage algorithm keeps for inspection (see ``intermediates``)
     _intermediates = Any()
     #: pixel size of the maps in nm (None if uncalibrated), set by ``reconstruct``
     _pixel_size_nm = Any()
 
-    def reconstruct_series(self, counts, elements, projector, batch_size=None, show_progressbar=False):
+    def reconstruct_series(self, counts, elements, projector, batch_size=None, show_progressbar=False, **kwargs):
         """Reconstruct every element: ``counts`` (element, tilt, y, x) float32
         to ``(volumes (element, z, y, x), [parameters used per element])``.
 
@@ -110,10 +116,13 @@ class ReconstructionAlgorithm(ParameterisedMethod):
         slice batch (:meth:`prepare`, then :meth:`reconstruct_slices`).
         Algorithms that need the whole series at once (the elements jointly,
         whole projection images, networks) override this method instead.
+        With :attr:`accepts_background`, ``background=`` (expected background
+        counts shaped like ``counts``) is passed when the maps carry one.
         """
         from .reconstruction import reconstruct_elements
 
-        return reconstruct_elements(self, counts, elements, projector, batch_size, show_progressbar, self.name)
+        return reconstruct_elements(self, counts, elements, projector, batch_size, show_progressbar, self.name,
+                                    background=kwargs.get("background"))
 
     @property
     def intermediates(self):

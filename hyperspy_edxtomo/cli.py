@@ -62,7 +62,8 @@ def cmd_maps(args):
 
     out = Path(args.out)
     series = load_tilt_series(args.files, tilts=args.tilts, lazy=args.lazy, show_progressbar=not args.quiet)
-    maps = series.get_element_maps(args.elements, show_progressbar=not args.quiet)
+    maps = series.get_element_maps(args.elements, background_windows=None if args.no_background else "auto",
+                                   subtract_background=args.subtract_background, show_progressbar=not args.quiet)
     if args.lazy:
         maps.compute()
     hspy, png = _save_maps(maps, out, "element_maps", overwrite=args.overwrite)
@@ -171,6 +172,24 @@ def _check_free(paths, overwrite):
             raise FileExistsError(f"{p} exists: choose another --out or pass --overwrite")
 
 
+def _background(args):
+    """The pipeline's ``background=`` from --no-background / --subtract-background."""
+    if args.no_background:
+        return "none"
+    return "subtract" if args.subtract_background else "model"
+
+
+def _add_background_options(p):
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--no-background", action="store_true",
+                       help="no background at all: the raw window counts under each X-ray line, nothing attached")
+    group.add_argument("--subtract-background", action="store_true",
+                       help="subtract the background (exspy's side windows) from the counts: the maps "
+                            "are then no longer counts, so lam=auto, the count-split FSC and two_step cannot use "
+                            "them. Default: raw integer counts, with the background kept beside them "
+                            "(metadata.Tomography.background) as a term of the model y ~ Poisson(A x + b)")
+
+
 def cmd_run(args):
     from .pipeline import run_pipeline
 
@@ -180,7 +199,7 @@ def cmd_run(args):
         parameters=_parse_params(args.param), align=not args.no_align, align_method=args.align_method,
         denoiser=args.denoiser, denoiser_parameters=_parse_params(args.denoiser_param),
         fsc=not args.no_fsc, fsc_method=args.fsc_method, fsc_parameters=_parse_params(args.fsc_param),
-        seed=args.seed, shell_elements=args.shell_elements, exports=args.export, background=not args.no_background,
+        seed=args.seed, shell_elements=args.shell_elements, exports=args.export, background=_background(args),
         lazy=args.lazy, overwrite=args.overwrite, show_progressbar=not args.quiet,
     )
     return 0 if res else 1
@@ -391,9 +410,7 @@ def build_parser():
                      help="elements whose shell thickness and coverage are mapped (default: all)")
     run.add_argument("--export", nargs="+", default=[], metavar="FORMAT",
                      help="extra volume files: mrc tif vti npy zspy (volume.hspy is always written)")
-    run.add_argument("--no-background", action="store_true",
-                     help="no background subtraction under the X-ray lines: raw integer counts (needed by lam=auto "
-                          "and the count-split FSC)")
+    _add_background_options(run)
     run.add_argument("--lazy", action="store_true", help="read the vendor files lazily (large series)")
     _add_common(run, overwrite_help="replace the results of an earlier run in --out")
     run.set_defaults(func=cmd_run)
@@ -415,10 +432,16 @@ def build_parser():
     demo.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     demo.set_defaults(func=cmd_demo)
 
-    maps = _sub(sub, "maps", "element maps from vendor files, one file per tilt")
+    maps = _sub(sub, "maps", "element maps from vendor files, one file per tilt",
+                description="Element maps from vendor files, one file per tilt, written to element_maps.hspy/.png in "
+                            "--out: the raw integer X-ray counts in a window around each element's line, with the "
+                            "background under the line (exspy's two side windows) kept beside them in "
+                            "metadata.Tomography.background, the b of y ~ Poisson(A x + b). --subtract-background "
+                            "subtracts it instead; --no-background leaves it out.")
     maps.add_argument("files", nargs="+", help="files or a glob: .bcf, .emd, .pts, .emi, .hspy, .zspy")
     maps.add_argument("--elements", nargs="+", default=None, help="chemical symbols, e.g. Se S Zn (default: from the files)")
     maps.add_argument("--tilts", nargs="+", type=float, default=None, help="tilt angles in degrees, one per file")
+    _add_background_options(maps)
     maps.add_argument("--lazy", action="store_true", help="read lazily (large series)")
     _add_common(maps, overwrite_help="replace element_maps.hspy/.png already in --out")
     maps.set_defaults(func=cmd_maps)

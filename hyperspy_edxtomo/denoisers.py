@@ -90,8 +90,8 @@ def check_counts(counts, assumes_counts=True, splits_counts=False, elements=None
         n = int((c < 0).sum())
         raise ValueError(
             f"The element maps contain {n} negative values: X-ray counts are >= 0. Background-subtracted maps "
-            "can be made non-negative with get_element_maps(negative='clip') or, better, extracted without "
-            "background subtraction (background_windows=None)."
+            "can be made non-negative with negative='clip' or, better, kept as raw counts with the background "
+            "modelled (get_element_maps() does so by default)."
         )
     if assumes_counts and not np.allclose(c, np.round(c)):
         warnings.warn(
@@ -100,7 +100,7 @@ def check_counts(counts, assumes_counts=True, splits_counts=False, elements=None
             + (" and splits every count binomially into training input and target; the values are rounded "
                "to integers for the split, so its statistics (and the denoised result) are only approximate"
                if splits_counts else "; its noise model does not hold for these values")
-            + ". Extract maps with get_element_maps(background_windows=None) to keep raw counts.",
+            + ". get_element_maps() keeps raw counts by default (the background is attached, not subtracted).",
             NotCountsWarning,
             stacklevel=3,
         )

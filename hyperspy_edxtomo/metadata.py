@@ -15,6 +15,10 @@ travels with the signal through ``save``/``hs.load``, ``deepcopy`` and
 ``Tomography.reference_images``
     (spectrum-image and element-map tilt series) the HAADF/ADF image of each
     tilt, a ``Signal2D`` navigated by the same tilt axis, kept for alignment.
+``Tomography.background``
+    (element maps) the expected X-ray background counts ``b`` under each
+    line, shaped like the maps: the counts are ``y ~ Poisson(A x + b)``, and
+    the reconstructions model ``b`` instead of subtracting it.
 
 Element names follow exspy's place, ``metadata.Sample.elements``, but in the
 order of the element axis rather than sorted.

@@ -6,7 +6,8 @@
    per tilt) or ``hs.load`` of a saved ``.hspy``/``.zspy`` holding an
    :class:`~hyperspy_edxtomo.signals.EDXTiltSeries` or element maps;
 2. **maps** -- :meth:`EDXTiltSeries.get_element_maps
-   <hyperspy_edxtomo.signals.EDXTiltSeries.get_element_maps>`;
+   <hyperspy_edxtomo.signals.EDXTiltSeries.get_element_maps>`: raw counts with
+   the X-ray background attached as a term of the forward model (``background=``);
 3. **align** -- :meth:`ElementMapTiltSeries.align
    <hyperspy_edxtomo.signals.ElementMapTiltSeries.align>` (integer counts stay
    counts);
@@ -43,6 +44,10 @@ EXPORT_FORMATS = ("mrc", "tif", "vti", "npy", "zspy")
 #: files whose presence in the output folder means "results are already there"
 RESULT_FILES = ("report.md", "report.html", "volume.hspy", "element_maps.hspy", "results.json")
 
+#: what ``background=`` accepts: raw counts with the background attached as a term of the forward
+#: model (``"model"``, the default), counts minus the background (``"subtract"``), or no background
+BACKGROUND_MODES = ("model", "subtract", "none")
+
 #: algorithms whose parameters can be reused as they are for the FSC halves
 CLASSICAL = ("fbp", "sirt", "tv", "l1")
 
@@ -66,7 +71,34 @@ def _is_native(path):
     return p.suffix.lower() in (".hspy", ".zspy", ".h5", ".hdf5") or (p.is_dir() and (p / ".zgroup").exists())
 
 
-def load_input(source, elements=None, tilts=None, lazy=False, background=True, show_progressbar=None):
+def _background_mode(background):
+    """``background=`` as one of :data:`BACKGROUND_MODES` (True: ``"model"``; False, None: ``"none"``)."""
+    if background is True:
+        return "model"
+    if background is False or background is None:
+        return "none"
+    if isinstance(background, str) and background in BACKGROUND_MODES:
+        return background
+    raise PipelineError(f"background must be one of {BACKGROUND_MODES} (or True for 'model', False for 'none'), "
+                        f"got {background!r}.")
+
+
+def _apply_background_mode(maps, mode):
+    """Maps given as maps: subtract (``"subtract"``) or drop (``"none"``) an attached background."""
+    from .metadata import append_history
+    from .signals._background import set_background
+
+    if maps.metadata.get_item("Tomography.background", None) is None or mode == "model":
+        return maps
+    if mode == "subtract":
+        return maps.subtract_background()
+    maps = maps.deepcopy()
+    set_background(maps, None)
+    append_history(maps, "background", "drop", {})
+    return maps
+
+
+def load_input(source, elements=None, tilts=None, lazy=False, background="model", show_progressbar=None):
     """Element maps from vendor files, a saved series or maps, or a signal in memory.
 
     Parameters
@@ -82,10 +114,16 @@ def load_input(source, elements=None, tilts=None, lazy=False, background=True, s
         they must match the stored ones.
     lazy : bool
         Read the vendor files lazily.
-    background : bool
-        Subtract the background under each line (exspy windows). False keeps
-        raw integer counts, which count splitting (``lam="auto"``, the FSC)
-        needs.
+    background : {"model", "subtract", "none"} or bool
+        The X-ray background under each line (exspy's side windows).
+        ``"model"`` (default, or True): the maps are raw integer counts and the
+        background is attached (``maps.background``) as the ``b`` of
+        ``y ~ Poisson(A x + b)``: count splitting (``lam="auto"``, the FSC,
+        ``two_step``) applies. ``"subtract"``: counts minus background (no
+        longer counts). ``"none"`` (or False): raw counts, no background.
+        Element maps given as maps keep theirs with ``"model"``; with
+        ``"subtract"`` an attached background is subtracted, with ``"none"``
+        it is dropped.
     show_progressbar : None or bool
 
     Returns
@@ -115,8 +153,10 @@ def load_input(source, elements=None, tilts=None, lazy=False, background=True, s
 
     from .loading import load_tilt_series
     from .signals import EDXTiltSeries, ElementMapTiltSeries
+    from .signals._background import set_background
     from .signals.element_maps import _check_elements
 
+    mode = _background_mode(background)
     if elements is not None:
         try:
             elements = _check_elements(elements)
@@ -171,17 +211,19 @@ def load_input(source, elements=None, tilts=None, lazy=False, background=True, s
                 raise PipelineError(f"{what} holds element maps of {maps.elements}, not of {missing}.")
             if elements != maps.elements:
                 idx = [maps.elements.index(e) for e in elements]
+                b = maps.background
                 sub = maps._deepcopy_with_new_data(np.ascontiguousarray(maps.data[idx]))
                 sub.get_dimensions_from_data()
                 sub.metadata.Sample.elements = list(elements)
                 lines = list(maps.metadata.get_item("Sample.xray_lines", []))
                 if len(lines) == len(maps.elements):
                     sub.metadata.Sample.xray_lines = [lines[i] for i in idx]
+                set_background(sub, None if b is None else np.ascontiguousarray(b[idx]))
                 maps = sub
-        return maps, None, what
+        return _apply_background_mode(maps, mode), None, what
     try:
-        maps = signal.get_element_maps(elements, background_windows="auto" if background else None,
-                                       show_progressbar=show_progressbar)
+        maps = signal.get_element_maps(elements, background_windows=None if mode == "none" else "auto",
+                                       subtract_background=mode == "subtract", show_progressbar=show_progressbar)
     except ValueError as err:
         raise PipelineError(f"{what}: {err}") from None
     if maps._lazy:
@@ -285,7 +327,7 @@ def _short(value, limit=80):
 def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method="tv", parameters=None,
                  align=True, align_method="auto", denoiser="none", denoiser_parameters=None,
                  fsc=True, fsc_method=None, fsc_parameters=None, seed=0, shell_elements=None,
-                 exports=(), background=True, lazy=False, overwrite=False, truth=None,
+                 exports=(), background="model", lazy=False, overwrite=False, truth=None,
                  show_progressbar=None, verbose=True, report=True):
     """Run the whole job: load, maps, align, denoise, reconstruct, FSC, shells, pictures, exports, report.
 
@@ -328,8 +370,11 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
         Elements whose shell maps and coverage are measured; None: all.
     exports : sequence of str
         Extra volume formats among ``mrc``, ``tif``, ``vti``, ``npy``, ``zspy``.
-    background : bool
-        Subtract the background under the X-ray lines (vendor files).
+    background : {"model", "subtract", "none"} or bool
+        The X-ray background under the lines (see :func:`load_input`):
+        ``"model"`` (default, True) keeps raw counts and attaches the
+        background as a term of the forward model; ``"subtract"`` subtracts
+        it; ``"none"`` (False) ignores it.
     lazy : bool
         Read vendor files lazily.
     overwrite : bool
@@ -384,6 +429,7 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
     exports = [e.lower().lstrip(".") for e in (exports or ())]
 
     # -- check everything cheap before any long step ---------------------------------------
+    background = _background_mode(background)
     bad = [e for e in exports if e not in EXPORT_FORMATS]
     if bad:
         raise PipelineError(f"Unknown export format(s) {bad}: choose among {', '.join(EXPORT_FORMATS)}.")
@@ -455,6 +501,11 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
     numbers["counts_per_tilt"] = {el: float(totals[e].mean()) for e, el in enumerate(maps.elements)}
     integer = _is_integer(maps)
     numbers["integer_counts"] = integer
+    b = maps.background
+    numbers["background"] = {"mode": background, "attached": b is not None}
+    if b is not None:
+        numbers["background"]["counts_per_tilt"] = {el: float(b[e].sum(axis=(1, 2)).mean())
+                                                    for e, el in enumerate(maps.elements)}
     for el in maps.elements:
         _log(verbose, f"  {el:>2}: {numbers['counts_per_tilt'][el]:9.0f} counts per tilt")
     lap("pictures")

@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from ._docstrings import SHOW_PROGRESSBAR_ARG
+from .errors import warn
 from .metadata import append_history, get_history
 from .plugin_manager import get_algorithm, reconstruction_algorithms
 from .projector import Projector, resolve_cuda
@@ -85,8 +86,11 @@ def reconstruct(
         raise ValueError(f"Reconstruction needs at least 2 tilts, got {n_t}.")
     if not np.isfinite(rotation_deg) or not np.isfinite(axis_offset_px):
         raise ValueError(f"rotation_deg and axis_offset_px must be finite, got {rotation_deg}, {axis_offset_px}")
+    background = _background_of(maps, counts.shape)
+    check_views(counts, tilts, maps.elements)
     if rotation_deg:
         counts = rotate_views(counts, rotation_deg)
+        background = None if background is None else rotate_views(background, rotation_deg)
     cuda = resolve_cuda(cuda)
     projector = Projector(tilts, n_x=n_x, n_z=n_z or n_x, axis_offset_px=axis_offset_px, cuda=cuda)
     if batch_size is None:
@@ -100,8 +104,15 @@ def reconstruct(
 
     nm, nm_units = _to_nm(*maps.pixel_size)
     algorithm._pixel_size_nm = nm if nm_units == "nm" else None
+    extra = {}
+    if background is not None:
+        if cls.accepts_background:
+            extra["background"] = background
+        else:
+            # the algorithm knows no background term: it gets the maps minus the background
+            counts = counts - background
     data, used = algorithm.reconstruct_series(
-        counts, list(maps.elements), projector, batch_size=batch_size, show_progressbar=show
+        counts, list(maps.elements), projector, batch_size=batch_size, show_progressbar=show, **extra
     )
     data = np.asarray(data, np.float32)
     expected = (n_el, projector.n_z, n_y, n_x)
@@ -125,6 +136,8 @@ def reconstruct(
         "axis_offset_px": axis_offset_px,
         "rotation_deg": rotation_deg,
         "batch_size": batch_size,
+        "background": ("none" if background is None else
+                       "modelled: y ~ Poisson(A x + b)" if cls.accepts_background else "subtracted before reconstruction"),
         "cuda": cuda,
         "seconds": round(time.perf_counter() - t0, 3),
     }
@@ -134,13 +147,16 @@ def reconstruct(
     return vol
 
 
-def reconstruct_elements(algorithm, counts, elements, projector, batch_size=None, show_progressbar=False, label=None):
+def reconstruct_elements(algorithm, counts, elements, projector, batch_size=None, show_progressbar=False, label=None,
+                         background=None):
     """Reconstruct every element of ``counts`` (element, tilt, y, x) slice by slice.
 
     What :meth:`ReconstructionAlgorithm.reconstruct_series` does by default:
     per element, :meth:`~ReconstructionAlgorithm.prepare` on all its
     sinograms, then batches of slices through dask (``map_overlap`` when the
-    algorithm couples neighbouring slices).
+    algorithm couples neighbouring slices). ``background`` (shaped like
+    ``counts``) goes to algorithms that model it (``accepts_background``);
+    the others get ``counts - background``.
 
     Returns
     -------
@@ -156,14 +172,23 @@ def reconstruct_elements(algorithm, counts, elements, projector, batch_size=None
         batch_size = _default_batch(projector)
     batch_size = int(min(max(1, batch_size), n_y))
     label = label or algorithm.name
+    if background is not None and not algorithm.accepts_background:
+        counts, background = np.asarray(counts, np.float32) - background, None
     volumes, used = [], []
     for e, element in enumerate(elements):
         alg = algorithm.clone_traits()
         # slices are rows: (y, tilt, x)
         sino = np.ascontiguousarray(counts[e].transpose(1, 0, 2), dtype=np.float32)
-        alg.prepare(sino, projector, show_progressbar=show_progressbar)
+        if background is None:
+            alg.prepare(sino, projector, show_progressbar=show_progressbar)
+            n_views = n_t
+        else:
+            b = np.ascontiguousarray(background[e].transpose(1, 0, 2), dtype=np.float32)
+            alg.prepare(sino, projector, show_progressbar=show_progressbar, background=b)
+            # the background travels with its slices: views then background views along the tilt axis
+            sino, n_views = np.concatenate([sino, b], axis=1), 2 * n_t
         used.append(alg.parameter_values())
-        dsino = da.from_array(sino, chunks=(batch_size, n_t, n_x))
+        dsino = da.from_array(sino, chunks=(batch_size, n_views, n_x))
         kwargs = dict(dtype=np.float32, chunks=(batch_size, projector.n_z, n_x), meta=np.empty((0, 0, 0), np.float32))
         if alg.slice_halo and n_y > batch_size:
             halo = min(alg.slice_halo, batch_size)
@@ -203,6 +228,55 @@ def _intermediate_signals(intermediates, maps, vol):
     return out
 
 
+def _background_of(maps, shape):
+    """The maps' expected background counts (``metadata.Tomography.background``) as float32, or None."""
+    b = getattr(maps, "background", None)
+    if b is None:
+        b = maps.metadata.get_item("Tomography.background", None)
+        if b is not None and hasattr(b, "data"):
+            b = b.data
+    if b is None:
+        return None
+    b = np.asarray(b.compute() if hasattr(b, "compute") else b, np.float32)
+    if b.shape != tuple(shape):
+        raise ValueError(f"The maps' background (metadata.Tomography.background) is shaped {b.shape}, the maps "
+                         f"{tuple(shape)}: they must match.")
+    if not np.all(np.isfinite(b)) or np.any(b < 0):
+        raise ValueError("The maps' background (metadata.Tomography.background) must be finite and >= 0.")
+    return b if np.any(b) else None
+
+
+#: per-view totals of one element further apart than this factor get a warning
+DOSE_RATIO_WARN = 10.0
+
+
+def check_views(maps_array, tilts, elements):
+    """Refuse views that hold nothing at all; warn about views of one element
+    that are empty or whose totals differ from the others' by more than
+    :data:`DOSE_RATIO_WARN` (a view acquired at another dose or exposure, or
+    a failed frame): reconstruction weighs every view alike."""
+    totals = np.abs(np.asarray(maps_array, np.float64)).sum(axis=(2, 3))  # (element, tilt)
+    empty = [i for i in range(totals.shape[1]) if not np.any(totals[:, i])]
+    if empty:
+        raise ValueError(f"View(s) at tilt(s) {[float(tilts[i]) for i in empty]} deg hold no signal in any element: "
+                         "remove them (maps.inav[...]) before reconstructing.")
+    for e, element in enumerate(elements):
+        t = totals[e]
+        if not np.any(t):
+            continue
+        zero = [float(tilts[i]) for i in np.flatnonzero(t == 0)]
+        if zero:
+            warn(f"Element {element}: the view(s) at {zero} deg are empty.")
+        positive = t[t > 0]
+        med = np.median(positive)
+        odd = [float(tilts[i]) for i in range(t.size) if t[i] > 0 and max(t[i] / med, med / t[i]) > DOSE_RATIO_WARN]
+        if odd:
+            warn(
+                f"Element {element}: the view(s) at {odd} deg hold more than {DOSE_RATIO_WARN:g} times more or less "
+                f"signal than the median view ({med:.4g}). Every view is weighed alike: check the acquisition (dose, "
+                "dwell time, a failed frame) and remove or rescale such views.")
+
+
 def rotate_views(counts, rotation_deg):
     """Turn every view so that a tilt axis at ``rotation_deg`` (counter-clockwise
     from the rows' direction) runs along the rows.
@@ -220,7 +294,13 @@ def rotate_views(counts, rotation_deg):
 def _run_batch(block, algorithm, projector):
     if block.shape[0] == 0:
         return np.zeros((0, projector.n_z, projector.n_x), np.float32)
-    return np.asarray(algorithm.reconstruct_slices(np.asarray(block, np.float32), projector), np.float32)
+    block = np.asarray(block, np.float32)
+    n_t = projector.n_tilts
+    if block.shape[1] == 2 * n_t:  # views, then their background
+        out = algorithm.reconstruct_slices(block[:, :n_t], projector, background=block[:, n_t:])
+    else:
+        out = algorithm.reconstruct_slices(block, projector)
+    return np.asarray(out, np.float32)
 
 
 def _compute(darr, show, label):

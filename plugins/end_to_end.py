@@ -6,6 +6,7 @@ T is trained on the user's own series by ``hyperspy_edxtomo.train_end_to_end``
 
 import time
 
+import numpy as np
 from traits.api import Bool, Dict, Enum, Str
 
 from hyperspy_edxtomo.algorithms import ReconstructionAlgorithm
@@ -34,7 +35,11 @@ class EndToEnd(ReconstructionAlgorithm):
     filter = Enum(*FILTERS, desc="FBP filter of the network's input (use the one it was trained with)")
     constrain = Bool(True, desc="clip negative values to 0")
 
-    def reconstruct_series(self, counts, elements, projector, batch_size=None, show_progressbar=False):
+    #: Q^D denoises the raw counts; the background is removed before the FBP the network was trained on
+    accepts_background = True
+
+    def reconstruct_series(self, counts, elements, projector, batch_size=None, show_progressbar=False,
+                           background=None):
         t0 = time.perf_counter()
         if not self.weights:
             raise ValueError(f"end_to_end needs weights=: it applies a trained network. {HOW_TO_TRAIN}")
@@ -53,6 +58,8 @@ class EndToEnd(ReconstructionAlgorithm):
             name = "deep"
         y_d, _, qd_used = denoise_stage(counts, elements, projector, name, self.denoiser_parameters, 0,
                                         show_progressbar, model=stored)
+        if background is not None:
+            y_d = np.clip(y_d - background, 0, None)
         fbp = get_algorithm("fbp").create(filter=self.filter)
         x, _ = reconstruct_elements(fbp, y_d, elements, projector, batch_size, False, "FBP of Q^D y")
         t = time.perf_counter()

@@ -1,4 +1,4 @@
-"""L1: the paper's MBIR, min 1/2||Ax - y||^2 + lam ||x||_1 with x >= 0 (FISTA)."""
+"""L1: the paper's MBIR, min 1/2||Ax + b - y||^2 + lam ||x||_1 with x >= 0 (FISTA)."""
 
 from traits.api import Bool, Range
 
@@ -17,8 +17,9 @@ class L1(AutoStrength, ReconstructionAlgorithm):
     iterations = Range(1, 100_000, 200, desc="FISTA iterations")
     constrain = Bool(True, desc="non-negativity, enforced exactly in the proximal step")
 
-    def _solve(self, projector, y, lam, iterations):
-        return solvers.l1(projector, y, lam, iterations, constrain=self.constrain)
+    def _solve(self, projector, y, lam, iterations, data_term="least_squares", background=None, return_info=False):
+        return solvers.l1(projector, y, lam, iterations, constrain=self.constrain, background=background,
+                          return_info=return_info)
 
 
 @hookimpl

@@ -1,26 +1,27 @@
 """TV: 3D isotropic total variation with non-negativity (Chambolle-Pock)."""
 
-from traits.api import Enum, Range
+from traits.api import Range
 
 from hyperspy_edxtomo import solvers
 from hyperspy_edxtomo.algorithms import ReconstructionAlgorithm
 from hyperspy_edxtomo.hookspecs import hookimpl
-from hyperspy_edxtomo_plugins._strength import AutoStrength, strength_trait
+from hyperspy_edxtomo_plugins._strength import AutoStrength, data_term_trait, strength_trait
 
 
 class TV(AutoStrength, ReconstructionAlgorithm):
-    """min_{x>=0} D(Ax, y) + lam TV(x), D least squares or Poisson likelihood."""
+    """min_{x>=0} D(Ax + b, y) + lam TV(x), D the Poisson likelihood (counts) or least squares."""
 
     name = "tv"
     summary = "3D total-variation regularised reconstruction, non-negative (Chambolle-Pock)"
     lam = strength_trait("total-variation")
     iterations = Range(1, 100_000, 200, desc="Chambolle-Pock iterations")
-    data_term = Enum(*solvers.DATA_TERMS, desc="'least_squares' or 'poisson' (the data are counts)")
+    data_term = data_term_trait()
     # 3D TV couples neighbouring slices: batches overlap by this many slices
     slice_halo = 4
 
-    def _solve(self, projector, y, lam, iterations):
-        return solvers.tv(projector, y, lam, iterations, data_term=self.data_term)
+    def _solve(self, projector, y, lam, iterations, data_term, background=None, return_info=False):
+        return solvers.tv(projector, y, lam, iterations, data_term=data_term, background=background,
+                          return_info=return_info)
 
 
 @hookimpl

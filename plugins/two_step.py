@@ -11,6 +11,7 @@ import numpy as np
 from traits.api import Bool, Dict, Enum, Int, Range, Str
 
 from hyperspy_edxtomo import deep_reconstruction as deep
+from hyperspy_edxtomo.counts import counts_quantum, data_kind
 from hyperspy_edxtomo.algorithms import ReconstructionAlgorithm
 from hyperspy_edxtomo.hookspecs import hookimpl
 from hyperspy_edxtomo.networks import torch_device
@@ -33,7 +34,9 @@ class TwoStep(ReconstructionAlgorithm):
     name = "two_step"
     summary = "Paper's two-step method: Q^D denoising, MBIR, 1-deg re-projection, self-consistent Q^S, FBP"
 
-    denoiser = Str("deep", desc="Q^D: an installed denoiser ('deep', 'gaussian', ...) or 'none' (maps already denoised)")
+    denoiser = Str("auto", desc="Q^D: 'auto' ('deep' for counts, 'none' for maps that are not counts: "
+                                "count splitting cannot train on them), an installed denoiser ('deep', 'gaussian', "
+                                "...) or 'none' (maps already denoised)")
     denoiser_parameters = Dict(desc="parameters of the denoiser, e.g. {'steps': 800}")
     mbir = Enum("tv", "l1", desc="the model-based reconstruction M: 'tv' or 'l1'")
     lam = strength_trait("MBIR regularisation")
@@ -53,30 +56,66 @@ class TwoStep(ReconstructionAlgorithm):
     constrain = Bool(True, desc="clip negative values of the final volume to 0")
     seed = Int(0, desc="seed of Q^S (and of the denoiser unless its parameters set one)")
 
-    def reconstruct_series(self, counts, elements, projector, batch_size=None, show_progressbar=False):
+    #: the background b of y ~ Poisson(A x + b): Q^D denoises the counts, the MBIR models b,
+    #: Q^S and the final reconstruction work on the signal y_d - b
+    accepts_background = True
+
+    def reconstruct_series(self, counts, elements, projector, batch_size=None, show_progressbar=False,
+                           background=None):
         t0 = time.perf_counter()
+        # everything that can refuse the input is checked before any training
         check_tilt_count(projector, self.name)
-        stages = {}
+        check_enhancer_size(counts.shape[-2:], self.enhancer_levels, self.enhancer_steps)
+        counts = np.asarray(counts, np.float32)
+        # counts in disguise (normalised maps) are the counts times a scale: work on the counts
+        units = np.ones(len(elements), np.float32)
+        kinds = []
+        for e in range(len(elements)):
+            kind = data_kind(counts[e])
+            if kind == "scaled_counts":
+                units[e] = counts_quantum(counts[e])
+                kind = "counts"
+            kinds.append(kind)
+        counts = counts / units[:, None, None, None]
+        background = None if background is None else np.asarray(background, np.float32) / units[:, None, None, None]
+        denoiser = self.denoiser
+        if denoiser == "auto":
+            denoiser = "deep" if all(k == "counts" for k in kinds) else "none"
+        stages = {"data_kinds": dict(zip(elements, kinds)), "denoiser": denoiser}
         device = torch_device(projector.cuda)
-        # 1. Q^D
-        params = dict(self.denoiser_parameters)
-        y_d, qd_model, qd_used = denoise_stage(counts, elements, projector, self.denoiser, params, self.seed, show_progressbar)
-        stages["denoise_seconds"] = round(time.perf_counter() - t0, 3)
-        # 2. M: MBIR, strength chosen by count splitting on the raw counts
-        t = time.perf_counter()
-        source = y_d if self.mbir_input == "denoised" else counts
+        # the MBIR's data term and strength, from the raw maps (held-out counts or views)
         mbir_cls = get_algorithm(self.mbir)
-        M, mbir_used = [], []
-        for e, element in enumerate(elements):
+        data_terms = ["poisson" if k == "counts" and self.mbir == "tv" else "least_squares" for k in kinds]
+        lams, selections = [], []
+        for e in range(len(elements)):
             lam, extra = self.lam, {}
             if lam == "auto":
-                probe = mbir_cls.create(iterations=self.mbir_iterations)
-                probe.prepare(np.ascontiguousarray(counts[e].transpose(1, 0, 2), np.float32), projector, show_progressbar)
+                probe = mbir_cls.create(iterations=self.mbir_iterations, **_data_term(self.mbir, data_terms[e]))
+                probe.prepare(_sino(counts[e]), projector, show_progressbar,
+                              background=None if background is None else _sino(background[e]))
                 lam, extra = probe.chosen["lam"], probe.chosen
-            alg = mbir_cls.create(lam=lam, iterations=self.mbir_iterations)
-            vol, _ = reconstruct_elements(alg, source[e : e + 1], [element], projector, batch_size, show_progressbar, f"two_step MBIR ({self.mbir})")
+            lams.append(float(lam))
+            selections.append({k: v for k, v in extra.items() if k != "lam"})
+        stages["strength_seconds"] = round(time.perf_counter() - t0, 3)
+        # 1. Q^D: expected counts (background included)
+        t = time.perf_counter()
+        params = dict(self.denoiser_parameters)
+        y_d, qd_model, qd_used = denoise_stage(counts, elements, projector, denoiser, params, self.seed, show_progressbar)
+        stages["denoise_seconds"] = round(time.perf_counter() - t, 3)
+        # 2. M: MBIR with the chosen strength and the background in its model
+        t = time.perf_counter()
+        source = y_d if self.mbir_input == "denoised" else counts
+        M, mbir_used = [], []
+        for e, element in enumerate(elements):
+            alg = mbir_cls.create(lam=lams[e], iterations=self.mbir_iterations, **_data_term(self.mbir, data_terms[e]))
+            vol, _ = reconstruct_elements(alg, source[e : e + 1], [element], projector, batch_size, show_progressbar,
+                                          f"two_step MBIR ({self.mbir})",
+                                          background=None if background is None else background[e : e + 1])
             M.append(vol[0])
-            mbir_used.append({"lam": float(lam), **{k: v for k, v in extra.items() if k != "lam"}})
+            mbir_used.append({"lam": lams[e], "data_term": data_terms[e], **selections[e]})
+        # Q^S and the final reconstruction see the signal only
+        if background is not None:
+            y_d = np.clip(y_d - background, 0, None)
         # only the cylinder inscribed in the field of view is seen from every
         # angle: outside it the full-angle re-projections would be truncated,
         # and their FBP rings at the field-of-view edge (a pattern that both
@@ -93,7 +132,7 @@ class TwoStep(ReconstructionAlgorithm):
         stages["reprojection_seconds"] = round(time.perf_counter() - t, 3)
         # 4. Q^S, trained on self-consistency at the measured angles only
         t = time.perf_counter()
-        target = y_d if self.target == "denoised" else counts
+        target = y_d if self.target == "denoised" else (counts if background is None else counts - background)
         if self.enhancer_steps > 0:
             net, scale, qs_log = deep.train_enhancer(
                 reproj_measured.transpose(1, 0, 2, 3), np.asarray(target, np.float32).transpose(1, 0, 2, 3),
@@ -116,9 +155,13 @@ class TwoStep(ReconstructionAlgorithm):
         else:
             final = get_algorithm("sirt").create(iterations=self.final_iterations, constrain=self.constrain)
         volume, _ = reconstruct_elements(final, enhanced, elements, dense, batch_size, show_progressbar, f"two_step {self.final}")
-        volume *= circle
+        volume *= circle * units[:, None, None, None]
         fbp_in = get_algorithm("fbp").create(filter=self.filter)
         fbp_denoised, _ = reconstruct_elements(fbp_in, y_d, elements, projector, batch_size, False, "FBP of Q^D y")
+        # intermediates on the scale of the maps given
+        scale = units[:, None, None, None]
+        y_d, M, fbp_denoised = y_d * scale, M * scale, fbp_denoised * scale
+        reproj_dense, enhanced = reproj_dense * scale, enhanced * scale
         stages["final_seconds"] = round(time.perf_counter() - t, 3)
         stages["seconds"] = round(time.perf_counter() - t0, 3)
 
@@ -140,11 +183,31 @@ class TwoStep(ReconstructionAlgorithm):
                 "lam": mbir_used[e]["lam"],
                 "mbir_lam_selection": {k: v for k, v in mbir_used[e].items() if k != "lam"},
                 "denoiser_used": qd_used,
+                "data_kind": kinds[e],
+                "counts_quantum": None if units[e] == 1 else float(units[e]),
                 "enhancer": {k: (v[e] if isinstance(v, list) else v) for k, v in qs_summary.items()},
                 "wedge_relative_change": {k: v[e] for k, v in wedge["relative_change"].items()},
                 "timings": stages,
             })
         return volume, used
+
+
+def _sino(maps_of_one_element):
+    """(tilt, y, x) -> sinograms (y, tilt, x), float32."""
+    return np.ascontiguousarray(np.asarray(maps_of_one_element).transpose(1, 0, 2), np.float32)
+
+
+def _data_term(mbir, data_term):
+    # l1 is least squares only; tv takes the data term
+    return {"data_term": data_term} if mbir == "tv" else {}
+
+
+def check_enhancer_size(view_shape, levels, steps):
+    """Refuse, before any training, views too small for Q^S's U-Net."""
+    multiple = 2 ** (int(levels) - 1)
+    if steps > 0 and min(view_shape) < multiple:
+        raise ValueError(f"Views of {view_shape[0]}x{view_shape[1]} pixels are too small for Q^S with "
+                         f"{levels} levels (at least {multiple} pixels): lower enhancer_levels.")
 
 
 def _inscribed_circle(n_z, n_x):

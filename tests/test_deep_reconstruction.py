@@ -220,3 +220,55 @@ def test_command_line_two_step_and_end_to_end(qd, tmp_path, capsys):
     (tmp_path / "volume.hspy").write_bytes(b"")
     assert main(["--quiet", "reconstruct", str(tmp_path / "missing.hspy"), "--out", str(out)]) == 2
     assert "missing.hspy" in capsys.readouterr().err
+
+
+def test_two_step_runs_on_maps_that_are_not_counts(qd):
+    """Smoothed maps (not counts): no count-splitting denoiser, the MBIR strength from held-out views,
+    and a volume close to that of the counts."""
+    from scipy import ndimage
+
+    maps, truth = qd
+    zn = maps.element("Zn")
+    smooth = zn.deepcopy()
+    smooth.data = ndimage.gaussian_filter(zn.data.astype(np.float32), (0, 0, 1, 1))
+    fast = {k: v for k, v in FAST.items() if k not in ("denoiser", "lam")}
+    vol_c = zn.reconstruct("two_step", denoiser_parameters={"steps": 30, "eval_every": 10}, **fast)
+    vol_s = smooth.reconstruct("two_step", **fast)
+    used = vol_s.history[-1]["parameters"]["parameters"]
+    assert used["denoiser"] == "auto" and used["denoiser_used"]["method"] == "none"
+    assert used["data_kind"] == "continuous"
+    assert used["mbir_lam_selection"]["lam_selection"]["criterion"] == "held_out_views"
+    used_c = vol_c.history[-1]["parameters"]["parameters"]
+    assert used_c["denoiser_used"]["method"] == "deep"
+    assert used_c["mbir_lam_selection"]["lam_selection"]["criterion"] == "count_split"
+    t = truth[maps.elements.index("Zn")]
+    assert metrics.pearson(vol_s.data[0], t) > 0.9 * metrics.pearson(vol_c.data[0], t)
+
+
+def test_two_step_models_the_background_and_scales_disguised_counts(qd):
+    maps, _ = qd
+    zn = maps.element("Zn")
+    b = np.full(zn.data.shape, 0.5, np.float32)
+    with_b = zn.deepcopy()
+    with_b.data = (zn.data + np.random.default_rng(0).poisson(b)).astype(np.uint16)
+    with_b.metadata.set_item("Tomography.background", b)
+    fast = {**FAST, "lam": "auto"}
+    vol, inter = with_b.reconstruct("two_step", return_intermediates=True, **fast)
+    assert vol.history[-1]["parameters"]["background"].startswith("modelled")
+    # Q^S and the final FBP see the signal only: the denoised maps lost the background's 0.5 per pixel
+    mean_signal = inter["denoised"].data.mean()
+    assert mean_signal < with_b.data.mean() - 0.3
+    # normalised counts are reconstructed as the counts, the volume on the maps' scale
+    scaled = zn.deepcopy()
+    scaled.data = (zn.data / float(zn.data.max())).astype(np.float32)
+    a = zn.reconstruct("two_step", **fast)
+    s = scaled.reconstruct("two_step", **fast)
+    assert s.history[-1]["parameters"]["parameters"]["counts_quantum"] == pytest.approx(1 / float(zn.data.max()))
+    np.testing.assert_allclose(s.data * float(zn.data.max()), a.data, rtol=1e-3, atol=1e-3 * a.data.max())
+
+
+def test_two_step_checks_its_input_before_training(qd):
+    maps, _ = qd
+    small = maps.element("Zn").isig[13:19, 13:19]
+    with pytest.raises(ValueError, match="too small for Q.S with 4 levels"):
+        small.reconstruct("two_step", **{**FAST, "enhancer_levels": 4, "denoiser": "deep"})

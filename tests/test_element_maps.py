@@ -35,34 +35,63 @@ def _series(rng, lazy=False, background=2, tilts=(-30, 0, 30)):
 
 
 @pytest.mark.parametrize("lazy", [False, True])
-def test_maps_recover_line_counts_after_background(rng, lazy):
-    s, truth = _series(rng, lazy)
+def test_maps_keep_raw_counts_and_attach_background(rng, lazy):
+    s, truth = _series(rng, lazy, background=2)
     maps = s.get_element_maps(["Zn", "Se"])
     assert isinstance(maps, LazyElementMapTiltSeries if lazy else ElementMapTiltSeries)
     assert maps.elements == ["Zn", "Se"]
     assert maps.metadata.Sample.xray_lines == ["Zn_Ka", "Se_Ka"]
     data = maps.to_numpy()
     assert data.shape == (2, 3, 6, 5)
-    # a flat background is removed exactly by the two side windows
-    np.testing.assert_allclose(data[0], truth["Zn"], atol=1e-9)
-    np.testing.assert_allclose(data[1], truth["Se"], atol=1e-9)
+    # default: raw window counts (integers), the flat background beside them, not subtracted
+    assert np.all(data == np.round(data))
+    b = maps.background
+    assert b.shape == data.shape and b.dtype == np.float32
+    # a flat background of 2 counts per channel: b is 2 x the window width in channels, everywhere
+    iw = s.estimate_integration_windows(xray_lines=["Zn_Ka", "Se_Ka"])
+    for e, (el, (lo, hi)) in enumerate(zip(["Zn", "Se"], iw)):
+        ax = s.axes_manager.signal_axes[0]
+        assert np.ptp(b[e]) == pytest.approx(0, abs=1e-4)
+        assert b[e].mean() == pytest.approx(2 * (ax.value2index(hi) - ax.value2index(lo)), rel=1e-6)
+        np.testing.assert_allclose(data[e] - b[e], truth[el], atol=1e-4)
     np.testing.assert_allclose(maps.tilts, [-30, 0, 30])
     assert maps.pixel_size == (pytest.approx(0.5), "nm")
     step = maps.history[-1]
-    assert step["step"] == "element_maps" and step["parameters"]["negative"] == "clip"
+    assert step["step"] == "element_maps" and step["parameters"]["background"] == "attached"
+    assert step["parameters"]["subtract_background"] is False
 
 
-def test_lazy_and_eager_maps_are_equal(rng):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_subtract_background_recovers_line_counts(rng, lazy):
+    s, truth = _series(rng, lazy)
+    maps = s.get_element_maps(["Zn", "Se"], subtract_background=True)
+    assert isinstance(maps, LazyElementMapTiltSeries if lazy else ElementMapTiltSeries)
+    assert maps.background is None
+    data = maps.to_numpy()
+    # a flat background is removed exactly by the two side windows
+    np.testing.assert_allclose(data[0], truth["Zn"], atol=1e-9)
+    np.testing.assert_allclose(data[1], truth["Se"], atol=1e-9)
+    step = maps.history[-1]
+    assert step["parameters"]["negative"] == "clip" and step["parameters"]["background"] == "subtracted"
+
+
+@pytest.mark.parametrize("subtract", [False, True])
+def test_lazy_and_eager_maps_are_equal(rng, subtract):
     s, _ = _series(rng, background=1)
-    eager = s.get_element_maps(["Se", "Zn"]).data
-    lazy = s.as_lazy().get_element_maps(["Se", "Zn"]).data.compute()
-    np.testing.assert_allclose(lazy, eager)
+    eager = s.get_element_maps(["Se", "Zn"], subtract_background=subtract)
+    lazy = s.as_lazy().get_element_maps(["Se", "Zn"], subtract_background=subtract)
+    np.testing.assert_allclose(lazy.data.compute(), eager.data)
+    if subtract:
+        assert eager.background is None and lazy.background is None
+    else:
+        np.testing.assert_array_equal(lazy.background, eager.background)
 
 
 def test_elements_default_from_metadata_and_raw_windows(rng):
     s, truth = _series(rng, background=3)
     maps = s.get_element_maps(background_windows=None)
     assert maps.elements == ["Se", "Zn"]
+    assert maps.background is None and maps.history[-1]["parameters"]["background"] == "none"
     data = maps.to_numpy()
     # without background subtraction: line counts plus background inside the window
     excess = data[1] - truth["Zn"]
@@ -77,14 +106,18 @@ def test_negative_values_are_handled_explicitly(rng):
     bw = s.estimate_background_windows(xray_lines=["Zn_Ka"])
     hi = ax.value2index(bw[0, 2])
     s.data[..., hi : hi + 40] += 50
-    clipped = s.get_element_maps(["Zn"]).to_numpy()
-    kept = s.get_element_maps(["Zn"], negative="keep").to_numpy()
+    clipped = s.get_element_maps(["Zn"], subtract_background=True).to_numpy()
+    kept = s.get_element_maps(["Zn"], subtract_background=True, negative="keep").to_numpy()
     assert kept.min() < 0 and clipped.min() == 0
     np.testing.assert_allclose(clipped, kept.clip(0))
     with pytest.raises(ValueError, match="negative after background subtraction"):
-        s.get_element_maps(["Zn"], negative="raise")
+        s.get_element_maps(["Zn"], subtract_background=True, negative="raise")
     with pytest.raises(ValueError, match="negative must be one of"):
         s.get_element_maps(["Zn"], negative="zero")
+    # the default keeps raw counts: nothing negative, and the background is never negative either
+    raw = s.get_element_maps(["Zn"], negative="raise")
+    assert raw.to_numpy().min() >= 0 and raw.background.min() >= 0
+    np.testing.assert_allclose(raw.subtract_background(negative="keep").to_numpy(), kept, atol=1e-4)
 
 
 def test_bad_elements_and_lines(rng):

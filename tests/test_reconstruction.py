@@ -6,7 +6,7 @@ import pytest
 import hyperspy_edxtomo as het
 from hyperspy_edxtomo import datasets, solvers
 from hyperspy_edxtomo.projector import Projector
-from hyperspy_edxtomo.regularisation import choose_strength
+from hyperspy_edxtomo.regularisation import choose_strength, reference_strength
 from hyperspy_edxtomo.signals import ElementVolume
 
 
@@ -32,7 +32,7 @@ def _clean_maps(truth, tilts=np.linspace(-60, 60, 13)):
     [
         ("fbp", {"filter": "hann"}, 0.75),
         ("sirt", {"iterations": 60}, 0.9),
-        ("tv", {"lam": 20.0, "iterations": 80}, 0.9),
+        ("tv", {"lam": 20.0, "iterations": 80, "data_term": "least_squares"}, 0.9),
         ("l1", {"lam": 1.0, "iterations": 100}, 0.85),
     ],
 )
@@ -87,8 +87,8 @@ def test_batches_do_not_change_independent_slices(qd):
 def test_tv_batches_overlap_so_3d_tv_matches_one_batch(qd):
     maps, _ = qd
     zn = maps.element("Zn")
-    a = zn.reconstruct("tv", lam=20.0, iterations=40, batch_size=32).to_numpy()
-    b = zn.reconstruct("tv", lam=20.0, iterations=40, batch_size=8).to_numpy()
+    a = zn.reconstruct("tv", lam=20.0, iterations=40, batch_size=32, data_term="least_squares").to_numpy()
+    b = zn.reconstruct("tv", lam=20.0, iterations=40, batch_size=8, data_term="least_squares").to_numpy()
     assert np.abs(a - b).max() < 0.1 * a.max()
 
 
@@ -96,33 +96,143 @@ def test_tv_auto_records_the_chosen_strength(qd):
     maps, _ = qd
     vol = maps.element("Se").reconstruct("tv", iterations=30)
     params = vol.history[-1]["parameters"]["parameters"]
-    assert params["lam_selection"] == "count-splitting cross-validation"
-    table = params["lam_table"]
-    assert len(table) >= 7 and all(np.isfinite(d) for _, d in table)
+    record = params["lam_selection"]
+    assert record["criterion"] == "count_split" and params["data_term"] == "poisson"
+    assert len(record["candidates"]) >= 7 and all(np.isfinite(record["scores"]))
+    assert record["candidates"] == sorted(record["candidates"])
     # the recorded strength is the candidate with the lowest held-out deviance
     assert isinstance(params["lam"], float)
-    assert params["lam"] == pytest.approx(min(table, key=lambda t: t[1])[0])
+    assert params["lam"] == pytest.approx(record["candidates"][int(np.argmin(record["scores"]))])
+    conv = params["convergence"]
+    assert conv["iterations"] == 30 and np.isfinite(conv["relative_change"])
+
+
+def _solve_tv(iterations, data_term="poisson"):
+    def solve(projector, y, lam, background=None):
+        return solvers.tv(projector, y, lam, iterations, data_term=data_term, background=background)
+    return solve
+
+
+def _errors_against_truth(solve, views, target, projector, table):
+    """{strength: NRMSE against the truth after the best scaling}."""
+    y = solvers.sinograms_to_cols(views, "cpu")
+    errors = {}
+    for lam in table:
+        x = solve(projector, y, lam).numpy()
+        a = (x * target).sum() / max((x * x).sum(), 1e-12)
+        errors[lam] = np.linalg.norm(a * x - target) / np.linalg.norm(target)
+    return errors
 
 
 def test_auto_strength_lands_near_the_ground_truth_optimum(qd):
-    """The issue's target: within a factor 3 of the strength best against ground truth."""
+    """On counts: the chosen strength's error against the truth within 10 % of the best candidate's."""
     maps, truth = qd
     zn_counts = maps.element("Zn").to_numpy()[0].transpose(1, 0, 2).astype(np.float32)
     target = truth.element("Zn").to_numpy()[0].transpose(1, 0, 2).reshape(32, -1).T
     P = Projector(maps.tilts, n_x=32)
+    solve = _solve_tv(60)
+    lam_auto, record = choose_strength(solve, zn_counts, P, data_term="poisson", refine=2)
+    assert record["criterion"] == "count_split"
+    errors = _errors_against_truth(solve, zn_counts, target, P, record["candidates"])
+    assert errors[lam_auto] <= 1.1 * min(errors.values())
+    assert max(errors.values()) > 1.3 * min(errors.values())  # the choice mattered
 
-    def solve(projector, y, lam):
-        return solvers.tv(projector, y, lam, 60)
 
-    lam_auto, table = choose_strength(solve, zn_counts, P, refine=2)
-    y = solvers.sinograms_to_cols(zn_counts, "cpu")
-    errors = {}
-    for lam, _ in table:
-        x = solve(P, y, lam).numpy()
-        a = (x * target).sum() / max((x * x).sum(), 1e-12)
-        errors[lam] = np.linalg.norm(a * x - target) / np.linalg.norm(target)
-    lam_best = min(errors, key=errors.get)
-    assert 1 / 3 <= lam_auto / lam_best <= 3
+def test_held_out_views_choose_a_strength_for_smoothed_maps(qd):
+    """Maps that are not counts (smoothed, as vendors export): held-out views pick a strength whose
+    error against the truth is within 10 % of the best candidate's."""
+    from scipy import ndimage
+
+    maps, truth = qd
+    counts = maps.element("Zn").to_numpy()[0].astype(np.float32)
+    smooth = ndimage.gaussian_filter(counts, (0, 1, 1)).transpose(1, 0, 2)
+    target = truth.element("Zn").to_numpy()[0].transpose(1, 0, 2).reshape(32, -1).T
+    P = Projector(maps.tilts, n_x=32)
+    solve = _solve_tv(60, "least_squares")
+    lam_auto, record = choose_strength(solve, smooth, P, refine=2)
+    assert record["criterion"] == "held_out_views" and record["data_kind"] == "continuous"
+    assert len(record["fold_scores"][0]) == 3
+    errors = _errors_against_truth(solve, smooth, target, P, record["candidates"])
+    assert errors[lam_auto] <= 1.1 * min(errors.values())
+    assert max(errors.values()) > 1.3 * min(errors.values())
+
+
+def test_counts_times_a_scale_are_reconstructed_as_counts(qd):
+    """Normalised maps are counts in disguise: the same strength choice, the volume scaled."""
+    maps, _ = qd
+    zn = maps.element("Zn")
+    scaled = zn.deepcopy()
+    scaled.data = (zn.data / float(zn.data.max())).astype(np.float32)
+    a = zn.reconstruct("tv", iterations=40)
+    b = scaled.reconstruct("tv", iterations=40)
+    pa, pb = a.history[-1]["parameters"]["parameters"], b.history[-1]["parameters"]["parameters"]
+    assert pb["lam_selection"]["criterion"] == "count_split" and pb["data_term"] == "poisson"
+    assert pb["counts_quantum"] == pytest.approx(1 / float(zn.data.max()))
+    np.testing.assert_allclose(b.to_numpy() * float(zn.data.max()), a.to_numpy(), rtol=1e-3, atol=1e-3 * a.data.max())
+
+
+def test_strong_tv_takes_effect(qd):
+    """The issue's bug: at 300 iterations lam = 1, 3, 10 and 100 gave bit-identical volumes.
+    Stronger TV must give a smaller total variation, decade after decade."""
+    maps, _ = qd
+    y = solvers.sinograms_to_cols(maps.element("Zn").to_numpy()[0].transpose(1, 0, 2) * 8.0, "cpu")
+    P = Projector(maps.tilts, n_x=32)
+    for data_term in ("least_squares", "poisson"):
+        ref = reference_strength(y.numpy(), P, data_term)
+        tvs = [solvers.tv_norm(P, solvers.tv(P, y, rel * ref, 150, data_term=data_term)) for rel in (0.01, 0.1, 1, 10)]
+        assert all(a > 1.2 * b for a, b in zip(tvs, tvs[1:])), (data_term, tvs)
+
+
+def test_convergence_measure_and_warning(qd):
+    maps, _ = qd
+    zn = maps.element("Zn")
+    with pytest.warns(UserWarning, match="has not converged"):
+        short = zn.reconstruct("tv", lam=1.0, iterations=6)
+    conv = short.history[-1]["parameters"]["parameters"]["convergence"]
+    assert not conv["converged"] and conv["relative_change"] > 0.01
+    y = solvers.sinograms_to_cols(zn.to_numpy()[0].transpose(1, 0, 2), "cpu")
+    P = Projector(maps.tilts, n_x=32)
+    _, info = solvers.tv(P, y, 1.0, 400, data_term="poisson", return_info=True)
+    assert info["converged"]
+    # the measure tells the truth: the objective after 400 iterations is within 1 % of that after 2000
+    _, long = solvers.tv(P, y, 1.0, 2000, data_term="poisson", return_info=True)
+    assert info["objective"] <= 1.01 * long["objective"]
+
+
+def test_background_is_modelled_by_tv_and_subtracted_for_sirt(qd):
+    """y ~ Poisson(A x + b): modelling the background beats ignoring it, and fbp/sirt get y - b."""
+    maps, truth = qd
+    rng = np.random.default_rng(3)
+    zn = maps.element("Zn")
+    b = np.full(zn.data.shape, 1.0, np.float32)
+    noisy = zn.deepcopy()
+    noisy.data = (zn.data + rng.poisson(b)).astype(np.uint16)
+    with_b = noisy.deepcopy()
+    with_b.metadata.set_item("Tomography.background", b)
+    t = truth.element("Zn").to_numpy()
+    modelled = with_b.reconstruct("tv", iterations=60)
+    ignored = noisy.reconstruct("tv", iterations=60)
+    assert modelled.history[-1]["parameters"]["background"].startswith("modelled")
+    assert _pearson(modelled.to_numpy(), t) > _pearson(ignored.to_numpy(), t) + 0.02
+    s_b = with_b.reconstruct("sirt", iterations=20)
+    assert s_b.history[-1]["parameters"]["background"] == "subtracted before reconstruction"
+    minus = noisy.deepcopy()
+    minus.data = noisy.data.astype(np.float32) - b
+    np.testing.assert_allclose(s_b.to_numpy(), minus.reconstruct("sirt", iterations=20).to_numpy(), atol=1e-5)
+
+
+def test_odd_views_warn_and_empty_views_are_refused(qd):
+    maps, _ = qd
+    odd = maps.element("Zn").deepcopy()
+    odd.data = odd.data.astype(np.float32)
+    odd.data[0, 4] *= 20
+    with pytest.warns(UserWarning, match=r"view\(s\) at \[-20.0\] deg hold more than 10 times"):
+        odd.reconstruct("sirt", iterations=5)
+    empty = maps.deepcopy()
+    empty.data = empty.data.astype(np.float32)
+    empty.data[:, 2] = 0
+    with pytest.raises(ValueError, match=r"tilt\(s\) \[-40.0\] deg hold no signal"):
+        empty.reconstruct("sirt", iterations=5)
 
 
 def test_unknown_method_and_bad_parameters(qd):
@@ -146,10 +256,10 @@ def test_bad_data_is_refused(qd):
     bad.data[0, 3, 5, 5] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         bad.reconstruct("sirt")
-    float_maps = maps.element("Zn").deepcopy()
-    float_maps.data = float_maps.data * 0.37
-    with pytest.raises(ValueError, match="integer counts"):
-        float_maps.reconstruct("tv")
+    bg = maps.element("Zn").deepcopy()
+    bg.metadata.set_item("Tomography.background", np.ones((1, 13, 16, 16), np.float32))
+    with pytest.raises(ValueError, match="background.*shaped"):
+        bg.reconstruct("tv")
     one = het.element_maps_from_array(np.ones((1, 1, 8, 8)), [0.0], ["Zn"])
     with pytest.raises(ValueError, match="at least 2 tilts"):
         one.reconstruct("sirt")

@@ -426,8 +426,10 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
         ``"counts"``: every count goes to one half or the other at random
         (binomial thinning, :func:`hyperspy_edxtomo.solvers.count_split`):
         two series of the same views with half the dose each (needs integer
-        counts). ``"tilts"``: even and odd views (each half has twice the
-        tilt step).
+        counts); a background attached to the maps
+        (``metadata.Tomography.background``) is halved with them. ``"tilts"``:
+        even and odd views (each half has twice the tilt step, and the
+        background of its views).
     seed : int
         Seed of the count split.
     raw : None or ElementMapTiltSeries
@@ -439,6 +441,7 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
     -------
     (ElementMapTiltSeries, ElementMapTiltSeries)
     """
+    from ..signals._background import set_background
     from ..signals.element_maps import ElementMapTiltSeries
 
     if not isinstance(maps, ElementMapTiltSeries):
@@ -460,12 +463,17 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
                 raise ValueError("raw must be the unaligned ElementMapTiltSeries of the same shape as maps.")
             if raw.elements != maps.elements or not np.allclose(raw.tilts, maps.tilts):
                 raise ValueError("raw must hold the same elements and tilts as maps.")
-        first, second = count_split(counts, 0.5, seed)
+        fraction = 0.5
+        first, second = count_split(counts, fraction, seed)
+        # each count of the data goes to a half with probability fraction (1 - fraction): the
+        # background counts too, so each half's expected background is that fraction of b
+        background = source.background
         halves = []
-        for k, data in enumerate((first, second)):
+        for k, (data, share) in enumerate(((first, fraction), (second, 1.0 - fraction))):
             half = source._deepcopy_with_new_data(data)
             if half._lazy:
                 half.compute()
+            set_background(half, None if background is None else np.float32(share) * background)
             if raw is not None:
                 half = maps.apply_alignment(half)
             append_history(half, "fsc_split", "counts", {"half": k, "seed": seed})

@@ -21,6 +21,15 @@ Tilt series of a phantom (Poisson counts, the phantom in
 One-call datasets: :func:`quantum_dot_tilt_series`,
 :func:`quantum_dot_element_maps`, :func:`nanorod_tilt_series`.
 
+Scenes that real samples bring, to test automatic choices on (element maps
+of a field of view with truth, misalignment, background, HAADF):
+
+* :func:`scene_phantom` -- particles of a scene (:data:`SCENES`: ``dot``,
+  ``chain``, ``rod_along``, ``rod_across``, ``edge_cut``, ``entering``) in a
+  box wider than the field of view;
+* :func:`simulate_scene` -- its element maps, as counts or as vendors export
+  them (:data:`MAP_KINDS`).
+
 Examples
 --------
 >>> from hyperspy_edxtomo import datasets
@@ -33,6 +42,7 @@ Examples
 
 from .misalignment import misalign
 from .phantoms import KINDS, core_shell_phantom, nanorod_phantom
+from .scenes import MAP_KINDS, SCENES, scene_phantom, simulate_scene
 from .spectra import (
     DEFAULT_COUNTS_PER_TILT,
     nanorod_tilt_series,
@@ -57,4 +67,8 @@ __all__ = [
     "quantum_dot_tilt_series",
     "quantum_dot_element_maps",
     "nanorod_tilt_series",
+    "SCENES",
+    "MAP_KINDS",
+    "scene_phantom",
+    "simulate_scene",
 ]

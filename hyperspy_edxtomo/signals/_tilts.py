@@ -19,11 +19,15 @@ repeats them for users):
   ``metadata.Sample.elements`` in axis order. It is never dropped by
   ``inav``: ``maps.inav[:, 1]`` keeps a one-element axis, so every
   element-map series and volume has the same layout.
+* ``metadata.Tomography.background`` (element maps): the expected background
+  counts under each line, shaped like the data; slicing slices it with the
+  data (see ``_background.py``).
 """
 
 import numpy as np
 
 from ..metadata import NODE, get_history
+from ._background import slice_background
 
 TILT = "tilt"
 ELEMENT = "element"
@@ -187,4 +191,6 @@ class TiltSeriesMixin:
                 target.metadata.set_item(
                     f"{NODE}.reference_images", refs.inav[sl] if isinstance(sl, slice) else refs.inav[int(sl)]
                 )
+        # the background under the X-ray lines is shaped like the data: the same slices, all axes
+        slice_background(self, target, array_slices)
         return result

@@ -68,12 +68,15 @@ class EDXTiltSeries(TiltSeriesMixin, EDSTEMSpectrum):
         background_windows="auto",
         negative="clip",
         show_progressbar=None,
+        subtract_background=False,
     ):
         """X-ray line maps of every element at every tilt.
 
         The counts in a window around each element's X-ray line (exspy's
-        ``get_lines_intensity``), minus the background measured in two
-        windows beside the line (exspy's ``estimate_background_windows``).
+        ``get_lines_intensity``): raw integer counts by default, with the
+        background under each line, measured in two windows beside it
+        (exspy's ``estimate_background_windows``), attached as a term of the
+        forward model ``y ~ Poisson(A x + b)`` rather than subtracted.
 
         Parameters
         ----------
@@ -89,31 +92,51 @@ class EDXTiltSeries(TiltSeriesMixin, EDSTEMSpectrum):
         background_windows : "auto", None or array
             ``"auto"``: two windows beside each line (exspy's
             ``estimate_background_windows(line_width=[2, 2], windows_width=1)``);
-            None: no background subtraction, the maps are the raw window
-            counts (exact Poisson counts); or an array as returned by
-            ``estimate_background_windows``, one row per element.
+            an array as returned by ``estimate_background_windows``, one row
+            per element; or None: no background at all (raw window counts,
+            nothing attached).
         negative : {"clip", "keep", "raise"}
-            What to do with pixels whose background-subtracted value is
-            negative (common at a few counts per pixel): ``"clip"`` sets them
-            to 0 (the count total then slightly overestimates the line
-            counts), ``"keep"`` keeps them (an unbiased estimate, but not
-            counts), ``"raise"`` raises a ValueError.
+            With ``subtract_background=True`` only: what to do with pixels
+            whose background-subtracted value is negative (common at a few
+            counts per pixel): ``"clip"`` sets them to 0 (the count total
+            then slightly overestimates the line counts), ``"keep"`` keeps
+            them (an unbiased estimate, but not counts), ``"raise"`` raises a
+            ValueError.
         %s
+        subtract_background : bool
+            False (default): the maps are the raw window counts (exact Poisson
+            counts, what ``lam="auto"``, the count-split FSC and ``two_step``
+            need) and the background estimate ``b`` (exspy's two side windows
+            interpolated under the line, clipped at 0), per element, tilt and
+            pixel, is attached as ``metadata.Tomography.background``
+            (:attr:`ElementMapTiltSeries.background
+            <hyperspy_edxtomo.signals.ElementMapTiltSeries.background>`).
+            True: the maps are counts minus ``b`` (``negative`` applies) and
+            carry no background; the same as
+            ``get_element_maps().subtract_background()``.
 
         Returns
         -------
         ElementMapTiltSeries
             Shape (element, tilt, y, x), element names in
             ``metadata.Sample.elements``, lines in ``metadata.Sample.xray_lines``,
-            lazy when this series is lazy.
+            lazy when this series is lazy (and then so is the background).
+            The last ``history`` step records ``background``: ``"attached"``,
+            ``"subtracted"`` or ``"none"``.
 
         Examples
         --------
+        >>> import numpy as np
         >>> from hyperspy_edxtomo import datasets
         >>> s = datasets.quantum_dot_tilt_series(size=32, seed=0)
         >>> maps = s.get_element_maps(["Se", "S", "Zn"])
         >>> maps.elements
         ['Se', 'S', 'Zn']
+        >>> bool(np.all(maps.data == np.round(maps.data))), maps.background.shape == maps.data.shape
+        (True, True)
+        >>> net = s.get_element_maps(["Se", "S", "Zn"], subtract_background=True)
+        >>> net.background is None
+        True
         """
         from . import element_maps as _maps
 
@@ -124,6 +147,7 @@ class EDXTiltSeries(TiltSeriesMixin, EDSTEMSpectrum):
             integration_windows=integration_windows,
             background_windows=background_windows,
             negative=negative,
+            subtract_background=subtract_background,
             show_progressbar=show_progressbar,
         )
 

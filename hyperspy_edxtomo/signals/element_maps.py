@@ -5,6 +5,7 @@ from hyperspy.external.progressbar import progressbar
 from hyperspy.signals import LazySignal2D, Signal2D
 
 from ..metadata import NODE, TILT_AXIS, append_history, get_history
+from ._background import background_data, check_background, compute_background, set_background
 from ._tilts import TiltSeriesMixin, check_tilts, element_axis_dict, tilt_axis_dict
 
 SIGNAL_TYPE = "EDX_element_maps"
@@ -18,7 +19,9 @@ class ElementMapTiltSeries(TiltSeriesMixin, Signal2D):
     The data are shaped ``(element, tilt, y, x)`` in numpy order; rows (y)
     run along the tilt axis. Element names are in :attr:`elements`, tilt
     angles (degrees) in :attr:`tilts`; take one element out with
-    :meth:`element`.
+    :meth:`element`. Raw X-ray counts may carry the background expected
+    under each line, :attr:`background` (``metadata.Tomography.background``,
+    the same shape): the forward model is then ``y ~ Poisson(A x + b)``.
 
     Examples
     --------
@@ -38,6 +41,71 @@ class ElementMapTiltSeries(TiltSeriesMixin, Signal2D):
         """Pixel size ``(value, units)`` of the maps (square pixels)."""
         ax = self.axes_manager.signal_axes[0]
         return float(ax.scale), ax.units
+
+    @property
+    def background(self):
+        """Expected background counts under each line, or None.
+
+        A float32 numpy array shaped like the data, ``(element, tilt, y,
+        x)`` (computed when lazy), from ``metadata.Tomography.background``:
+        the term ``b`` of the forward model ``y ~ Poisson(A x + b)``. Maps
+        from :meth:`EDXTiltSeries.get_element_maps
+        <hyperspy_edxtomo.signals.EDXTiltSeries.get_element_maps>` carry it
+        (exspy's background windows) unless made with
+        ``background_windows=None`` or ``subtract_background=True``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import hyperspy_edxtomo as het
+        >>> counts = np.ones((1, 3, 4, 4), dtype=np.uint8)
+        >>> maps = het.element_maps_from_array(counts, [-30, 0, 30], ["Zn"],
+        ...                                    background=np.full(counts.shape, 0.25))
+        >>> maps.background.dtype, float(maps.background.sum())
+        (dtype('float32'), 12.0)
+        """
+        data = background_data(self)
+        if data is None:
+            return None
+        if hasattr(data, "compute"):
+            data = data.compute()
+        return np.asarray(data, dtype=np.float32)
+
+    def subtract_background(self, negative="clip"):
+        """The maps minus their background: ``data - background``.
+
+        Parameters
+        ----------
+        negative : {"clip", "keep", "raise"}
+            Pixels where the difference is negative (common at a few counts
+            per pixel): ``"clip"`` sets them to 0, ``"keep"`` keeps them
+            (unbiased, but not counts), ``"raise"`` raises a ValueError.
+
+        Returns
+        -------
+        ElementMapTiltSeries
+            Background-subtracted maps (lazy when these are), without a
+            background; the step is in ``history``. They are no longer
+            Poisson counts: count-based methods (``lam="auto"``, the
+            count-split FSC, ``two_step``) need the raw maps.
+
+        Raises
+        ------
+        ValueError
+            When the maps carry no background.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import hyperspy_edxtomo as het
+        >>> counts = np.full((1, 3, 4, 4), 2, dtype=np.uint8)
+        >>> maps = het.element_maps_from_array(counts, [-30, 0, 30], ["Zn"],
+        ...                                    background=np.full(counts.shape, 0.5))
+        >>> net = maps.subtract_background()
+        >>> float(net.data.max()), net.background is None
+        (1.5, True)
+        """
+        return _subtract_background(self, negative)
 
     def reconstruct(self, method="sirt", **kwargs):
         from ..reconstruction import reconstruct
@@ -172,6 +240,12 @@ ElementMapTiltSeries.reconstruct.__doc__ = _reconstruct_doc()
 class LazyElementMapTiltSeries(ElementMapTiltSeries, LazySignal2D):
     """Lazy (dask) twin of :class:`ElementMapTiltSeries`."""
 
+    def compute(self, *args, **kwargs):
+        # the background node is computed too (before the data, whose file
+        # ``close_file=True`` may close), so that it is not re-read on every use
+        compute_background(self, show_progressbar=kwargs.get("show_progressbar"))
+        return super().compute(*args, **kwargs)
+
 
 def _check_elements(elements, n_expected=None):
     from exspy.material import elements as elements_db
@@ -209,7 +283,8 @@ def _build(data, tilts, elements, scale, units, metadata=None, title="Element ma
     return cls(data, axes=axes, metadata=md)
 
 
-def element_maps_from_array(counts, tilts_deg, elements, pixel_size_nm=None, tilt_axis="rows", title="Element maps"):
+def element_maps_from_array(counts, tilts_deg, elements, pixel_size_nm=None, tilt_axis="rows", title="Element maps",
+                            background=None):
     """Build an element-map tilt series from plain arrays.
 
     Parameters
@@ -228,10 +303,23 @@ def element_maps_from_array(counts, tilts_deg, elements, pixel_size_nm=None, til
         tilt axis runs along the rows (vertical). ``"columns"``: the images are
         transposed so that it does.
     title : str
+    background : None or array-like
+        Expected background counts under each line, shaped like ``counts``
+        (in the same layout and tilt order), finite and >= 0: the ``b`` of
+        ``y ~ Poisson(A x + b)``, kept in ``metadata.Tomography.background``
+        (see :attr:`ElementMapTiltSeries.background`). None: no background.
 
     Returns
     -------
     ElementMapTiltSeries
+
+    Raises
+    ------
+    ValueError
+        Counts or background of the wrong shape, negative or not finite;
+        tilts or elements that do not fit.
+    TypeError
+        A background that is not numeric.
 
     Examples
     --------
@@ -261,20 +349,28 @@ def element_maps_from_array(counts, tilts_deg, elements, pixel_size_nm=None, til
             raise ValueError(f"counts contain NaN or infinite values (first at element, tilt, row, column = {tuple(bad)}).")
         if np.any(counts < 0):
             raise ValueError("counts contain negative values: X-ray counts are >= 0.")
+    if background is not None:
+        background = check_background(background, counts.shape)
     if tilt_axis == "columns":
         counts = counts.transpose(0, 1, 3, 2)
+        if background is not None:
+            background = background.transpose(0, 1, 3, 2)
     order = np.argsort(tilts, kind="stable")
     if np.any(order != np.arange(order.size)):
         counts, tilts = counts[:, order], tilts[order]
+        if background is not None:
+            background = background[:, order]
     scale, units = (1.0, "px") if pixel_size_nm is None else (float(pixel_size_nm), "nm")
     if pixel_size_nm is not None and not (np.isfinite(scale) and scale > 0):
         raise ValueError(f"pixel_size_nm must be a positive number, got {pixel_size_nm}")
     maps = _build(counts, tilts, elements, scale, units, title=title)
+    set_background(maps, background)
     append_history(
         maps,
         "element_maps",
         "from_array",
-        {"elements": elements, "pixel_size_nm": pixel_size_nm, "tilt_axis": tilt_axis},
+        {"elements": elements, "pixel_size_nm": pixel_size_nm, "tilt_axis": tilt_axis,
+         "background": "attached" if background is not None else "none"},
     )
     return maps
 
@@ -286,11 +382,20 @@ def maps_from_tilt_series(
     integration_windows=2.0,
     background_windows="auto",
     negative="clip",
+    subtract_background=False,
     show_progressbar=None,
 ):
     """Implementation of :meth:`EDXTiltSeries.get_element_maps`."""
     if negative not in NEGATIVE_CHOICES:
         raise ValueError(f"negative must be one of {NEGATIVE_CHOICES}, got {negative!r}")
+    if not isinstance(subtract_background, (bool, np.bool_)):
+        raise TypeError(f"subtract_background must be True or False, got {subtract_background!r}")
+    subtract_background = bool(subtract_background)
+    if subtract_background and background_windows is None:
+        raise ValueError(
+            "subtract_background=True needs background windows: pass background_windows='auto' (or an array), "
+            "or keep background_windows=None for raw counts without a background."
+        )
     tilts = series.tilts
     if elements is None:
         elements = list(series.metadata.get_item("Sample.elements", []))
@@ -334,29 +439,33 @@ def maps_from_tilt_series(
         if bw.shape != (len(xray_lines), 4):
             raise ValueError(f"background_windows must be shaped ({len(xray_lines)}, 4), got {bw.shape}")
 
-    layers = []
+    layers, background = [], []
     for i in progressbar(range(len(xray_lines)), disable=not _show(show_progressbar), desc="Element maps"):
-        img = series.get_lines_intensity(
-            xray_lines=[xray_lines[i]],
-            integration_windows=iw[i : i + 1],
-            background_windows=None if bw is None else bw[i : i + 1],
-        )[0]
-        layers.append(img.data)  # (tilt, y, x)
+        kwargs = {"xray_lines": [xray_lines[i]], "integration_windows": iw[i : i + 1]}
+        if bw is None or not subtract_background:
+            # the raw window counts: exact Poisson counts
+            raw = series.get_lines_intensity(background_windows=None, **kwargs)[0].data  # (tilt, y, x)
+            layers.append(raw)
+        if bw is not None:
+            net = series.get_lines_intensity(background_windows=bw[i : i + 1], **kwargs)[0].data
+            if subtract_background:
+                layers.append(net)
+            else:
+                # exspy's background: the two side windows, linearly interpolated and scaled to the
+                # line window, i.e. raw - net. Clipped at 0 because it is the mean of the Poisson
+                # counts y ~ Poisson(A x + b), which cannot be negative; the difference of the two
+                # float sums is off zero by rounding where the side windows are empty, and spectra
+                # that are not raw counts (processed vendor data) can dip below 0.
+                background.append((raw - net).clip(0, None))
 
+    stack = np.stack
     if series._lazy:
         import dask.array as da
 
-        data = da.stack(layers)
-    else:
-        data = np.stack(layers)
-    if bw is not None:
-        if negative == "clip":
-            data = data.clip(0, None)
-        elif negative == "raise" and not series._lazy and np.any(data < 0):
-            n = int((data < 0).sum())
-            raise ValueError(f"{n} pixels are negative after background subtraction (negative='raise').")
-        elif negative == "raise" and series._lazy:
-            raise ValueError("negative='raise' needs the values: compute() the series first or use 'clip'/'keep'.")
+        stack = da.stack
+    data = stack(layers)
+    if subtract_background:
+        data = _apply_negative(data, negative, series._lazy)
     # scan axes are (x, y) navigation axes of the spectra; keep their calibration in nm
     ax_y = series.axes_manager["y"] if "y" in [a.name for a in series.axes_manager._axes] else series.axes_manager.navigation_axes[1]
     scale, units = _to_nm(ax_y.scale, ax_y.units)
@@ -364,6 +473,8 @@ def maps_from_tilt_series(
     if series.reference_images is not None:
         md[NODE] = {"reference_images": series.reference_images.deepcopy()}
     maps = _build(data, tilts, elements, scale, units, metadata=md, title=f"Element maps of {series.metadata.General.title}")
+    if background:
+        set_background(maps, stack(background))
     maps.metadata.set_item("Sample.xray_lines", list(xray_lines))
     if series.metadata.has_item("Acquisition_instrument"):
         maps.metadata.set_item("Acquisition_instrument", series.metadata.Acquisition_instrument.deepcopy())
@@ -377,10 +488,50 @@ def maps_from_tilt_series(
             "xray_lines": xray_lines,
             "integration_windows": integration_windows,
             "background_windows": None if bw is None else bw,
+            "subtract_background": subtract_background,
+            # "attached": raw counts, b in metadata.Tomography.background; "subtracted": counts - b; "none"
+            "background": "none" if bw is None else ("subtracted" if subtract_background else "attached"),
             "negative": negative,
         },
     )
     return maps
+
+
+def _apply_negative(data, negative, lazy):
+    """Handle the negative pixels of background-subtracted maps (see ``negative``)."""
+    if negative == "clip":
+        return data.clip(0, None)
+    if negative == "raise":
+        if lazy:
+            raise ValueError("negative='raise' needs the values: compute() the series first or use 'clip'/'keep'.")
+        if np.any(data < 0):
+            n = int((data < 0).sum())
+            raise ValueError(f"{n} pixels are negative after background subtraction (negative='raise').")
+    return data
+
+
+def _subtract_background(maps, negative="clip"):
+    """Implementation of :meth:`ElementMapTiltSeries.subtract_background`."""
+    if negative not in NEGATIVE_CHOICES:
+        raise ValueError(f"negative must be one of {NEGATIVE_CHOICES}, got {negative!r}")
+    b = background_data(maps)
+    if b is None:
+        raise ValueError(
+            "These maps carry no background (metadata.Tomography.background): there is nothing to subtract. "
+            "get_element_maps() attaches one unless called with background_windows=None or "
+            "subtract_background=True (then the maps are already raw counts without one, or subtracted)."
+        )
+    if not maps._lazy and hasattr(b, "compute"):
+        b = b.compute()
+    data = maps.data - b
+    if np.issubdtype(data.dtype, np.integer):
+        data = data.astype(np.float64)
+    data = _apply_negative(data, negative, maps._lazy)
+    out = maps._deepcopy_with_new_data(data)
+    set_background(out, None)
+    out.metadata.General.title = f"{maps.metadata.General.title} (background subtracted)"
+    append_history(out, "background", "subtract", {"negative": negative})
+    return out
 
 
 def _show(show_progressbar):
