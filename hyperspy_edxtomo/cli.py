@@ -206,6 +206,13 @@ def cmd_run(args):
 
 
 def _se_text(info):
+    """What the validation of ``auto`` concluded (or the rotation's standard error of ``axis``)."""
+    if info.has_item("validation.result"):
+        v = info.validation
+        if v.has_item("difference_vs_start"):
+            return (f"; validated on held-out counts: {v.result}, held-out deviance "
+                    f"{float(v.difference_vs_start):+.1f} +- {float(v.se_vs_start):.1f} against {v.start}")
+        return f"; {v.result}: {v.get_item('reason', '')}"
     se = info.get_item("rotation_se_deg", None)
     return f" (standard error {float(se):.2f} deg)" if se is not None else ""
 

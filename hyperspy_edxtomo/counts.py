@@ -16,6 +16,9 @@ DATA_KINDS = ("counts", "scaled_counts", "continuous")
 INTEGER_TOLERANCE = 1e-3
 #: more counts than this in one pixel of one map: not X-ray counts in disguise
 MAX_COUNTS_PER_PIXEL = 1e5
+#: views of one series whose totals differ by more than this factor are named in a warning
+#: (another dose or dwell time, a failed frame): alignment and reconstruction weigh every view alike
+DOSE_RATIO_WARN = 10.0
 #: steps of 1/2 ... 1/16 of a unit are taken for counts only in maps normalised to a maximum of 1
 AMBIGUOUS_STEPS = 16
 

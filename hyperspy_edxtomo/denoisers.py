@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from .algorithms import ParameterisedMethod
+from .counts import is_counts
 from .metadata import append_history
 
 #: fewest counts per element a count-splitting method accepts
@@ -93,7 +94,7 @@ def check_counts(counts, assumes_counts=True, splits_counts=False, elements=None
             "can be made non-negative with negative='clip' or, better, kept as raw counts with the background "
             "modelled (get_element_maps() does so by default)."
         )
-    if assumes_counts and not np.allclose(c, np.round(c)):
+    if assumes_counts and not is_counts(c):
         warnings.warn(
             "The element maps are not integer counts (e.g. background-subtracted, normalised or already "
             "denoised). This method models Poisson counts"

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .counts import is_counts
+
 __all__ = ["run_pipeline", "write_report", "load_input", "PipelineError", "RESULT_FILES", "EXPORT_FORMATS",
            "fsc_halves_parameters"]
 
@@ -232,8 +234,7 @@ def load_input(source, elements=None, tilts=None, lazy=False, background="model"
 
 
 def _is_integer(maps):
-    c = maps.to_numpy()
-    return bool(np.allclose(c, np.round(c)))
+    return is_counts(maps.to_numpy())
 
 
 def fsc_halves_parameters(volume, method, fsc_method=None, fsc_parameters=None):

@@ -3,8 +3,10 @@
 import time
 
 import numpy as np
+from scipy import ndimage
 
 from ._docstrings import SHOW_PROGRESSBAR_ARG
+from .counts import DOSE_RATIO_WARN
 from .errors import warn
 from .metadata import append_history, get_history
 from .plugin_manager import get_algorithm, reconstruction_algorithms
@@ -228,6 +230,10 @@ def _intermediate_signals(intermediates, maps, vol):
     return out
 
 
+#: the background estimate is smoothed with a Gaussian of this width (pixels) before use
+BACKGROUND_SIGMA_PX = 2.0
+
+
 def _background_of(maps, shape):
     """The maps' expected background counts (``metadata.Tomography.background``) as float32, or None."""
     b = getattr(maps, "background", None)
@@ -243,11 +249,12 @@ def _background_of(maps, shape):
                          f"{tuple(shape)}: they must match.")
     if not np.all(np.isfinite(b)) or np.any(b < 0):
         raise ValueError("The maps' background (metadata.Tomography.background) must be finite and >= 0.")
-    return b if np.any(b) else None
-
-
-#: per-view totals of one element further apart than this factor get a warning
-DOSE_RATIO_WARN = 10.0
+    if not np.any(b):
+        return None
+    # b is estimated pixel by pixel from side windows, as noisy as counts; the continuum itself varies
+    # slowly (support film, mass thickness): a mild smoothing keeps its shape and drops most of the
+    # noise, which the model would otherwise take for signal
+    return ndimage.gaussian_filter(b, (0, 0, BACKGROUND_SIGMA_PX, BACKGROUND_SIGMA_PX), mode="nearest")
 
 
 def check_views(maps_array, tilts, elements):

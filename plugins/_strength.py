@@ -40,46 +40,69 @@ class AutoStrength:
 
     #: the background b of y ~ Poisson(A x + b) goes into the model
     accepts_background = True
-    #: the candidates are compared after at most this many iterations, on at
-    #: most this many slices: the ranking settles long before convergence
-    selection_iterations = 100
+    #: the candidates are solved with as many iterations as the reconstruction (at most this
+    #: many): a strong regulariser far from convergence gives another volume, and the strength
+    #: validated must be the one the reconstruction gets
+    selection_iterations = 200
+    #: ... on at most this many slices (the brightest), and at most a quarter of them
     selection_slices = 32
 
-    def _data_term(self, kind):
-        chosen = getattr(self, "data_term", "least_squares")
-        if chosen != "auto":
-            return chosen
-        return "poisson" if kind in ("counts", "scaled_counts") else "least_squares"
+    def _slab_size(self, n_slices):
+        return int(min(self.selection_slices, max(8, n_slices // 4)))
+
+    def _data_terms(self, kind, negative):
+        """The data terms to try: the one given, or for ``"auto"`` with ``lam="auto"`` on counts both
+        (the held-out counts choose); least squares for other maps and for a strength given as a number."""
+        given = getattr(self, "data_term", "least_squares")
+        if given != "auto":
+            if given == "poisson" and negative:
+                # a quasi-likelihood for any non-negative maps (e.g. denoised expected counts), but no
+                # likelihood at all for negative values
+                raise ValueError(f"{self.name}: data_term='poisson' needs maps >= 0; these hold negative values "
+                                 "(background-subtracted with negative='keep'?): use data_term='least_squares'.")
+            return [given]
+        if self.lam == "auto" and kind in ("counts", "scaled_counts"):
+            return ["poisson", "least_squares"]
+        return ["least_squares"]
 
     def prepare(self, sinograms, projector, show_progressbar=False, background=None):
         _, kind, quantum = select_criterion(sinograms)
-        data_term = self._data_term(kind)
-        if data_term == "poisson" and np.any(np.asarray(sinograms) < 0):
-            # a quasi-likelihood for any non-negative maps (e.g. denoised expected counts), but no likelihood
-            # at all for negative values
-            raise ValueError(f"{self.name}: data_term='poisson' needs maps >= 0; these hold negative values "
-                             "(background-subtracted with negative='keep'?): use data_term='least_squares'.")
-        # the Poisson likelihood of counts in disguise is that of the counts: solve on them
-        unit = quantum if (data_term == "poisson" and quantum not in (None, 1.0)) else 1.0
+        terms = self._data_terms(kind, bool(np.any(np.asarray(sinograms) < 0)))
+        its = min(self.iterations, self.selection_iterations)
+        trials = []
+        for data_term in terms:
+            # the Poisson likelihood of counts in disguise is that of the counts: solve on them
+            unit = quantum if (data_term == "poisson" and quantum not in (None, 1.0)) else 1.0
+            lam, record = self.lam, None
+            if lam == "auto":
+                lam, record = choose_strength(
+                    lambda P, y, lam, b, dt=data_term: self._solve(P, y, lam, its, dt, b),
+                    sinograms,
+                    projector,
+                    data_term=data_term,
+                    background=background,
+                    max_slices=self._slab_size(sinograms.shape[0]),
+                )
+            score = min(record["scores"]) if record else 0.0
+            trials.append((score, data_term, float(lam), record, unit))
+        # the same held-out counts score both data terms: the lower wins; least squares (listed
+        # last, the safer: it converges at every strength) on a tie
+        score, data_term, lam, record, unit = min(trials, key=lambda t: (t[0], t[1] == "poisson"))
         chosen = {"data_term": data_term, "data_kind": kind, "counts_quantum": None if unit == 1.0 else unit}
-        lam = self.lam
-        if lam == "auto":
-            its = min(self.iterations, self.selection_iterations)
-            lam, record = choose_strength(
-                lambda P, y, lam, b: self._solve(P, y, lam, its, data_term, b),
-                sinograms,
-                projector,
-                data_term=data_term,
-                background=background,
-                max_slices=self.selection_slices,
-            )
+        if len(trials) > 1:
+            chosen["data_term_selection"] = {
+                "criterion": "held-out Poisson deviance at each data term's best strength",
+                "scores": {t[1]: t[0] for t in trials},
+                "strengths": {t[1]: t[2] for t in trials},
+            }
+        if record is not None:
             chosen.update(lam=lam, lam_selection=record, lam_selection_iterations=its)
-        chosen["convergence"] = self._check_convergence(sinograms, background, projector, float(lam), data_term, unit)
+        chosen["convergence"] = self._check_convergence(sinograms, background, projector, lam, data_term, unit)
         self._chosen = chosen
 
     def _check_convergence(self, sinograms, background, projector, lam, data_term, unit):
         """Solve the brightest slices at the chosen strength; record the convergence measure, warn when unmet."""
-        sub, sub_b, start = _slab(sinograms, self.selection_slices, background)
+        sub, sub_b, start = _slab(sinograms, self._slab_size(sinograms.shape[0]), background)
         y = solvers.sinograms_to_cols(sub / unit, projector.device)
         b = None if sub_b is None else solvers.sinograms_to_cols(sub_b / unit, projector.device)
         _, info = self._solve(projector, y, lam, self.iterations, data_term, b, return_info=True)
@@ -97,7 +120,7 @@ class AutoStrength:
     def reconstruct_slices(self, sinograms, projector, background=None):
         chosen = self.chosen
         lam = chosen.get("lam", self.lam)
-        data_term = chosen.get("data_term") or self._data_term(select_criterion(sinograms)[1])
+        data_term = chosen["data_term"]
         unit = chosen.get("counts_quantum") or 1.0
         y = solvers.sinograms_to_cols(np.asarray(sinograms) / unit, projector.device)
         b = None if background is None else solvers.sinograms_to_cols(np.asarray(background) / unit, projector.device)

@@ -34,9 +34,9 @@ class TwoStep(ReconstructionAlgorithm):
     name = "two_step"
     summary = "Paper's two-step method: Q^D denoising, MBIR, 1-deg re-projection, self-consistent Q^S, FBP"
 
-    denoiser = Str("auto", desc="Q^D: 'auto' ('deep' for counts, 'none' for maps that are not counts: "
-                                "count splitting cannot train on them), an installed denoiser ('deep', 'gaussian', "
-                                "...) or 'none' (maps already denoised)")
+    denoiser = Str("auto", desc="Q^D: 'auto' ('deep' for counts; for maps that are not counts, on which count "
+                                "splitting cannot train, 'gaussian' with its width validated by a blind spot), an "
+                                "installed denoiser ('deep', 'gaussian', ...) or 'none' (maps already denoised)")
     denoiser_parameters = Dict(desc="parameters of the denoiser, e.g. {'steps': 800}")
     mbir = Enum("tv", "l1", desc="the model-based reconstruction M: 'tv' or 'l1'")
     lam = strength_trait("MBIR regularisation")
@@ -78,28 +78,36 @@ class TwoStep(ReconstructionAlgorithm):
             kinds.append(kind)
         counts = counts / units[:, None, None, None]
         background = None if background is None else np.asarray(background, np.float32) / units[:, None, None, None]
-        denoiser = self.denoiser
+        denoiser, params = self.denoiser, dict(self.denoiser_parameters)
         if denoiser == "auto":
-            denoiser = "deep" if all(k == "counts" for k in kinds) else "none"
+            # counts: the count-splitting network; other maps: a Gaussian whose width a blind spot
+            # validates on the maps themselves (count splitting cannot train on them); maps with
+            # negative values: as they are
+            if all(k == "counts" for k in kinds):
+                denoiser = "deep"
+            elif np.all(counts >= 0):
+                denoiser, params = "gaussian", {"sigma": "auto", **params}
+            else:
+                denoiser = "none"
         stages = {"data_kinds": dict(zip(elements, kinds)), "denoiser": denoiser}
         device = torch_device(projector.cuda)
         # the MBIR's data term and strength, from the raw maps (held-out counts or views)
         mbir_cls = get_algorithm(self.mbir)
-        data_terms = ["poisson" if k == "counts" and self.mbir == "tv" else "least_squares" for k in kinds]
-        lams, selections = [], []
+        lams, selections, data_terms = [], [], []
         for e in range(len(elements)):
-            lam, extra = self.lam, {}
+            lam, extra, data_term = self.lam, {}, "least_squares"
             if lam == "auto":
-                probe = mbir_cls.create(iterations=self.mbir_iterations, **_data_term(self.mbir, data_terms[e]))
+                # strength (and for tv on counts the data term) validated on held-out raw data
+                probe = mbir_cls.create(iterations=self.mbir_iterations)
                 probe.prepare(_sino(counts[e]), projector, show_progressbar,
                               background=None if background is None else _sino(background[e]))
-                lam, extra = probe.chosen["lam"], probe.chosen
+                lam, extra, data_term = probe.chosen["lam"], probe.chosen, probe.chosen["data_term"]
             lams.append(float(lam))
+            data_terms.append(data_term)
             selections.append({k: v for k, v in extra.items() if k != "lam"})
         stages["strength_seconds"] = round(time.perf_counter() - t0, 3)
         # 1. Q^D: expected counts (background included)
         t = time.perf_counter()
-        params = dict(self.denoiser_parameters)
         y_d, qd_model, qd_used = denoise_stage(counts, elements, projector, denoiser, params, self.seed, show_progressbar)
         stages["denoise_seconds"] = round(time.perf_counter() - t, 3)
         # 2. M: MBIR with the chosen strength and the background in its model

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 import hyperspy_edxtomo as het
 from hyperspy_edxtomo import datasets, solvers
@@ -97,7 +98,11 @@ def test_tv_auto_records_the_chosen_strength(qd):
     vol = maps.element("Se").reconstruct("tv", iterations=30)
     params = vol.history[-1]["parameters"]["parameters"]
     record = params["lam_selection"]
-    assert record["criterion"] == "count_split" and params["data_term"] == "poisson"
+    assert record["criterion"] == "count_split"
+    # on counts both data terms are tried on the same held-out counts; the lower deviance wins
+    scores = params["data_term_selection"]["scores"]
+    assert set(scores) == {"poisson", "least_squares"} and params["data_term"] == min(scores, key=scores.get)
+    assert min(record["scores"]) == pytest.approx(scores[params["data_term"]])
     assert len(record["candidates"]) >= 7 and all(np.isfinite(record["scores"]))
     assert record["candidates"] == sorted(record["candidates"])
     # the recorded strength is the candidate with the lowest held-out deviance
@@ -141,8 +146,6 @@ def test_auto_strength_lands_near_the_ground_truth_optimum(qd):
 def test_held_out_views_choose_a_strength_for_smoothed_maps(qd):
     """Maps that are not counts (smoothed, as vendors export): held-out views pick a strength whose
     error against the truth is within 10 % of the best candidate's."""
-    from scipy import ndimage
-
     maps, truth = qd
     counts = maps.element("Zn").to_numpy()[0].astype(np.float32)
     smooth = ndimage.gaussian_filter(counts, (0, 1, 1)).transpose(1, 0, 2)
@@ -208,7 +211,9 @@ def test_background_is_modelled_by_tv_and_subtracted_for_sirt(qd):
     noisy = zn.deepcopy()
     noisy.data = (zn.data + rng.poisson(b)).astype(np.uint16)
     with_b = noisy.deepcopy()
-    with_b.metadata.set_item("Tomography.background", b)
+    # the estimate from side windows twice as wide as the line: as noisy as counts (smoothed before use)
+    estimate = (rng.poisson(2 * b) / 2).astype(np.float32)
+    with_b.metadata.set_item("Tomography.background", estimate)
     t = truth.element("Zn").to_numpy()
     modelled = with_b.reconstruct("tv", iterations=60)
     ignored = noisy.reconstruct("tv", iterations=60)
@@ -217,7 +222,7 @@ def test_background_is_modelled_by_tv_and_subtracted_for_sirt(qd):
     s_b = with_b.reconstruct("sirt", iterations=20)
     assert s_b.history[-1]["parameters"]["background"] == "subtracted before reconstruction"
     minus = noisy.deepcopy()
-    minus.data = noisy.data.astype(np.float32) - b
+    minus.data = noisy.data.astype(np.float32) - ndimage.gaussian_filter(estimate, (0, 0, 2, 2), mode="nearest")
     np.testing.assert_allclose(s_b.to_numpy(), minus.reconstruct("sirt", iterations=20).to_numpy(), atol=1e-5)
 
 
@@ -331,3 +336,17 @@ def test_reconstruct_needs_element_maps():
 
     with pytest.raises(TypeError, match="needs an ElementMapTiltSeries"):
         reconstruct(hs.signals.Signal2D(np.zeros((3, 8, 8))), "sirt")
+
+
+def test_negative_values_from_background_subtraction(qd):
+    """Maps with negative values (negative='keep'): least squares and held-out views by default;
+    the Poisson likelihood refuses them with a message saying what to use."""
+    maps, truth = qd
+    zn = maps.element("Zn").deepcopy()
+    zn.data = zn.data.astype(np.float32) - 0.3
+    vol = zn.reconstruct("tv", iterations=40)
+    params = vol.history[-1]["parameters"]["parameters"]
+    assert params["data_term"] == "least_squares" and params["lam_selection"]["criterion"] == "held_out_views"
+    assert _pearson(vol.to_numpy(), truth.element("Zn").to_numpy()) > 0.8
+    with pytest.raises(ValueError, match="needs maps >= 0.*least_squares"):
+        zn.reconstruct("tv", data_term="poisson", lam=1.0)

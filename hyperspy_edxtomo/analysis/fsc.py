@@ -34,6 +34,7 @@ where the FSC of the unmasked volumes, or the masked one, first falls below
 
 import numpy as np
 
+from ..counts import is_counts
 from ..metadata import NODE, append_history, get_history
 from ._checks import positive, select_elements, volume_array
 
@@ -451,7 +452,7 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
 
         source = maps if raw is None else raw
         counts = source.to_numpy()
-        if raw is None and not np.allclose(counts, np.round(counts)):
+        if raw is None and not is_counts(counts):
             aligned = maps.metadata.has_item(f"{NODE}.alignment")
             raise ValueError(
                 "These maps are not integer counts" + (" (they were aligned, i.e. interpolated)" if aligned else "")
