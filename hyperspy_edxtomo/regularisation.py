@@ -124,7 +124,10 @@ class _CountSplitScorer:
             if self.b is not None:
                 mu = mu + self.b
             mu = mu.cpu().numpy() * (1 - self.fraction)
-        return [poisson_deviance(self.held, mu)]
+        # one deviance per view (rows are (view, column) pairs): paired comparisons get an uncertainty
+        n_t = self.projector.n_tilts
+        per_row = poisson_deviance(self.held, mu, axis=1)  # (n_tilts * n_x,)
+        return per_row.reshape(n_t, -1).sum(axis=1).tolist()
 
 
 class _HeldOutViewScorer:
@@ -215,7 +218,8 @@ def choose_strength(
     record : dict
         ``criterion``, ``data_kind``, ``candidates`` (strengths, ascending),
         ``scores`` (the mean held-out score of each, lower is better),
-        ``fold_scores``, ``chosen``, ``slices`` (first slice and count),
+        ``fold_scores`` (per held-out view for count splitting, per fold of
+        views otherwise), ``chosen``, ``slices`` (first slice and count),
         ``reason``.
 
     Examples

@@ -83,18 +83,14 @@ class AutoStrength:
                     background=background,
                     max_slices=self._slab_size(sinograms.shape[0]),
                 )
-            score = min(record["scores"]) if record else 0.0
-            trials.append((score, data_term, float(lam), record, unit))
-        # the same held-out counts score both data terms: the lower wins; least squares (listed
-        # last, the safer: it converges at every strength) on a tie
-        score, data_term, lam, record, unit = min(trials, key=lambda t: (t[0], t[1] == "poisson"))
-        chosen = {"data_term": data_term, "data_kind": kind, "counts_quantum": None if unit == 1.0 else unit}
+            trials.append((min(record["scores"]) if record else 0.0, data_term, float(lam), record, unit))
+        selection = None
         if len(trials) > 1:
-            chosen["data_term_selection"] = {
-                "criterion": "held-out Poisson deviance at each data term's best strength",
-                "scores": {t[1]: t[0] for t in trials},
-                "strengths": {t[1]: t[2] for t in trials},
-            }
+            trials, selection = _choose_data_term(trials)
+        score, data_term, lam, record, unit = trials[0]
+        chosen = {"data_term": data_term, "data_kind": kind, "counts_quantum": None if unit == 1.0 else unit}
+        if selection:
+            chosen["data_term_selection"] = selection
         if record is not None:
             chosen.update(lam=lam, lam_selection=record, lam_selection_iterations=its)
         chosen["convergence"] = self._check_convergence(sinograms, background, projector, lam, data_term, unit)
@@ -126,3 +122,29 @@ class AutoStrength:
         b = None if background is None else solvers.sinograms_to_cols(np.asarray(background) / unit, projector.device)
         x = self._solve(projector, y, lam, self.iterations, data_term, b)
         return solvers.cols_to_slices(x, projector.slice_shape) * np.float32(unit)
+
+
+def _choose_data_term(trials):
+    """Counts are Poisson: the Poisson likelihood stays unless least squares predicts the same held-out
+    counts better by more than two standard errors of the paired difference over the views (one
+    count split is noisy; a gain within its noise is no gain). Returns (trials, best first; record)."""
+    by = {t[1]: t for t in trials}
+    views = {}
+    for name, t in by.items():
+        record = t[3]
+        views[name] = np.asarray(record["fold_scores"][record["candidates"].index(record["chosen"])], float)
+    d = views["least_squares"] - views["poisson"]
+    se = float(np.std(d, ddof=1) * np.sqrt(d.size)) if d.size > 1 else float("inf")
+    gain = float(-d.sum())
+    winner = "least_squares" if gain > 2 * se else "poisson"
+    record = {
+        "criterion": "held-out Poisson deviance at each data term's best strength, paired over the views",
+        "scores": {name: float(v.sum()) for name, v in views.items()},
+        "strengths": {name: t[2] for name, t in by.items()},
+        "least_squares_gain": gain,
+        "standard_error": se,
+        "reason": (f"least squares predicts the held-out counts better by {gain:.1f} +- {se:.1f}" if winner ==
+                   "least_squares" else f"least squares gains {gain:.1f} +- {se:.1f}, not more than 2 standard "
+                   "errors: the Poisson likelihood of counts stays"),
+    }
+    return [by[winner]] + [t for n, t in by.items() if n != winner], record
