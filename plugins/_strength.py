@@ -6,7 +6,7 @@ from traits.api import Enum, Range, Union
 
 from hyperspy_edxtomo import solvers
 from hyperspy_edxtomo.errors import warn
-from hyperspy_edxtomo.regularisation import _slab, choose_strength, select_criterion
+from hyperspy_edxtomo.regularisation import brightest_slices, choose_strength, select_criterion
 
 #: the objective may still change by this fraction over the last half of the iterations
 CONVERGENCE_TOL = 0.01
@@ -24,8 +24,9 @@ def strength_trait(what):
 
 def data_term_trait():
     return Enum("auto", *solvers.DATA_TERMS,
-                desc="'auto': the Poisson likelihood for counts (also counts times a scale), least squares for "
-                     "other maps; or 'least_squares' / 'poisson'")
+                desc="'auto': on counts (also counts times a scale) with lam='auto', the Poisson likelihood unless "
+                     "least squares predicts held-out counts better by more than 2 standard errors; least squares "
+                     "for other maps or a strength given as a number; or 'least_squares' / 'poisson'")
 
 
 class AutoStrength:
@@ -98,7 +99,7 @@ class AutoStrength:
 
     def _check_convergence(self, sinograms, background, projector, lam, data_term, unit):
         """Solve the brightest slices at the chosen strength; record the convergence measure, warn when unmet."""
-        sub, sub_b, start = _slab(sinograms, self._slab_size(sinograms.shape[0]), background)
+        sub, sub_b, start = brightest_slices(sinograms, self._slab_size(sinograms.shape[0]), background)
         y = solvers.sinograms_to_cols(sub / unit, projector.device)
         b = None if sub_b is None else solvers.sinograms_to_cols(sub_b / unit, projector.device)
         _, info = self._solve(projector, y, lam, self.iterations, data_term, b, return_info=True)
