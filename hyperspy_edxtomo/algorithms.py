@@ -44,6 +44,15 @@ class ParameterisedMethod(HasStrictTraits):
                 f"Unknown parameter(s) {unknown} for method {cls.name!r}; its parameters are: "
                 f"{', '.join(known) or 'none'}."
             )
+        for name, value in parameters.items():
+            # traits' Range lets NaN through (every comparison with it is False) and, unbounded, infinity:
+            # both would only fail deep inside a solver (a ZeroDivisionError for lam=nan)
+            if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+                info = cls.describe_parameters()[name]
+                raise ValueError(
+                    f"Bad value {value!r} for parameter {name!r} of method {cls.name!r}: allowed {info['allowed']}, "
+                    f"never NaN or infinite ({info['description']})."
+                )
         try:
             return cls(**parameters)
         except TraitError as err:
@@ -149,6 +158,9 @@ def _allowed(trait):
         return "one of " + ", ".join(repr(v) for v in handler.values)
     if kind in ("BaseRange", "Range"):
         low, high = handler._low, handler._high
+        if high is None and isinstance(low, float):
+            return "a positive finite number" if low == 0 and handler._exclude_low else (
+                f"a finite number {'>' if handler._exclude_low else '>='} {low}")
         return f"{'>' if handler._exclude_low else '>='} {low}" + (
             f" and {'<' if handler._exclude_high else '<='} {high}" if high is not None else ""
         )

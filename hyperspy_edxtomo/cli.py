@@ -8,29 +8,75 @@ quantum dot. One sub-command per step: ``maps``, ``align``, ``denoise``,
 ``reconstruct``, ``analyse``, ``export``, ``train-end-to-end``; ``algorithms``
 and ``denoisers`` list the installed methods and their parameters.
 
-Exit codes: 0 success, 2 bad input (missing or corrupt file, unknown element
-or method, tilts that do not fit, results already in the output folder); the
-message names the file or option.
+Every command writes into a temporary sibling of its output and moves the
+result into place only at the end (see :mod:`hyperspy_edxtomo.staging`): an
+error or Ctrl-C leaves earlier results as they were. ``run`` and ``demo`` own
+their folder (an earlier run's results there are replaced as a whole, with
+``--overwrite``; an input inside it is refused); the step commands write
+their named files into a shared folder and refuse to write over their input.
+
+Exit codes: 0 success; 2 bad input (missing or corrupt file, unknown element
+or method, tilts that do not fit, results already in the output folder, an
+output that would replace an input), the message naming the file or option;
+1 any other failure (``--debug`` or ``EDXTOMO_DEBUG=1`` shows the
+traceback); 130 interrupted (Ctrl-C), the output left unchanged.
 """
 
 import argparse
+import math
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
+from .staging import check_not_inputs, input_files, staged_output
 
-def _save_maps(maps, out, stem, overwrite=True):
+
+# -- argument types: bad numbers are refused by argparse (exit 2, usage shown), before any work ---------
+def _int_at_least(low, what):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+#: an integer >= 1 (argparse type)
+positive_int = _int_at_least(1, "a positive whole number")
+#: an integer >= 0 (argparse type; random seeds)
+non_negative_int = _int_at_least(0, "a whole number >= 0")
+
+
+def finite_float(text):
+    """A finite number (argparse type; angles in degrees)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _save_maps(maps, out, stem):
     from .plotting import tilt_montage
 
-    out.mkdir(parents=True, exist_ok=True)
     hspy = out / f"{stem}.hspy"
-    if not overwrite:
-        existing = [p for p in (hspy, out / f"{stem}.png") if p.exists()]
-        if existing:
-            raise FileExistsError(f"{existing[0]} exists: choose another --out or pass --overwrite")
     maps.save(hspy, overwrite=True)
     png = tilt_montage(maps, out / f"{stem}.png")
     return hspy, png
+
+
+def _targets_free(targets, inputs, overwrite):
+    """Before any work: no target may be an input; without --overwrite none may exist."""
+    check_not_inputs(targets, inputs)
+    _check_free(targets, overwrite)
 
 
 def cmd_demo(args):
@@ -39,21 +85,34 @@ def cmd_demo(args):
 
     t0 = time.perf_counter()
     out = Path(args.out)
-    print(f"Simulating a {args.kind} quantum-dot tilt series ({args.size} px, seed {args.seed}) ...")
-    series = datasets.quantum_dot_tilt_series(kind=args.kind, size=args.size, seed=args.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    series.save(out / "tilt_series.hspy", overwrite=True)
-    elements = list(series.metadata.Sample.elements)
-    truth = series.metadata.Simulation.ground_truth
-    print(f"Element maps of {elements} from {len(series.tilts)} tilts, then the whole pipeline ...")
     params = _parse_params(args.param)
+    if args.real:
+        series = datasets.qd1()
+        if args.size is not None and args.size < series.data.shape[-1]:
+            lo = (series.data.shape[-1] - args.size) // 2
+            series = series.isig[lo : lo + args.size, lo : lo + args.size]
+        print(f"QD1, a real quantum dot ({datasets.QD1_CITATION}): {series.data.shape[-1]} px, not aligned; "
+              "the whole pipeline, alignment included ...")
+        elements, truth, align, saved = list(series.elements), None, True, set()
+    else:
+        size = 64 if args.size is None else args.size
+        print(f"Simulating a {args.kind} quantum-dot tilt series ({size} px, seed {args.seed}) ...")
+        series = datasets.quantum_dot_tilt_series(kind=args.kind, size=size, seed=args.seed)
+        elements = list(series.metadata.Sample.elements)
+        truth, align, saved = series.metadata.Simulation.ground_truth, args.align, {"tilt_series.hspy"}
+        print(f"Element maps of {elements} from {len(series.tilts)} tilts, then the whole pipeline ...")
     # keep the demo quick: the FSC halves reuse the chosen strength (halved) with half the iterations
     fsc_params = {"iterations": 100} if args.method in ("tv", "l1") and "iterations" not in params else None
-    res = run_pipeline(series, out=out, elements=elements, method=args.method, parameters=params,
-                       fsc_parameters=fsc_params,
-                       align=args.align, fsc=not args.no_fsc, seed=args.seed, overwrite=True, truth=truth,
-                       show_progressbar=not args.quiet, exports=args.export)
-    print(f"Demo done in {time.perf_counter() - t0:.1f} s: {res['files']['report (HTML)']}")
+    # run_pipeline writes the folder whole (temporary folder, then rename); the simulated spectra follow
+    run_pipeline(series, out=out, elements=elements, method=args.method, parameters=params,
+                 fsc_parameters=fsc_params, align=align, fsc=not args.no_fsc, seed=args.seed,
+                 overwrite=True, truth=truth, show_progressbar=not args.quiet, exports=args.export)
+    if saved:
+        with staged_output(out, "files") as work:
+            series.save(work / "tilt_series.hspy", overwrite=True)
+    else:  # an earlier simulated demo's spectra do not belong beside QD1's results
+        (out / "tilt_series.hspy").unlink(missing_ok=True)
+    print(f"Demo done in {time.perf_counter() - t0:.1f} s: {out / 'report.html'}")
     return 0
 
 
@@ -61,13 +120,15 @@ def cmd_maps(args):
     from .loading import load_tilt_series
 
     out = Path(args.out)
+    _targets_free([out / "element_maps.hspy", out / "element_maps.png"], input_files(args.files), args.overwrite)
     series = load_tilt_series(args.files, tilts=args.tilts, lazy=args.lazy, show_progressbar=not args.quiet)
     maps = series.get_element_maps(args.elements, background_windows=None if args.no_background else "auto",
                                    subtract_background=args.subtract_background, show_progressbar=not args.quiet)
     if args.lazy:
         maps.compute()
-    hspy, png = _save_maps(maps, out, "element_maps", overwrite=args.overwrite)
-    print(f"Wrote {hspy} and {png}")
+    with staged_output(out, "files", protect=input_files(args.files)) as work:
+        _save_maps(maps, work, "element_maps")
+    print(f"Wrote {out / 'element_maps.hspy'} and {out / 'element_maps.png'}")
     return 0
 
 
@@ -88,11 +149,10 @@ def _parse_params(items):
 
 
 def _load_maps(path):
-    import hyperspy.api as hs
-
+    from .loading import load_native
     from .signals import ElementMapTiltSeries
 
-    maps = hs.load(path)
+    maps = load_native(path)
     if not isinstance(maps, ElementMapTiltSeries):
         raise ValueError(
             f"{path} holds a {type(maps).__name__}, not element maps: make them with 'edxtomo maps' or "
@@ -108,16 +168,16 @@ def cmd_reconstruct(args):
     if args.weights:
         params["weights"] = args.weights
     out = Path(args.out)
-    hspy = out / f"volume_{args.method}.hspy"
-    if hspy.exists() and not args.overwrite:
-        raise FileExistsError(f"{hspy} exists: choose another --out or pass --overwrite")
+    stem = f"volume_{args.method}"
+    inputs = input_files([args.maps] + ([args.weights] if args.weights else []))
+    _targets_free([out / f"{stem}.hspy", out / f"{stem}.png"], inputs, args.overwrite)
     maps = _load_maps(args.maps)
     t0 = time.perf_counter()
     volume = maps.reconstruct(args.method, show_progressbar=not args.quiet, **params)
-    out.mkdir(parents=True, exist_ok=True)
-    volume.save(hspy, overwrite=True)
-    png = volume_cuts(volume, out / f"volume_{args.method}.png")
-    print(f"Wrote {hspy} and {png} ({time.perf_counter() - t0:.1f} s)")
+    with staged_output(out, "files", protect=inputs) as work:
+        volume.save(work / f"{stem}.hspy", overwrite=True)
+        volume_cuts(volume, work / f"{stem}.png")
+    print(f"Wrote {out / f'{stem}.hspy'} and {out / f'{stem}.png'} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -125,43 +185,27 @@ def cmd_train_end_to_end(args):
     from .deep_reconstruction import train_end_to_end
 
     out = Path(args.out)
+    inputs = input_files(args.maps)
+    check_not_inputs([out], inputs)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists: choose another path or pass --overwrite")
     series = [_load_maps(p) for p in args.maps]
-    model = train_end_to_end(series, out=out, two_step=_parse_params(args.two_step_param),
-                             show_progressbar=not args.quiet, **_parse_params(args.param))
+    with staged_output(out.parent, "files", protect=inputs) as work:
+        model = train_end_to_end(series, out=work / out.name, two_step=_parse_params(args.two_step_param),
+                                 show_progressbar=not args.quiet, **_parse_params(args.param))
     print(f"Wrote {out}: {model!r} ({model.training_log['seconds_total']:.1f} s)")
     return 0
 
 
 def _load_volume(path):
-    import hyperspy.api as hs
-
+    from .loading import load_native
     from .signals import ElementVolume
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        vol = hs.load(path)
-    except Exception as err:  # readers raise many kinds for a corrupt file
-        raise OSError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
+    vol = load_native(path)
     if not isinstance(vol, ElementVolume):
         raise ValueError(f"{path} holds a {type(vol).__name__}, not an element volume: make one with "
                          "'edxtomo reconstruct' or 'edxtomo run'.")
     return vol
-
-
-def _load_maps_checked(path):
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        return _load_maps(path)
-    except ValueError:
-        raise
-    except Exception as err:
-        raise OSError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
 
 
 def _check_free(paths, overwrite):
@@ -218,22 +262,24 @@ def _se_text(info):
 
 
 def cmd_align(args):
+    import numpy as np
+
     out = Path(args.out)
-    hspy = out / "element_maps_aligned.hspy"
-    _check_free([hspy], args.overwrite)
-    maps = _load_maps_checked(args.maps)
+    stem = "element_maps_aligned"
+    inputs = input_files(args.maps)
+    _targets_free([out / f"{stem}.hspy", out / f"{stem}.png"], inputs, args.overwrite)
+    maps = _load_maps(args.maps)
     t0 = time.perf_counter()
     aligned = maps.align(method=args.method, show_progressbar=not args.quiet, rotation=args.rotation)
     info = aligned.metadata.Tomography.alignment
-    hspy, png = _save_maps(aligned, out, "element_maps_aligned")
-    import numpy as np
-
+    with staged_output(out, "files", protect=inputs) as work:
+        _save_maps(aligned, work, stem)
     shifts = np.hypot(np.asarray(info.shift_x_px, float), np.asarray(info.shift_y_px, float))
     print(f"Aligned {len(maps.tilts)} views ({info.get_item('method', args.method)}): shifts up to "
           f"{shifts.max():.2f} px, tilt-axis offset {float(info.get_item('axis_offset_px', 0.0)):.2f} px, "
           f"rotation {float(info.get_item('rotation_deg', 0.0)):.2f} deg{_se_text(info)} "
           f"({time.perf_counter() - t0:.1f} s)")
-    print(f"Wrote {hspy} and {png}")
+    print(f"Wrote {out / f'{stem}.hspy'} and {out / f'{stem}.png'}")
     return 0
 
 
@@ -244,84 +290,103 @@ def cmd_denoise(args):
     get_denoiser(args.method).create(**params)  # unknown method or parameter: exit 2 before loading
     out = Path(args.out)
     stem = f"element_maps_denoised_{args.method}"
-    _check_free([out / f"{stem}.hspy"], args.overwrite)
-    maps = _load_maps_checked(args.maps)
+    inputs = input_files(args.maps)
+    _targets_free([out / f"{stem}.hspy", out / f"{stem}.png"], inputs, args.overwrite)
+    maps = _load_maps(args.maps)
     t0 = time.perf_counter()
     den = maps.denoise(args.method, show_progressbar=not args.quiet, **params)
-    hspy, png = _save_maps(den, out, stem)
-    print(f"Wrote {hspy} and {png} ({time.perf_counter() - t0:.1f} s)")
+    with staged_output(out, "files", protect=inputs) as work:
+        _save_maps(den, work, stem)
+    print(f"Wrote {out / f'{stem}.hspy'} and {out / f'{stem}.png'} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
+#: what ``edxtomo analyse`` may write into its folder
+ANALYSIS_FILES = ("report.md", "report.html", "results.json", "fsc.hspy", "fsc.png", "volume_cuts.png",
+                  "max_projections.png", "shell_thickness.png", "shell_thickness_histogram.png")
+
+
 def cmd_analyse(args):
+    import json
+
+    from . import plotting
     from .analysis import fourier_shell_correlation
     from .pipeline import _jsonable, analyse_volume, write_report
-    from . import plotting
 
     out = Path(args.out)
+    inputs = input_files([args.volume] + ([args.half2] if args.half2 else []))
+    check_not_inputs([out / name for name in ANALYSIS_FILES], inputs)
     _check_free([out / "report.md", out / "report.html"], args.overwrite)
     vol = _load_volume(args.volume)
+    other = _load_volume(args.half2) if args.half2 else None
     t0 = time.perf_counter()
     numbers = {"input": str(args.volume), "elements": list(vol.elements), "method": vol.history[-1].get("method", "?")
                if vol.history else "?", "volume_shape": list(vol.data.shape[1:]), "pixel_size": list(vol.voxel_size)}
     files, timings = {}, {}
-    if args.half2:
-        other = _load_volume(args.half2)
-        fsc = fourier_shell_correlation(vol, other)
-        info = fsc.metadata.Tomography.FSC
-        numbers["fsc"] = {"split": f"given volumes {Path(args.volume).name} and {Path(args.half2).name}",
-                          "method": numbers["method"], "seed": "-", "units": info.units,
-                          "resolution_0143": {el: float(info.resolution_0143[el]) for el in vol.elements},
-                          "resolution_half_bit": {el: float(info.resolution_half_bit[el]) for el in vol.elements},
-                          "nyquist_limited_0143": {el: bool(info.nyquist_limited_0143[el]) for el in vol.elements}}
-        out.mkdir(parents=True, exist_ok=True)
-        fsc.save(out / "fsc.hspy", overwrite=True)
-        files["FSC"] = out / "fsc.hspy"
-        files["FSC curves"] = plotting.fsc_plot(fsc, out / "fsc.png")
-        for el in vol.elements:
-            print(f"  {el:>2}: FSC {numbers['fsc']['resolution_0143'][el]:.2f} {info.units} (0.143), "
-                  f"{numbers['fsc']['resolution_half_bit'][el]:.2f} {info.units} (1/2-bit)")
-    else:
-        numbers["fsc"] = "skipped: give the reconstruction of the other half with --half2"
-    timings["fsc"] = round(time.perf_counter() - t0, 2)
-    numbers["elements"] = list(vol.elements)
-    numbers["counts_per_tilt"] = {el: float("nan") for el in vol.elements}
-    numbers["counts_total"] = {el: float("nan") for el in vol.elements}
-    t1 = time.perf_counter()
-    particles, shells = analyse_volume(vol, args.shell_elements, numbers, files, out, max_particles=args.max_particles)
-    timings["shells"] = round(time.perf_counter() - t1, 2)
-    if particles is not None:
-        print(particles)
-    if shells is not None:
-        print(shells)
-    files["volume cuts"] = plotting.volume_cuts(vol, out / "volume_cuts.png")
-    files["maximum projections"] = plotting.max_projections(vol, out / "max_projections.png")
-    timings["total"] = round(time.perf_counter() - t0, 2)
-    import json
-
-    (out / "results.json").write_text(json.dumps(_jsonable({"numbers": numbers, "timings": timings}), indent=1))
-    md, page = write_report({"numbers": numbers, "timings": timings, "files": files}, out,
-                            title=f"Analysis of {Path(args.volume).name}")
-    print(f"Wrote {md} and {page} ({timings['total']:.1f} s)")
+    with staged_output(out, "files", protect=inputs) as work:
+        if other is not None:
+            fsc = fourier_shell_correlation(vol, other)
+            info = fsc.metadata.Tomography.FSC
+            numbers["fsc"] = {"split": f"given volumes {Path(args.volume).name} and {Path(args.half2).name}",
+                              "method": numbers["method"], "seed": "-", "units": info.units,
+                              "resolution_0143": {el: float(info.resolution_0143[el]) for el in vol.elements},
+                              "resolution_half_bit": {el: float(info.resolution_half_bit[el]) for el in vol.elements},
+                              "nyquist_limited_0143": {el: bool(info.nyquist_limited_0143[el]) for el in vol.elements}}
+            fsc.save(work / "fsc.hspy", overwrite=True)
+            files["FSC"] = work / "fsc.hspy"
+            files["FSC curves"] = plotting.fsc_plot(fsc, work / "fsc.png")
+            for el in vol.elements:
+                print(f"  {el:>2}: FSC {numbers['fsc']['resolution_0143'][el]:.2f} {info.units} (0.143), "
+                      f"{numbers['fsc']['resolution_half_bit'][el]:.2f} {info.units} (1/2-bit)")
+        else:
+            numbers["fsc"] = "skipped: give the reconstruction of the other half with --half2"
+        timings["fsc"] = round(time.perf_counter() - t0, 2)
+        numbers["counts_per_tilt"] = {el: float("nan") for el in vol.elements}
+        numbers["counts_total"] = {el: float("nan") for el in vol.elements}
+        t1 = time.perf_counter()
+        particles, shells = analyse_volume(vol, args.shell_elements, numbers, files, work,
+                                           max_particles=args.max_particles)
+        timings["shells"] = round(time.perf_counter() - t1, 2)
+        if particles is not None:
+            print(particles)
+        if shells is not None:
+            print(shells)
+        else:
+            print(f"No shell maps: {numbers.get('shells')}")
+        for label, reason in numbers.get("shells_skipped", {}).items():
+            print(f"Particle {label} not analysed: {reason}")
+        files["volume cuts"] = plotting.volume_cuts(vol, work / "volume_cuts.png")
+        files["maximum projections"] = plotting.max_projections(vol, work / "max_projections.png")
+        timings["total"] = round(time.perf_counter() - t0, 2)
+        (work / "results.json").write_text(json.dumps(_jsonable({"numbers": numbers, "timings": timings}), indent=1))
+        write_report({"numbers": numbers, "timings": timings, "files": files}, work,
+                     title=f"Analysis of {Path(args.volume).name}")
+    print(f"Wrote {out / 'report.md'} and {out / 'report.html'} ({timings['total']:.1f} s)")
     return 0
 
 
 def cmd_export(args):
-    from .exports import FORMATS
+    from .exports import FORMATS, _targets
 
     vol = _load_volume(args.volume)
     out = Path(args.out) if args.out else Path(args.volume).parent
     stem = args.name or Path(args.volume).stem
-    written = []
+    inputs = input_files(args.volume)
+    suffixes = []
     for fmt in args.format:
         suffix = "." + fmt.lower().lstrip(".")
         if suffix not in FORMATS:
             raise ValueError(f"Unknown format {fmt!r}: choose among {', '.join(f.lstrip('.') for f in FORMATS)}.")
-        target = out / f"{stem}{suffix}"
-        if target.resolve() == Path(args.volume).resolve():
-            raise ValueError(f"{target} is the input file: choose another --out or --name.")
-        written += vol.export(target, element=args.element, overwrite=args.overwrite)
-    print("Wrote " + ", ".join(str(p) for p in written))
+        suffixes.append(suffix)
+    elements = [args.element] if args.element else list(vol.elements)
+    if args.element and args.element not in vol.elements:
+        raise ValueError(f"--element {args.element!r} is not in the volume's elements {vol.elements}.")
+    targets = [t for s in suffixes for t in _targets(out / f"{stem}{s}", s, elements)]
+    _targets_free(targets, inputs, args.overwrite)
+    with staged_output(out, "files", protect=inputs) as work:
+        for s in suffixes:
+            vol.export(work / f"{stem}{s}", element=args.element, overwrite=True)
+    print("Wrote " + ", ".join(str(p) for p in targets))
     return 0
 
 
@@ -347,6 +412,7 @@ def cmd_algorithms(args):
 
 _EPILOG = """examples:
   edxtomo demo                                   # the whole job on a simulated quantum dot
+  edxtomo demo --real                            # the whole job on QD1, a real quantum dot
   edxtomo run qd_*.bcf --elements Se S Zn --tilts -60 -40 -20 0 20 40 60 --method two_step --out qd1
   edxtomo maps qd_*.bcf --elements Se S Zn --out qd1
   edxtomo align qd1/element_maps.hspy --out qd1
@@ -354,9 +420,15 @@ _EPILOG = """examples:
   edxtomo analyse qd1/volume_tv.hspy --out qd1/analysis
   edxtomo export qd1/volume_tv.hspy --format mrc tif vti
 
+Outputs appear whole or not at all: each command writes into a temporary
+folder beside its output and moves the result into place at the end, so an
+error or Ctrl-C leaves earlier results unchanged. An output that would replace
+an input is refused ('run' refuses an input inside --out, which it replaces).
+
 exit codes: 0 success; 2 bad input (missing or corrupt file, unknown element or
-method, tilts that do not fit, results already in the output folder), with a
-message naming the file or option.
+method, tilts that do not fit, results already in the output folder, an output
+that would replace an input), with a message naming the file or option; 1 any
+other failure (--debug or EDXTOMO_DEBUG=1 shows the traceback); 130 interrupted.
 """
 
 
@@ -382,6 +454,8 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars (also accepted after the command)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also accepted after the command, or EDXTOMO_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = _sub(sub, "run", "the whole job: load, maps, align, denoise, reconstruct, FSC, shells, pictures, report",
@@ -394,7 +468,7 @@ def build_parser():
     run.add_argument("files", nargs="+", help="vendor files, one per tilt, or a glob (.bcf, .emd, .pts, .emi); or one "
                                               ".hspy/.zspy holding an EDX tilt series or element maps")
     run.add_argument("--elements", nargs="+", default=None, help="chemical symbols, e.g. Se S Zn (default: from the files)")
-    run.add_argument("--tilts", nargs="+", type=float, default=None,
+    run.add_argument("--tilts", nargs="+", type=finite_float, default=None,
                      help="tilt angles in degrees, one per file in the order given (default: the files' stage tilts)")
     run.add_argument("--method", default="tv", help="reconstruction algorithm, e.g. tv, sirt, two_step (see: edxtomo "
                                                     "algorithms; default: tv)")
@@ -412,14 +486,15 @@ def build_parser():
                      help="algorithm for the two count-split halves (default: --method when it is fbp, sirt, tv or l1, "
                           "with its parameters and lam halved; otherwise tv)")
     run.add_argument("--fsc-param", action="append", metavar="NAME=VALUE", help="a parameter of the halves' algorithm")
-    run.add_argument("--seed", type=int, default=0, help="seed of the count split (default: 0)")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="seed of the count split (default: 0)")
     run.add_argument("--shell-elements", nargs="+", default=None,
                      help="elements whose shell thickness and coverage are mapped (default: all)")
     run.add_argument("--export", nargs="+", default=[], metavar="FORMAT",
                      help="extra volume files: mrc tif vti npy zspy (volume.hspy is always written)")
     _add_background_options(run)
     run.add_argument("--lazy", action="store_true", help="read the vendor files lazily (large series)")
-    _add_common(run, overwrite_help="replace the results of an earlier run in --out")
+    _add_common(run, overwrite_help="replace the results of an earlier run in --out (as a whole, once the new run "
+                                    "has finished; other files in the folder are kept)")
     run.set_defaults(func=cmd_run)
 
     demo = _sub(sub, "demo", "the whole pipeline on a simulated quantum-dot tilt series, with its report",
@@ -428,8 +503,12 @@ def build_parser():
                             "the report compares with the ground truth. Files of an earlier demo in --out are replaced.")
     demo.add_argument("--out", default="demo_output", help="output folder; its demo files are replaced (default: demo_output)")
     demo.add_argument("--kind", default="InP/ZnSe/ZnS", help="quantum-dot kind: InP/ZnSe/ZnS or CdSe/ZnS")
-    demo.add_argument("--size", type=int, default=64, help="field of view in pixels (default: 64)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--real", action="store_true",
+                      help="the real QD1 series shipped with the package (Han et al. 2021, Apache-2.0) instead of "
+                           "a simulation; always aligned")
+    demo.add_argument("--size", type=positive_int, default=None,
+                      help="field of view in pixels (default: 64 simulated; --real: all 256, or a central crop)")
+    demo.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     demo.add_argument("--method", default="tv", help="reconstruction method (see: edxtomo algorithms; default: tv)")
     demo.add_argument("--param", action="append", metavar="NAME=VALUE", help="an algorithm parameter, repeatable")
     demo.add_argument("--align", action="store_true",
@@ -447,7 +526,7 @@ def build_parser():
                             "subtracts it instead; --no-background leaves it out.")
     maps.add_argument("files", nargs="+", help="files or a glob: .bcf, .emd, .pts, .emi, .hspy, .zspy")
     maps.add_argument("--elements", nargs="+", default=None, help="chemical symbols, e.g. Se S Zn (default: from the files)")
-    maps.add_argument("--tilts", nargs="+", type=float, default=None, help="tilt angles in degrees, one per file")
+    maps.add_argument("--tilts", nargs="+", type=finite_float, default=None, help="tilt angles in degrees, one per file")
     _add_background_options(maps)
     maps.add_argument("--lazy", action="store_true", help="read lazily (large series)")
     _add_common(maps, overwrite_help="replace element_maps.hspy/.png already in --out")
@@ -456,7 +535,7 @@ def build_parser():
     align = _sub(sub, "align", "align the views of saved element maps (writes element_maps_aligned.hspy/.png)")
     align.add_argument("maps", help="element maps (.hspy, .zspy) from 'edxtomo maps'")
     align.add_argument("--method", default="auto", help="auto, xcorr, com, axis or projection_matching (default: auto)")
-    align.add_argument("--rotation", type=float, default=None,
+    align.add_argument("--rotation", type=finite_float, default=None,
                        help="in-plane rotation of the tilt axis in degrees, when known (default: estimated)")
     _add_common(align, overwrite_help="replace element_maps_aligned.hspy in --out")
     align.set_defaults(func=cmd_align)
@@ -486,7 +565,8 @@ def build_parser():
     ana.add_argument("volume", help="element volume (.hspy, .zspy) from 'edxtomo reconstruct' or 'edxtomo run'")
     ana.add_argument("--half2", default=None, help="a reconstruction of the other half of the counts: FSC of the two")
     ana.add_argument("--shell-elements", nargs="+", default=None, help="elements whose shells are mapped (default: all)")
-    ana.add_argument("--max-particles", type=int, default=10, help="shells of at most this many particles (default: 10)")
+    ana.add_argument("--max-particles", type=positive_int, default=10,
+                     help="shells of at most this many particles (default: 10)")
     _add_common(ana, out_default="edxtomo_analysis", overwrite_help="replace an earlier report in --out")
     ana.set_defaults(func=cmd_analyse)
 
@@ -520,20 +600,49 @@ def build_parser():
     algorithms.set_defaults(func=cmd_algorithms)
     denoisers = _sub(sub, "denoisers", "list the installed denoisers (built-in and plugins) and their parameters")
     denoisers.set_defaults(func=cmd_denoisers)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error (or set EDXTOMO_DEBUG=1)")
     return parser
 
 
+#: exceptions that mean bad input (the message names the file or option): exit code 2
+BAD_INPUT = (ValueError, OSError, KeyError)
+
+
+def _where(args):
+    """The output a command was writing, for the message after Ctrl-C."""
+    out = getattr(args, "out", None)
+    if out is None and getattr(args, "volume", None):
+        out = Path(args.volume).parent  # export's default folder
+    return out
+
+
 def main(argv=None):
+    """Run ``edxtomo``; returns the exit code (0, 1, 2 or 130; see the module's docstring)."""
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("EDXTOMO_DEBUG", "") not in ("", "0")
     if args.quiet:
         from hyperspy.defaults_parser import preferences
 
         preferences.General.show_progressbar = False
     try:
         return args.func(args)
-    except (ValueError, OSError, KeyError) as err:
-        print(f"edxtomo {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        out = _where(args)
+        print(f"edxtomo {args.command}: interrupted; " + (f"{out} left unchanged" if out else "nothing written"),
+              file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - a user sees one line, never a traceback, unless --debug
+        if debug:
+            traceback.print_exc()
+        if isinstance(err, BAD_INPUT):
+            print(f"edxtomo {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        print(f"edxtomo {args.command}: error: {type(err).__name__}: {err or 'no message'}"
+              + ("" if debug else " (an unexpected failure: run again with --debug for the traceback)"),
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ def _stacklevel():
     """The stack level of the first frame outside this package and its built-in plugins: a
     warning then points at the user's line, however deep inside the package it was raised."""
     level = 1
-    frame = inspect.currentframe().f_back  # the caller of warn()
+    frame = inspect.currentframe().f_back  # warn() itself: level 1 of warnings.warn
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
         if not name.startswith(_INTERNAL):
@@ -34,4 +34,4 @@ def warn(message, category=UserWarning):
     >>> str(caught[0].message)
     'check the views'
     """
-    warnings.warn(message, category, stacklevel=_stacklevel() + 1)
+    warnings.warn(message, category, stacklevel=_stacklevel())

@@ -21,6 +21,9 @@ element: x runs fastest (the VTK and MRC column order), z is the slowest
 """
 
 import json
+import os
+import shutil
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -31,15 +34,37 @@ __all__ = ["export_volume", "read_vti", "read_npy", "FORMATS"]
 FORMATS = (".hspy", ".zspy", ".mrc", ".tif", ".tiff", ".npy", ".vti")
 
 
-def _check_path(path, overwrite):
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists: pass overwrite=True to replace it.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+def _targets(path, suffix, elements):
+    """The files ``export_volume`` writes for ``path``: one per element for a multi-element .mrc."""
+    if suffix == ".mrc" and len(elements) > 1:
+        return [path.with_name(f"{path.stem}_{el}{path.suffix}") for el in elements]
+    if suffix == ".npy":
+        return [path, path.with_suffix(".json")]
+    return [path]
 
 
-def export_volume(volume, path, element=None, overwrite=True):
+def _replace_with(target, write):
+    """Write ``target`` through a temporary sibling, moved into place when complete: an error or
+    Ctrl-C part-way never leaves a half-written file, nor destroys the one that was there."""
+    tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{target.suffix}")
+    try:
+        write(tmp)
+        if target.is_dir() and not target.is_symlink():  # .zspy is a folder: not replaced in one rename
+            old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def export_volume(volume, path, element=None, overwrite=False):
     """Write an element volume; the format follows the suffix of ``path``.
 
     Parameters
@@ -52,7 +77,10 @@ def export_volume(volume, path, element=None, overwrite=True):
         Write only this element. For ``.mrc`` (one element per file) None
         writes one file per element, named ``<stem>_<element>.mrc``.
     overwrite : bool
-        Replace existing files (default) or raise FileExistsError.
+        Replace existing files; False (default, as HyperSpy's ``save`` in a
+        script): raise FileExistsError, before anything is written, when any
+        of the files exists. Each file is written under a temporary name and
+        renamed when complete.
 
     Returns
     -------
@@ -63,6 +91,8 @@ def export_volume(volume, path, element=None, overwrite=True):
     ------
     ValueError
         Unknown suffix or element, NaN in the volume.
+    FileExistsError
+        A file to write exists and ``overwrite`` is False.
 
     Examples
     --------
@@ -74,6 +104,10 @@ def export_volume(volume, path, element=None, overwrite=True):
     ['dot.mrc']
     >>> [p.name for p in vol.export(folder / "dot.mrc")][:2]
     ['dot_In.mrc', 'dot_P.mrc']
+    >>> vol.export(folder / "dot.mrc", element="Zn")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileExistsError: .../dot.mrc exists: pass overwrite=True to replace it.
     """
     from .metadata import get_history
     from .signals.volume import ElementVolume
@@ -88,11 +122,15 @@ def export_volume(volume, path, element=None, overwrite=True):
         volume = volume.element(element)
     scale, units = volume.voxel_size
     elements = volume.elements
+    targets = _targets(path, suffix, elements)
+    if not overwrite:
+        existing = [t for t in targets if t.exists()]
+        if existing:
+            raise FileExistsError(f"{existing[0]} exists: pass overwrite=True to replace it.")
+    path.parent.mkdir(parents=True, exist_ok=True)
 
     if suffix in (".hspy", ".zspy"):
-        path = _check_path(path, overwrite)
-        volume.save(path, overwrite=True)
-        return [path]
+        return [_replace_with(path, lambda tmp: volume.save(tmp, overwrite=True))]
 
     data = np.asarray(volume.to_numpy(), dtype=np.float32)
     if not np.all(np.isfinite(data)):
@@ -103,40 +141,31 @@ def export_volume(volume, path, element=None, overwrite=True):
 
         if units != "nm":
             raise ValueError(f"MRC stores the voxel size in Å; this volume's axes are in {units!r}, not nm.")
-        out = []
-        for e, el in enumerate(elements):
-            p = path if len(elements) == 1 else path.with_name(f"{path.stem}_{el}{path.suffix}")
-            p = _check_path(p, overwrite)
-            with mrcfile.new(p, overwrite=True) as mrc:
+
+        def write_mrc(tmp, e, el):
+            with mrcfile.new(tmp, overwrite=True) as mrc:
                 mrc.set_data(np.ascontiguousarray(data[e]))
                 mrc.voxel_size = scale * 10.0  # Å
                 mrc.update_header_stats()
                 mrc.header.label[0] = f"hyperspy_edxtomo {el} voxel {scale:g} nm".encode()[:80]
                 mrc.header.nlabl = 1
-            out.append(p)
-        return out
+
+        return [_replace_with(p, lambda tmp, e=e, el=el: write_mrc(tmp, e, el))
+                for e, (p, el) in enumerate(zip(targets, elements))]
 
     if suffix in (".tif", ".tiff"):
         import tifffile
 
-        path = _check_path(path, overwrite)
         stack = np.ascontiguousarray(data.transpose(1, 0, 2, 3))  # (z, c, y, x)
-        tifffile.imwrite(
-            path,
-            stack,
-            imagej=True,
-            resolution=(1.0 / scale, 1.0 / scale),
-            metadata={"spacing": scale, "unit": units if units != "nm" else "nm", "axes": "ZCYX",
-                      "Labels": [f"{el} z={k}" for k in range(stack.shape[0]) for el in elements],
-                      "elements": ",".join(elements)},
-        )
-        return [path]
+        metadata = {"spacing": scale, "unit": units if units != "nm" else "nm", "axes": "ZCYX",
+                    "Labels": [f"{el} z={k}" for k in range(stack.shape[0]) for el in elements],
+                    "elements": ",".join(elements)}
+        return [_replace_with(path, lambda tmp: tifffile.imwrite(tmp, stack, imagej=True,
+                                                                 resolution=(1.0 / scale, 1.0 / scale),
+                                                                 metadata=metadata))]
 
     if suffix == ".npy":
-        path = _check_path(path, overwrite)
-        side = _check_path(path.with_suffix(".json"), overwrite)
-        np.save(path, data)
-        side.write_text(json.dumps({
+        side = json.dumps({
             "elements": elements,
             "axes": ["element", "z", "y", "x"],
             "shape": list(data.shape),
@@ -144,13 +173,12 @@ def export_volume(volume, path, element=None, overwrite=True):
             "units": units,
             "title": volume.metadata.General.title,
             "history": get_history(volume),
-        }, indent=1, default=str))
-        return [path, side]
+        }, indent=1, default=str)
+        return [_replace_with(path, lambda tmp: np.save(tmp, data)),
+                _replace_with(targets[1], lambda tmp: tmp.write_text(side))]
 
     # .vti
-    path = _check_path(path, overwrite)
-    _write_vti(path, data, elements, scale, volume)
-    return [path]
+    return [_replace_with(path, lambda tmp: _write_vti(tmp, data, elements, scale, volume))]
 
 
 def _write_vti(path, data, elements, scale, volume):

@@ -4,19 +4,29 @@ The files are read by HyperSpy's own readers (RosettaSciIO) through
 ``hyperspy.api.load``; this module only picks the EDX spectrum image (and the
 HAADF/ADF image) out of each file, checks that the files fit together and
 stacks them along a tilt axis.
+
+Vendor files are read in a child process (:mod:`hyperspy_edxtomo.vendor_read`):
+the compiled readers crash on damaged files, and a crash there is an error
+naming the file here. Saved ``.zspy`` stores are checked for codecs that run
+code (pickle) before they are opened (:func:`check_zarr_codecs`).
 """
 
 import glob
+import json
 import logging
 import math
 import os
 import re
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from . import vendor_read
 from ._docstrings import LAZY_ARG, SHOW_PROGRESSBAR_ARG
+from .counts import DOSE_RATIO_WARN
+from .errors import warn
 from .metadata import NODE, TILT_AXIS, append_history
 from .signals._tilts import check_tilts, tilt_axis_dict
 from .signals.edx_tilt_series import SIGNAL_TYPE, EDXTiltSeries, LazyEDXTiltSeries
@@ -67,6 +77,7 @@ class _View:
     signal: object
     image: object = None
     file_tilt: float = None
+    total: float = None  # counts in the spectrum image (None: no sum, e.g. non-numeric data)
 
     @property
     def ext(self):
@@ -148,13 +159,39 @@ def load_tilt_series(paths_or_glob, tilts=None, lazy=False, show_progressbar=Non
         A path does not exist or a glob matches no file.
     OSError
         A file is empty, a directory, or the reader fails on it (corrupt or
-        unsupported file); the message names the file.
+        unsupported file) or crashes on it (a damaged or truncated vendor
+        file); a ``.zspy`` uses a codec that would run code from the file
+        (see :func:`check_zarr_codecs`). The message names the file.
     ValueError
-        A file holds no EDX spectrum image; scan sizes or energy axes differ
-        between files (the message lists the reader options that make them
-        agree); tilts are missing, repeated, all 0.0, out of range or not
-        one per file. Every file is read and checked before the series is
+        A file holds no EDX spectrum image, or an empty one (0 counts: a
+        reader fills what a truncated file lacks with zeros); scan sizes or
+        energy axes differ between files (the message lists the reader
+        options that make them agree); tilts are missing, repeated, all 0.0,
+        out of range or not one per file. Every file is read and checked before the series is
         built: nothing is returned half-loaded.
+
+    Warns
+    -----
+    UserWarning
+        A file's spectrum image holds fewer than 1/10
+        (:data:`~hyperspy_edxtomo.counts.DOSE_RATIO_WARN`) of the counts of
+        the median view: a truncated or damaged file that still reads, or
+        another dose; the warning names the file(s).
+
+    Notes
+    -----
+    Vendor files (``.bcf``, ``.emd``, ``.pts``, ``.emi``/``.ser``) are read
+    in one child Python process per call, because the compiled readers can
+    crash the interpreter (segmentation fault, bus error) on a damaged file;
+    the crash becomes an ``OSError`` naming the file. The child costs about
+    0.4 s per call, plus the first-use compilation of readers that use numba
+    (Velox ``.emd``: about 1 s, 3 s lazy). Eagerly read data comes back
+    through a pipe, copied once. A lazy
+    read cannot come back (dask arrays stay in their process): the child
+    reads each file lazily and sums it chunk by chunk, which runs the whole
+    decoding in bounded memory, and the file is then read lazily here. That
+    probe is one extra pass over each file. HyperSpy's ``.hspy``/``.zspy``
+    are read here directly (``.zspy`` after :func:`check_zarr_codecs`).
 
     Examples
     --------
@@ -176,11 +213,14 @@ def load_tilt_series(paths_or_glob, tilts=None, lazy=False, show_progressbar=Non
 
     views = []
     cache = {}
-    for path in progressbar(paths, total=len(paths), desc="Reading tilt series", disable=not _show(show_progressbar)):
-        key = os.path.realpath(path)
-        if key not in cache:
-            cache[key] = _read_view(path, lazy, reader_options)
-        views.append(_View(path=path, **cache[key]))
+    with _Reader(paths, lazy, reader_options) as reader:
+        for path in progressbar(paths, total=len(paths), desc="Reading tilt series",
+                                disable=not _show(show_progressbar)):
+            key = os.path.realpath(path)
+            if key not in cache:
+                cache[key] = reader.read(path)
+            views.append(_View(path=path, **cache[key]))
+    _check_low_counts(views)
 
     file_tilts = [v.file_tilt for v in views]
     if given_tilts is None:
@@ -275,18 +315,278 @@ def _resolve_paths(paths_or_glob):
     return paths
 
 
-def _read_view(path, lazy, reader_options):
+class _Reader:
+    """Reads the files of one call: vendor files in one child process, the others here.
+
+    The child starts at once on every vendor file (each file once, in the order
+    asked), so it reads ahead while this process builds the views; ``with``
+    ends it, also when a read fails.
+    """
+
+    def __init__(self, paths, lazy, reader_options):
+        self.lazy = lazy
+        self.reader_options = reader_options
+        self.load_options, self.file_options, fmt = vendor_read.split_options(reader_options)
+        self.apis = {}
+        jobs = []
+        for path in paths:
+            key = os.path.realpath(path)
+            if key in self.apis:
+                continue
+            api = None
+            if os.path.isfile(path) and os.path.getsize(path) > 0:
+                api = vendor_read.reader_api(path, fmt)
+            self.apis[key] = api
+            if api is not None:
+                jobs.append((path, api))
+        self.child = None
+        if jobs:
+            try:
+                self.child = vendor_read.ChildReader(jobs, lazy, self.file_options)
+            except OSError as exc:  # no interpreter to start (frozen application, no resources)
+                warn(f"Could not start a process to read the vendor files ({exc}): they are read here, without "
+                     "protection against reader crashes on damaged files.")
+                self.apis = dict.fromkeys(self.apis)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.child is not None:
+            self.child.close()
+
+    def read(self, path):
+        """``dict(signal, image, file_tilt, total)`` of one file; errors name the file."""
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise OSError(f"{path} is empty (0 bytes): it holds no data.")
+        api = self.apis.get(os.path.realpath(path))
+        if api is None:
+            check_zarr_codecs(path)
+            return _view_dict(path, _load_here(path, self.lazy, self.reader_options))
+        result = self.child.next()
+        vendor_read.rewarn(path, result)
+        if result["signals"] is not None:
+            try:
+                loaded = vendor_read.replay(path, api, result["signals"], self.load_options)
+            except Exception as exc:
+                raise _read_error(path, exc) from exc
+        else:
+            # lazy (the child's read was a probe), or a result that is not sent across: the child read
+            # the file without crashing, so reading it here is safe
+            loaded = _load_here(path, self.lazy, self.reader_options)
+        return _view_dict(path, loaded, result["totals"])
+
+
+def _load_here(path, lazy, reader_options):
     import hyperspy.api as hs
 
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise OSError(f"{path} is empty (0 bytes): it holds no data.")
     try:
-        loaded = hs.load(path, lazy=lazy, escape_square_brackets=True, **reader_options)
+        return hs.load(path, lazy=lazy, escape_square_brackets=True, **reader_options)
     except Exception as exc:
-        raise OSError(f"Could not read {path} (corrupt or unsupported file?): {type(exc).__name__}: {exc}") from exc
+        raise _read_error(path, exc) from exc
+
+
+def _read_error(path, exc):
+    return OSError(f"Could not read {path} (corrupt or unsupported file?): "
+                   f"{vendor_read.exception_str(type(exc).__name__, str(exc))}")
+
+
+def _view_dict(path, loaded, totals=None):
+    """The view of one file; refuses an empty spectrum image. ``totals``: the child's sums, one per signal."""
     signals = list(loaded) if isinstance(loaded, (list, tuple)) else [loaded]
     si = _pick_spectrum_image(path, signals)
-    return {"signal": si, "image": _pick_image(signals, si), "file_tilt": _stage_tilt(si)}
+    total = None
+    if totals is not None and len(totals) == len(signals):
+        total = totals[next(i for i, s in enumerate(signals) if s is si)]
+    if total is None:
+        try:
+            total = _total_counts(si.data)
+        except Exception as exc:  # a lazy signal is read here: the reader fails on the file
+            raise _read_error(path, exc) from exc
+    if total == 0:
+        shape = "x".join(str(n) for n in si.data.shape)
+        raise ValueError(
+            f"{path} holds an empty EDX spectrum image (0 counts in all {shape} values): the file is damaged or "
+            "truncated (a reader may fill what is missing with zeros), or nothing was recorded. Check the file; "
+            "leave it out of the series."
+        )
+    return {"signal": si, "image": _pick_image(signals, si), "file_tilt": _stage_tilt(si), "total": total}
+
+
+def _total_counts(data):
+    """Sum of the data (float64; dask chunk by chunk), or None for non-numeric data."""
+    if np.dtype(data.dtype).kind not in "biuf":
+        return None
+    if hasattr(data, "compute"):
+        return float(data.sum(dtype=np.float64).compute())
+    return float(np.sum(data, dtype=np.float64))
+
+
+def _check_low_counts(views):
+    """Warn, naming the files, about views holding under 1/DOSE_RATIO_WARN of the median view's counts.
+
+    A truncated or damaged file often still reads, with part of its counts
+    (a JEOL .pts cut to 10 % keeps 7 %). The same factor flags odd views in
+    :func:`hyperspy_edxtomo.reconstruction.check_views`.
+    """
+    totals = np.array([np.nan if v.total is None else v.total for v in views], dtype=float)
+    finite = np.isfinite(totals)
+    if finite.sum() < 2:
+        return
+    median = float(np.median(totals[finite]))
+    low = [(v.path, t) for v, t, ok in zip(views, totals, finite) if ok and t * DOSE_RATIO_WARN < median]
+    if low:
+        listing = ", ".join(f"{p} ({t:.6g} counts)" for p, t in low)
+        warn(
+            f"The spectrum image(s) of {listing} hold fewer than 1/{DOSE_RATIO_WARN:g} of the counts of the median "
+            f"view ({median:.6g}): such a file may be truncated or damaged, or was acquired at another dose or "
+            "dwell time. Check it; every view is weighed alike in the reconstruction."
+        )
+
+
+#: numcodecs codecs whose decoding can run code from the file (unpickling)
+UNSAFE_ZARR_CODECS = ("pickle",)
+
+
+def _codec_ids(meta):
+    """Codec identifiers of one array's zarr metadata (v2 ``.zarray`` or v3 ``zarr.json``)."""
+    ids = []
+    if meta.get("zarr_format") == 3 or "node_type" in meta:
+        if meta.get("node_type") != "array":
+            return ids
+
+        def walk(node):  # codecs nest, e.g. inside a sharding codec's configuration
+            if isinstance(node, list):
+                for item in node:
+                    walk(item)
+            elif isinstance(node, dict):
+                if isinstance(node.get("name"), str):
+                    ids.append(node["name"])
+                config = node.get("configuration")
+                if isinstance(config, dict):
+                    walk(list(config.values()))
+
+        walk(meta.get("codecs", []))
+        return ids
+    for codec in [meta.get("compressor")] + list(meta.get("filters") or []):
+        if isinstance(codec, dict) and isinstance(codec.get("id"), str):
+            ids.append(codec["id"])
+    return ids
+
+
+def _zarr_metadata(path):
+    """``(array name, metadata dict)`` of every array of a zarr store (directory or zip), data left alone."""
+    names = (".zarray", "zarr.json", ".zmetadata")
+    entries = []
+    if os.path.isdir(path):
+        for folder, _, files in os.walk(path):
+            for name in files:
+                if name in names:
+                    full = os.path.join(folder, name)
+                    with open(full, "rb") as f:
+                        entries.append((os.path.relpath(full, path).replace(os.sep, "/"), f.read()))
+    else:
+        import zipfile
+
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if info.filename.rsplit("/", 1)[-1] in names:
+                    entries.append((info.filename, z.read(info)))
+    out = []
+    for key, raw in entries:
+        try:
+            meta = json.loads(raw)
+        except ValueError as exc:
+            raise OSError(f"{path}: the zarr metadata {key} is not valid JSON ({exc}): the store is damaged.") from None
+        if not isinstance(meta, dict):
+            continue
+        array = key.rsplit("/", 1)[0] if "/" in key else "/"
+        if key.endswith(".zmetadata"):  # consolidated: every node's metadata in one file
+            for sub, node in (meta.get("metadata") or {}).items():
+                if sub.endswith(".zarray") and isinstance(node, dict):
+                    out.append((sub.rsplit("/", 1)[0] if "/" in sub else "/", node))
+        else:
+            out.append((array, meta))
+    return out
+
+
+def check_zarr_codecs(path):
+    """Refuse a zarr store (``.zspy``) whose arrays decode with a codec that runs code.
+
+    A ``.zspy`` can name ``numcodecs.Pickle`` as an array's filter or
+    compressor; reading that array unpickles data from the file, which can
+    run any code (numcodecs before 0.15.2 did so by default; later versions
+    only when ``NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE`` is set). The arrays'
+    metadata (``.zarray``, ``zarr.json``, consolidated ``.zmetadata``) is
+    read as JSON, without opening the store with zarr and without decoding
+    any data. HyperSpy never writes such codecs (it uses ``vlen-*``,
+    ``msgpack2`` and ``json2`` for object arrays, which decode plain values).
+    Paths that are not zarr stores are left alone.
+
+    Parameters
+    ----------
+    path : str or path
+        A ``.zspy`` folder or zip file, or any other file (ignored).
+
+    Raises
+    ------
+    OSError
+        An array uses a codec of :data:`UNSAFE_ZARR_CODECS`, or the
+        metadata is not valid JSON; the message names the file and the array.
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo.loading import check_zarr_codecs
+    >>> check_zarr_codecs("maps.hspy")  # not a zarr store: nothing to check
+    """
+    path = os.fspath(path)
+    is_dir = os.path.isdir(path)
+    if not (is_dir or path.lower().endswith(".zspy")):
+        return
+    if not is_dir:
+        import zipfile
+
+        if not (os.path.isfile(path) and zipfile.is_zipfile(path)):
+            return  # not a zarr zip store: the reader says what it is
+    for array, meta in _zarr_metadata(path):
+        bad = [c for c in _codec_ids(meta) if c.lower().rsplit(".", 1)[-1] in UNSAFE_ZARR_CODECS]
+        if bad:
+            raise OSError(
+                f"{path} is refused: its array {array!r} is encoded with the {bad[0]!r} codec, whose decoding runs "
+                "code stored in the file (unpickling). HyperSpy does not write such files; open it only if you "
+                "trust its source, and re-save it without pickle-encoded arrays."
+            )
+
+
+def load_native(path, lazy=False):
+    """``hs.load`` of a file this package (or HyperSpy) saved, after the checks every such load needs.
+
+    The file must exist, and a ``.zspy`` must not name a codec that runs code
+    (:func:`check_zarr_codecs`); a reader's failure becomes an ``OSError``
+    naming the file. The caller checks the class of what comes back.
+
+    Parameters
+    ----------
+    path : str or path
+        A ``.hspy`` or ``.zspy`` file.
+    lazy : bool
+        Load lazily (dask).
+
+    Returns
+    -------
+    BaseSignal or list of BaseSignal
+        What ``hs.load`` returns.
+    """
+    import hyperspy.api as hs
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    check_zarr_codecs(path)
+    try:
+        return hs.load(path, lazy=lazy)
+    except Exception as err:  # the readers raise many kinds for a corrupt file
+        raise OSError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
 
 
 def _describe(s):

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .staging import check_inputs_outside, input_files, staged_output
 from .counts import is_counts
 
 __all__ = ["run_pipeline", "write_report", "load_input", "PipelineError", "RESULT_FILES", "EXPORT_FORMATS",
@@ -151,9 +152,7 @@ def load_input(source, elements=None, tilts=None, lazy=False, background="model"
     >>> maps.elements, what
     (['Se', 'S', 'Zn'], 'EDXTiltSeries in memory')
     """
-    import hyperspy.api as hs
-
-    from .loading import load_tilt_series
+    from .loading import load_native, load_tilt_series
     from .signals import EDXTiltSeries, ElementMapTiltSeries
     from .signals._background import set_background
     from .signals.element_maps import _check_elements
@@ -174,12 +173,7 @@ def load_input(source, elements=None, tilts=None, lazy=False, background="model"
         what = _describe_files(files)
         if len(files) == 1 and _is_native(files[0]) and "*" not in str(files[0]):
             path = Path(files[0])
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: no such file")
-            try:
-                loaded = hs.load(path, lazy=lazy)
-            except Exception as err:  # the readers raise many kinds for a corrupt file
-                raise OSError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
+            loaded = load_native(path, lazy=lazy)
             if isinstance(loaded, (EDXTiltSeries, ElementMapTiltSeries)):
                 signal = loaded
             else:
@@ -338,7 +332,12 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
         Vendor files (one per tilt; a glob works), one saved ``.hspy``/``.zspy``
         (EDX tilt series or element maps), or such a signal (see :func:`load_input`).
     out : str or Path
-        Output folder.
+        Output folder. Everything is written into a temporary sibling folder
+        and moved into place only when the run has finished (see
+        :mod:`hyperspy_edxtomo.staging`): an error or Ctrl-C on the way
+        leaves an earlier run's results in ``out`` as they were. A finished
+        run replaces the earlier run's results as a whole and keeps any other
+        file in the folder. An input file inside ``out`` is refused.
     elements : None or list of str
         Chemical symbols, e.g. ``["Se", "S", "Zn"]``; None: from the metadata.
     tilts : None or list of float
@@ -397,13 +396,21 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
         ``"out"``, ``"maps"``, ``"volume"``, ``"fsc"`` (or None),
         ``"particles"``, ``"shells"``, ``"files"`` (name -> path),
         ``"numbers"`` (what the report tabulates) and ``"timings"`` (seconds
-        per step).
+        per step). A volume where no particle is found, or whose analysis
+        fails, still gives a complete run: ``"particles"``/``"shells"`` are
+        None and ``numbers["shells"]`` says why (also in the report); a
+        particle that cannot be analysed while others can is listed in
+        ``numbers["shells_skipped"]``. An FSC from halves too sparsely
+        sampled to mean much carries ``numbers["fsc"]["warning"]``.
 
     Raises
     ------
     PipelineError
-        Bad input: unknown element or method, bad parameters, tilts that do
-        not fit, a file that holds no tilt series; the message names it.
+        Bad input: unknown element or method, bad parameters (``lam`` NaN,
+        infinite or not positive), tilts that do not fit, a file that holds
+        no tilt series; the message names it.
+    hyperspy_edxtomo.staging.OutputError
+        An input file lies inside ``out`` (a ValueError).
     FileExistsError
         ``out`` holds results and ``overwrite`` is False.
     FileNotFoundError, OSError
@@ -467,178 +474,216 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
         raise FileExistsError(f"{present[0]} exists: {out} holds earlier results; choose another --out or pass "
                               "--overwrite.")
 
-    timings, files, numbers = {}, {}, {}
-    clock = [time.perf_counter()]
+    inputs = input_files(source)
+    check_inputs_outside(inputs, out)
+    # everything is written into a temporary sibling of out and moved into place at the end: an error or
+    # Ctrl-C leaves an earlier run's results as they were, never half replaced
+    with staged_output(out, "folder", stale=earlier_results(out)) as work:
+        timings, files, numbers = {}, {}, {}
+        clock = [time.perf_counter()]
 
-    def lap(step):
-        now = time.perf_counter()
-        timings[step] = round(timings.get(step, 0.0) + now - clock[0], 2)
-        clock[0] = now
+        def lap(step):
+            now = time.perf_counter()
+            timings[step] = round(timings.get(step, 0.0) + now - clock[0], 2)
+            clock[0] = now
 
-    # -- 1-2. load and maps --------------------------------------------------------------------
-    _log(verbose, "Loading the tilt series and extracting the element maps ...")
-    maps, spectra, what = load_input(source, elements=elements, tilts=tilts, lazy=lazy, background=background,
-                                     show_progressbar=show_progressbar)
-    _log(verbose, f"  {what}: {maps.tilts.size} tilts, elements {maps.elements}")
-    if maps.tilts.size < 2:
-        raise PipelineError(f"{what} holds {maps.tilts.size} tilt: a tomogram needs several.")
-    if shell_elements is not None:
-        missing = [e for e in shell_elements if e not in maps.elements]
-        if missing:
-            raise PipelineError(f"--shell-elements {missing} are not among the elements {maps.elements} of {what}.")
-    lap("load and maps")
-    out.mkdir(parents=True, exist_ok=True)
-    maps.save(out / "element_maps.hspy", overwrite=True)
-    files["element maps"] = out / "element_maps.hspy"
-    files["tilt montage"] = plotting.tilt_montage(maps, out / "element_maps.png")
-    totals = maps.to_numpy().sum(axis=(2, 3))
-    numbers["input"] = what
-    numbers["elements"] = list(maps.elements)
-    numbers["xray_lines"] = list(maps.metadata.get_item("Sample.xray_lines", []))
-    numbers["tilts_deg"] = [float(t) for t in maps.tilts]
-    numbers["pixel_size"] = list(maps.pixel_size)
-    numbers["image_shape"] = list(maps.data.shape[2:])
-    numbers["counts_total"] = {el: float(totals[e].sum()) for e, el in enumerate(maps.elements)}
-    numbers["counts_per_tilt"] = {el: float(totals[e].mean()) for e, el in enumerate(maps.elements)}
-    integer = _is_integer(maps)
-    numbers["integer_counts"] = integer
-    b = maps.background
-    numbers["background"] = {"mode": background, "attached": b is not None}
-    if b is not None:
-        numbers["background"]["counts_per_tilt"] = {el: float(b[e].sum(axis=(1, 2)).mean())
-                                                    for e, el in enumerate(maps.elements)}
-    for el in maps.elements:
-        _log(verbose, f"  {el:>2}: {numbers['counts_per_tilt'][el]:9.0f} counts per tilt")
-    lap("pictures")
+        # -- 1-2. load and maps --------------------------------------------------------------------
+        _log(verbose, "Loading the tilt series and extracting the element maps ...")
+        maps, spectra, what = load_input(source, elements=elements, tilts=tilts, lazy=lazy, background=background,
+                                         show_progressbar=show_progressbar)
+        _log(verbose, f"  {what}: {maps.tilts.size} tilts, elements {maps.elements}")
+        if maps.tilts.size < 2:
+            raise PipelineError(f"{what} holds {maps.tilts.size} tilt: a tomogram needs several.")
+        if shell_elements is not None:
+            missing = [e for e in shell_elements if e not in maps.elements]
+            if missing:
+                raise PipelineError(f"--shell-elements {missing} are not among the elements {maps.elements} of {what}.")
+        lap("load and maps")
+        maps.save(work / "element_maps.hspy", overwrite=True)
+        files["element maps"] = work / "element_maps.hspy"
+        files["tilt montage"] = plotting.tilt_montage(maps, work / "element_maps.png")
+        totals = maps.to_numpy().sum(axis=(2, 3))
+        numbers["input"] = what
+        numbers["elements"] = list(maps.elements)
+        numbers["xray_lines"] = list(maps.metadata.get_item("Sample.xray_lines", []))
+        numbers["tilts_deg"] = [float(t) for t in maps.tilts]
+        numbers["pixel_size"] = list(maps.pixel_size)
+        numbers["image_shape"] = list(maps.data.shape[2:])
+        numbers["counts_total"] = {el: float(totals[e].sum()) for e, el in enumerate(maps.elements)}
+        numbers["counts_per_tilt"] = {el: float(totals[e].mean()) for e, el in enumerate(maps.elements)}
+        integer = _is_integer(maps)
+        numbers["integer_counts"] = integer
+        b = maps.background
+        numbers["background"] = {"mode": background, "attached": b is not None}
+        if b is not None:
+            numbers["background"]["counts_per_tilt"] = {el: float(b[e].sum(axis=(1, 2)).mean())
+                                                        for e, el in enumerate(maps.elements)}
+        for el in maps.elements:
+            _log(verbose, f"  {el:>2}: {numbers['counts_per_tilt'][el]:9.0f} counts per tilt")
+        lap("pictures")
 
-    # -- 3. align ------------------------------------------------------------------------------
-    raw = maps
-    if align:
-        _log(verbose, f"Aligning {maps.tilts.size} views ({align_method}) ...")
-        maps = maps.align(method=align_method, show_progressbar=show_progressbar)
-        info = maps.metadata.Tomography.alignment
-        sx, sy = np.asarray(info.shift_x_px, float), np.asarray(info.shift_y_px, float)
-        numbers["alignment"] = {
-            "method": str(info.get_item("method", align_method)),
-            "max_shift_px": float(np.max(np.hypot(sx, sy))) if sx.size else 0.0,
-            "rms_shift_px": float(np.sqrt(np.mean(sx ** 2 + sy ** 2))) if sx.size else 0.0,
-            "axis_offset_px": float(info.get_item("axis_offset_px", 0.0)),
-            "rotation_deg": float(info.get_item("rotation_deg", 0.0)),
-        }
-        maps.save(out / "element_maps_aligned.hspy", overwrite=True)
-        files["aligned element maps"] = out / "element_maps_aligned.hspy"
-        a = numbers["alignment"]
-        _log(verbose, f"  shifts up to {a['max_shift_px']:.2f} px, tilt-axis offset {a['axis_offset_px']:.2f} px, "
-                      f"rotation {a['rotation_deg']:.2f} deg")
-    else:
-        numbers["alignment"] = "none"
-    lap("align")
-
-    # -- 4. denoise ----------------------------------------------------------------------------
-    recon_input = maps
-    if denoiser != "none" and not internal_denoiser:
-        _log(verbose, f"Denoising with {denoiser} ...")
-        recon_input = maps.denoise(denoiser, show_progressbar=show_progressbar, **denoiser_parameters)
-        recon_input.save(out / f"element_maps_denoised_{denoiser}.hspy", overwrite=True)
-        files["denoised element maps"] = out / f"element_maps_denoised_{denoiser}.hspy"
-        numbers["denoiser"] = {"method": denoiser, **denoiser_parameters}
-    elif internal_denoiser:
-        numbers["denoiser"] = f"inside {method}: {parameters.get('denoiser', cls.class_traits()['denoiser'].default)}"
-    else:
-        numbers["denoiser"] = "none"
-    lap("denoise")
-
-    # -- 5. reconstruct ------------------------------------------------------------------------
-    _log(verbose, f"Reconstructing with {method} ...")
-    volume = recon_input.reconstruct(method, show_progressbar=show_progressbar, **parameters)
-    volume.save(out / "volume.hspy", overwrite=True)
-    files["volume"] = out / "volume.hspy"
-    used = volume.history[-1].get("parameters", {})
-    numbers["method"] = method
-    numbers["parameters"] = used.get("parameters", {})
-    numbers["volume_shape"] = list(volume.data.shape[1:])
-    lap("reconstruct")
-    if truth is not None:
-        numbers["pearson_with_truth"] = {}
-        for el in volume.elements:
-            if el in truth.elements:
-                r = np.corrcoef(volume.element(el).to_numpy().ravel(), truth.element(el).to_numpy().ravel())[0, 1]
-                numbers["pearson_with_truth"][el] = float(r)
-                _log(verbose, f"  {el:>2}: Pearson correlation with the ground truth {r:.3f}")
-
-    # -- 6. FSC --------------------------------------------------------------------------------
-    fsc_signal = None
-    if fsc:
-        from .analysis.fsc import fourier_shell_correlation, split_tilt_series
-
-        f_method, per_element = fsc_halves_parameters(volume, method, fsc_method, fsc_parameters)
-        raw_integer = _is_integer(raw)
-        split = "counts" if raw_integer else "tilts"
-        if split == "tilts" and maps.tilts.size < 4:
-            _log(verbose, "Skipping the FSC: the maps are not integer counts and there are under 4 tilts to split.")
-            numbers["fsc"] = "skipped: no integer counts to split and under 4 tilts"
-        else:
-            _log(verbose, f"Fourier shell correlation: two {split} halves reconstructed with {f_method} ...")
-            halves = split_tilt_series(maps, split, seed, raw=raw if (align and split == "counts") else None)
-            v1 = _reconstruct_per_element(halves[0], f_method, per_element, show_progressbar)
-            v2 = _reconstruct_per_element(halves[1], f_method, per_element, show_progressbar)
-            fsc_signal = fourier_shell_correlation(v1, v2)
-            for key, value in (("split", split), ("seed", seed), ("method", f_method)):
-                fsc_signal.metadata.set_item(f"Tomography.FSC.{key}", value)
-            info = fsc_signal.metadata.Tomography.FSC
-            numbers["fsc"] = {
-                "split": split, "method": f_method, "seed": seed,
-                "parameters": _jsonable(per_element),
-                "units": info.units,
-                "resolution_0143": {el: float(info.resolution_0143[el]) for el in volume.elements},
-                "resolution_half_bit": {el: float(info.resolution_half_bit[el]) for el in volume.elements},
-                "nyquist_limited_0143": {el: bool(info.nyquist_limited_0143[el]) for el in volume.elements},
+        # -- 3. align ------------------------------------------------------------------------------
+        raw = maps
+        if align:
+            _log(verbose, f"Aligning {maps.tilts.size} views ({align_method}) ...")
+            maps = maps.align(method=align_method, show_progressbar=show_progressbar)
+            info = maps.metadata.Tomography.alignment
+            sx, sy = np.asarray(info.shift_x_px, float), np.asarray(info.shift_y_px, float)
+            numbers["alignment"] = {
+                "method": str(info.get_item("method", align_method)),
+                "max_shift_px": float(np.max(np.hypot(sx, sy))) if sx.size else 0.0,
+                "rms_shift_px": float(np.sqrt(np.mean(sx ** 2 + sy ** 2))) if sx.size else 0.0,
+                "axis_offset_px": float(info.get_item("axis_offset_px", 0.0)),
+                "rotation_deg": float(info.get_item("rotation_deg", 0.0)),
             }
-            fsc_signal.save(out / "fsc.hspy", overwrite=True)
-            files["FSC"] = out / "fsc.hspy"
-            files["FSC curves"] = plotting.fsc_plot(fsc_signal, out / "fsc.png")
+            maps.save(work / "element_maps_aligned.hspy", overwrite=True)
+            files["aligned element maps"] = work / "element_maps_aligned.hspy"
+            a = numbers["alignment"]
+            _log(verbose, f"  shifts up to {a['max_shift_px']:.2f} px, tilt-axis offset {a['axis_offset_px']:.2f} px, "
+                          f"rotation {a['rotation_deg']:.2f} deg")
+        else:
+            numbers["alignment"] = "none"
+        lap("align")
+
+        # -- 4. denoise ----------------------------------------------------------------------------
+        recon_input = maps
+        if denoiser != "none" and not internal_denoiser:
+            _log(verbose, f"Denoising with {denoiser} ...")
+            recon_input = maps.denoise(denoiser, show_progressbar=show_progressbar, **denoiser_parameters)
+            recon_input.save(work / f"element_maps_denoised_{denoiser}.hspy", overwrite=True)
+            files["denoised element maps"] = work / f"element_maps_denoised_{denoiser}.hspy"
+            numbers["denoiser"] = {"method": denoiser, **denoiser_parameters}
+        elif internal_denoiser:
+            numbers["denoiser"] = f"inside {method}: {parameters.get('denoiser', cls.class_traits()['denoiser'].default)}"
+        else:
+            numbers["denoiser"] = "none"
+        lap("denoise")
+
+        # -- 5. reconstruct ------------------------------------------------------------------------
+        _log(verbose, f"Reconstructing with {method} ...")
+        volume = recon_input.reconstruct(method, show_progressbar=show_progressbar, **parameters)
+        volume.save(work / "volume.hspy", overwrite=True)
+        files["volume"] = work / "volume.hspy"
+        used = volume.history[-1].get("parameters", {})
+        numbers["method"] = method
+        numbers["parameters"] = used.get("parameters", {})
+        numbers["volume_shape"] = list(volume.data.shape[1:])
+        lap("reconstruct")
+        if truth is not None:
+            numbers["pearson_with_truth"] = {}
             for el in volume.elements:
-                _log(verbose, f"  {el:>2}: {numbers['fsc']['resolution_0143'][el]:.2f} {info.units} (0.143), "
-                              f"{numbers['fsc']['resolution_half_bit'][el]:.2f} {info.units} (1/2-bit)")
-    else:
-        numbers["fsc"] = "skipped (--no-fsc)"
-    lap("fsc")
+                if el in truth.elements:
+                    r = np.corrcoef(volume.element(el).to_numpy().ravel(), truth.element(el).to_numpy().ravel())[0, 1]
+                    numbers["pearson_with_truth"][el] = float(r)
+                    _log(verbose, f"  {el:>2}: Pearson correlation with the ground truth {r:.3f}")
 
-    # -- 7. particles and shells ---------------------------------------------------------------
-    _log(verbose, "Finding particles and mapping their shells ...")
-    particles, shells = analyse_volume(volume, shell_elements, numbers, files, out, truth=truth)
-    for row in numbers.get("shells", []):
-        if row["particle"] == numbers["particles"][0]["label"]:
-            _log(verbose, f"  particle {row['particle']} {row['element']:>2}: {100 * row['absent_fraction']:5.1f} % "
-                          f"absent, mean thickness {row['mean_thickness_where_present']:.2f} {volume.voxel_size[1]}")
-    lap("shells")
+        # -- 6. FSC --------------------------------------------------------------------------------
+        fsc_signal = None
+        if fsc:
+            from .analysis.fsc import fourier_shell_correlation, fsc_sampling_problem, split_tilt_series
 
-    # -- 8. pictures and exports ---------------------------------------------------------------
-    files["volume cuts"] = plotting.volume_cuts(volume, out / "volume_cuts.png", truth=truth)
-    files["maximum projections"] = plotting.max_projections(volume, out / "max_projections.png")
-    if len(volume.elements) >= 2:
-        files["RGB overlay"] = plotting.rgb_overlay(volume, out / "rgb_overlay.png",
-                                                    elements=_overlay_elements(volume.elements, shell_elements))
-    lap("pictures")
-    for fmt in exports:
-        written = volume.export(out / f"volume.{fmt}")
-        for p in written:
-            files[f"export {p.name}"] = p
-    lap("exports")
+            f_method, per_element = fsc_halves_parameters(volume, method, fsc_method, fsc_parameters)
+            raw_integer = _is_integer(raw)
+            split = "counts" if raw_integer else "tilts"
+            if split == "tilts" and maps.tilts.size < 4:
+                _log(verbose, "Skipping the FSC: the maps are not integer counts and there are under 4 tilts to split.")
+                numbers["fsc"] = "skipped: no integer counts to split and under 4 tilts"
+            else:
+                _log(verbose, f"Fourier shell correlation: two {split} halves reconstructed with {f_method} ...")
+                halves = split_tilt_series(maps, split, seed, raw=raw if (align and split == "counts") else None)
+                v1 = _reconstruct_per_element(halves[0], f_method, per_element, show_progressbar)
+                v2 = _reconstruct_per_element(halves[1], f_method, per_element, show_progressbar)
+                fsc_signal = fourier_shell_correlation(v1, v2)
+                for key, value in (("split", split), ("seed", seed), ("method", f_method)):
+                    fsc_signal.metadata.set_item(f"Tomography.FSC.{key}", value)
+                info = fsc_signal.metadata.Tomography.FSC
+                numbers["fsc"] = {
+                    "split": split, "method": f_method, "seed": seed,
+                    "parameters": _jsonable(per_element),
+                    "units": info.units,
+                    "resolution_0143": {el: float(info.resolution_0143[el]) for el in volume.elements},
+                    "resolution_half_bit": {el: float(info.resolution_half_bit[el]) for el in volume.elements},
+                    "nyquist_limited_0143": {el: bool(info.nyquist_limited_0143[el]) for el in volume.elements},
+                }
+                problem = fsc_sampling_problem(halves[0].tilts, halves[1].tilts, split)
+                if problem:  # warned by split_tilt_series; the report says it beside the numbers
+                    numbers["fsc"]["warning"] = problem
+                    _log(verbose, f"  warning: {problem}")
+                fsc_signal.save(work / "fsc.hspy", overwrite=True)
+                files["FSC"] = work / "fsc.hspy"
+                files["FSC curves"] = plotting.fsc_plot(fsc_signal, work / "fsc.png")
+                for el in volume.elements:
+                    _log(verbose, f"  {el:>2}: {numbers['fsc']['resolution_0143'][el]:.2f} {info.units} (0.143), "
+                                  f"{numbers['fsc']['resolution_half_bit'][el]:.2f} {info.units} (1/2-bit)")
+        else:
+            numbers["fsc"] = "skipped (--no-fsc)"
+        lap("fsc")
 
-    timings["total"] = round(time.perf_counter() - t_start, 2)
-    results = {"out": out, "maps": maps, "volume": volume, "fsc": fsc_signal, "particles": particles,
-               "shells": shells, "files": files, "numbers": numbers, "timings": timings}
-    (out / "results.json").write_text(json.dumps(_jsonable({"numbers": numbers, "timings": timings,
-                                                             "files": {k: str(v) for k, v in files.items()}}),
-                                                 indent=1))
-    files["results"] = out / "results.json"
-    if report:
-        md, html_path = write_report(results, out)
-        files["report"] = md
-        files["report (HTML)"] = html_path
+        # -- 7. particles and shells ---------------------------------------------------------------
+        _log(verbose, "Finding particles and mapping their shells ...")
+        try:
+            particles, shells = analyse_volume(volume, shell_elements, numbers, files, work, truth=truth)
+        except Exception as err:  # noqa: BLE001 - the volume and the FSC are worth keeping whatever fails here
+            from .errors import warn
+
+            particles, shells = None, None
+            numbers.setdefault("particles", [])
+            numbers["shells"] = f"the particle analysis failed ({type(err).__name__}: {err})"
+            warn(f"The particle and shell analysis failed ({type(err).__name__}: {err}); the volume, FSC and "
+                 "pictures are written, and the report says so.")
+        if isinstance(numbers.get("shells"), list) and numbers["shells"]:
+            first = numbers["shells"][0]["particle"]
+            for row in numbers["shells"]:
+                if row["particle"] == first:
+                    _log(verbose, f"  particle {row['particle']} {row['element']:>2}: "
+                                  f"{100 * row['absent_fraction']:5.1f} % absent, mean thickness "
+                                  f"{row['mean_thickness_where_present']:.2f} {volume.voxel_size[1]}")
+        else:
+            _log(verbose, f"  no particle analysis: {numbers.get('shells')}; the report says so")
+        for label, reason in numbers.get("shells_skipped", {}).items():
+            _log(verbose, f"  particle {label} not analysed: {reason}")
+        lap("shells")
+
+        # -- 8. pictures and exports ---------------------------------------------------------------
+        files["volume cuts"] = plotting.volume_cuts(volume, work / "volume_cuts.png", truth=truth)
+        files["maximum projections"] = plotting.max_projections(volume, work / "max_projections.png")
+        if len(volume.elements) >= 2:
+            files["RGB overlay"] = plotting.rgb_overlay(volume, work / "rgb_overlay.png",
+                                                        elements=_overlay_elements(volume.elements, shell_elements))
+        lap("pictures")
+        for fmt in exports:
+            written = volume.export(work / f"volume.{fmt}")
+            for p in written:
+                files[f"export {p.name}"] = p
+        lap("exports")
+
+        timings["total"] = round(time.perf_counter() - t_start, 2)
+        results = {"out": out, "maps": maps, "volume": volume, "fsc": fsc_signal, "particles": particles,
+                   "shells": shells, "files": files, "numbers": numbers, "timings": timings}
+        files["results"] = work / "results.json"
+        if report:
+            files["report"], files["report (HTML)"] = work / "report.md", work / "report.html"
+        # the paths the files will have once the folder is in place
+        for key, path in files.items():
+            files[key] = out / Path(path).relative_to(work)
+        (work / "results.json").write_text(json.dumps(_jsonable({"numbers": numbers, "timings": timings,
+                                                                 "files": {k: str(v) for k, v in files.items()}}),
+                                                     indent=1))
+        if report:
+            write_report(results, work)
     _log(verbose, f"Wrote {len(files)} files to {out} in {timings['total']:.1f} s; see {out / 'report.html'}")
     return results
+
+
+def earlier_results(out):
+    """Names in ``out`` written by an earlier run (its ``results.json``): replaced, never kept beside new ones."""
+    names = set(RESULT_FILES)
+    try:
+        listed = json.loads((Path(out) / "results.json").read_text()).get("files", {})
+        names.update(Path(v).name for v in listed.values())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return names
 
 
 def _overlay_elements(elements, shell_elements):
@@ -665,9 +710,12 @@ def analyse_volume(volume, shell_elements=None, numbers=None, files=None, out=No
 
     Returns
     -------
-    (ParticleList, ShellMaps or None)
-        None for the shells when no particle is found (``numbers["shells"]``
-        then says why).
+    (ParticleList or None, ShellMaps or None)
+        None for the particles when none is found (``numbers["shells"]`` and
+        ``numbers["particles_note"]`` then say why), None for the shells when
+        no particle can be analysed. Particles that cannot be analysed while
+        others can are listed in ``numbers["shells_skipped"]`` (label:
+        reason).
 
     Examples
     --------
@@ -690,21 +738,22 @@ def analyse_volume(volume, shell_elements=None, numbers=None, files=None, out=No
         particles = volume.find_particles()
     except ValueError as err:
         numbers["particles"] = []
+        numbers["particles_note"] = f"no particle found: {err}"
         numbers["shells"] = f"no particle found ({err})"
         return None, None
     numbers["particles"] = [{k: _jsonable(v) for k, v in row.items()} for row in particles.as_table()]
     numbers["length_units"] = particles.units
     try:
+        # each particle on its own: one that cannot be analysed (an irregular particle whose centroid
+        # lies outside it) is listed in shells.skipped, with a warning, and the others are kept
         shells = volume.shell_maps(elements=shell_elements, particles=particles, max_particles=max_particles)
     except ValueError as err:
-        # e.g. an irregular particle whose centroid lies outside it: keep the largest one only
-        try:
-            shells = volume.shell_maps(elements=shell_elements, particles=particles, max_particles=1)
-            numbers["shells_note"] = f"shells of the largest particle only: {err}"
-        except ValueError as err1:
-            numbers["shells"] = f"shell maps failed: {err1}"
-            return particles, None
+        numbers["shells"] = f"shell maps failed: {err}"
+        return particles, None
     numbers["shells"] = shells.as_table()
+    if shells.skipped:
+        numbers["shells_skipped"] = {str(k): v for k, v in shells.skipped.items()}
+        numbers["shells_note"] = "not analysed: " + "; ".join(f"particle {k}: {v}" for k, v in shells.skipped.items())
     if truth is not None:
         try:
             t_shells = truth.shell_maps(elements=shell_elements, max_particles=1)
@@ -782,7 +831,8 @@ def _tables(results):
                                                   f"{f['method']}"),
                                       ("parameters of the halves", _short(hp, 300)),
                                       ("note", "resolution of half the data; the full reconstruction resolves "
-                                               "somewhat finer")]))
+                                               "somewhat finer")]
+                    + ([("warning", f["warning"])] if f.get("warning") else [])))
     elif f is not None:
         out.append(("FSC", ["", ""], [("FSC", str(f))]))
 
@@ -793,6 +843,8 @@ def _tables(results):
                 for p in parts]
         out.append(("Particles", ["#", f"x ({lu})", f"y ({lu})", f"z ({lu})", f"equivalent diameter ({lu})", "voxels"],
                     rows))
+    elif n.get("particles_note"):
+        out.append(("Particles", ["", ""], [("particles", n["particles_note"])]))
     shells = n.get("shells")
     if isinstance(shells, list) and shells:
         truth = {(r["element"]): r for r in n.get("shells_truth", [])}

@@ -284,6 +284,74 @@ def test_shell_maps_signal_and_errors():
         shell_maps(vol, particles=[1, 2])
 
 
+def _ball_and_ring(n=48):
+    """A core-shell ball (Se core, S shell) and a smaller ring of the same, side by side: the
+    ring's centroid lies in its hole, outside it, so its shells cannot be mapped from there."""
+    z, y, x = np.meshgrid(*[np.arange(n, dtype=float)] * 3, indexing="ij")
+    r_ball = np.sqrt((z - 24) ** 2 + (y - 24) ** 2 + (x - 13) ** 2)
+    core = r_ball <= 5
+    shell = (r_ball > 5) & (r_ball <= 8)
+    # a torus about the z axis through (24, 24, 36): major radius 5, tube radius 2
+    rho = np.sqrt((y - 24) ** 2 + (x - 36) ** 2)
+    ring = (rho - 5) ** 2 + (z - 24) ** 2 <= 2.0**2
+    return _volume([1.0 * core + 0.5 * ring, 1.0 * shell + 0.5 * ring], ["Se", "S"]), ring
+
+
+def test_one_bad_particle_does_not_stop_the_others():
+    vol, ring = _ball_and_ring()
+    particles = vol.find_particles(smooth_nm=0)
+    assert len(particles) == 2 and particles[1].n_voxels == ring.sum()
+    with pytest.warns(UserWarning, match=r"particle 2: The origin of particle 2 .* is not inside it"):
+        shells = vol.shell_maps(particles=particles, n_azimuth=36, n_elevation=18)
+    # the ball is analysed as if alone; the ring is reported, not silently dropped
+    assert shells.labels == [1] and list(shells.skipped) == [2] and "not inside" in shells.skipped[2]
+    assert shells.thickness.data.shape == (1, 2, 18, 36)
+    alone = vol.shell_maps(particles=particles, max_particles=1, n_azimuth=36, n_elevation=18)
+    np.testing.assert_array_equal(shells.absent_fraction, alone.absent_fraction)
+    assert shells.absent("Se") == 0.0 and shells.absent("S") == 0.0
+    assert shells.thickness.metadata.Tomography.shells.skipped["2"] == shells.skipped[2]
+    assert shells.parameters["particles"] == [1] and "2" in shells.parameters["skipped"]
+    # no particle that can be analysed: an error that names each one's reason
+    with pytest.raises(ValueError, match="No particle could be analysed: particle 1: The origin of particle 1"):
+        vol.shell_maps(particles=particles, origin=(100.0, 0.0, 0.0))
+
+
+def test_analyse_volume_reports_the_particle_it_cannot_analyse():
+    from hyperspy_edxtomo.pipeline import _tables, analyse_volume
+
+    vol, _ = _ball_and_ring()
+    numbers = {}
+    with pytest.warns(UserWarning, match="not analysed"):
+        particles, shells = analyse_volume(vol, numbers=numbers)
+    assert len(numbers["particles"]) == 2 and {row["particle"] for row in numbers["shells"]} == {1}
+    assert "not inside" in numbers["shells_skipped"]["2"]
+    rows = dict((r[0], r[1]) for heading, _, rs in _tables({"numbers": numbers, "timings": {}}) for r in rs
+                if heading == "Shell coverage")
+    assert "particle 2" in rows["note"] and "not inside" in rows["note"]
+
+
+def test_fsc_warns_when_the_halves_hold_too_few_tilts():
+    import warnings
+
+    from hyperspy_edxtomo.analysis.fsc import fsc_sampling_problem
+
+    two = datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, tilts=[-30, 30], seed=0)
+    with pytest.warns(UserWarning, match="each FSC half holds only 2 tilts"):
+        split_tilt_series(two, "counts")
+    sparse = datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, tilts=[-60, -20, 20, 60], seed=0)
+    with pytest.warns(UserWarning, match="only 2 tilts"):  # a tilt split: 2 views a half
+        split_tilt_series(sparse, "tilts")
+    with pytest.warns(UserWarning, match="tilt steps of up to 40 deg"):
+        split_tilt_series(sparse, "counts")
+    # the usual series: no warning
+    fine = datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        split_tilt_series(fine, "counts")
+        split_tilt_series(fine, "tilts")
+    assert fsc_sampling_problem([-60, -40, -20, 0, 20, 40, 60], [-50, -30, -10, 10, 30, 50]) is None
+
+
 # ---------------------------------------------------------------------------------------
 # pictures
 

@@ -1,5 +1,7 @@
 """The counts module: what the statistics of the package rest on."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -48,3 +50,21 @@ def test_count_split_and_deviance(raw):
     assert C.poisson_deviance(raw, raw) < C.poisson_deviance(raw, mu)
     per_view = C.poisson_deviance(raw, mu, axis=(2, 3))
     assert per_view.shape == (3, 13) and per_view.sum() == pytest.approx(C.poisson_deviance(raw, mu))
+
+
+def test_package_warnings_point_at_the_users_line():
+    # a warning raised deep inside the package names the line of the user's call
+    import inspect
+
+    import hyperspy_edxtomo as het
+
+    counts = np.ones((1, 3, 8, 8), np.float32)
+    counts[0, 1] *= 100  # a 100x dose ratio: check_views warns
+    maps = het.element_maps_from_array(counts, [-10.0, 0.0, 10.0], ["Zn"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        maps.reconstruct("fbp", show_progressbar=False)
+    ours = [w for w in caught if "times more or less" in str(w.message)]
+    assert ours, [str(w.message) for w in caught]
+    assert ours[0].filename == __file__ and ours[0].lineno == line

@@ -1,6 +1,7 @@
 """Exports of element volumes: each format read back with its voxel size."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,44 @@ def test_export_errors(tmp_path):
     px = het.volume_from_array(np.ones((1, 4, 4, 4)), ["Zn"])  # uncalibrated
     with pytest.raises(ValueError, match="Å"):
         px.export(tmp_path / "px.mrc")
+
+
+def test_export_refuses_to_overwrite_unless_asked(tmp_path):
+    vol = het.volume_from_array(np.ones((2, 4, 4, 4), np.float32), ["S", "Zn"], voxel_size_nm=0.2)
+    (tmp_path / "vol_Zn.mrc").write_bytes(b"the user's file")
+    # one of the two .mrc files exists: nothing at all is written, the file is kept
+    with pytest.raises(FileExistsError, match="vol_Zn.mrc exists: pass overwrite=True"):
+        vol.export(tmp_path / "vol.mrc")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vol_Zn.mrc"]
+    assert (tmp_path / "vol_Zn.mrc").read_bytes() == b"the user's file"
+    assert [p.name for p in vol.export(tmp_path / "vol.mrc", overwrite=True)] == ["vol_S.mrc", "vol_Zn.mrc"]
+    import mrcfile
+
+    with mrcfile.open(tmp_path / "vol_Zn.mrc") as mrc:
+        assert mrc.data.shape == (4, 4, 4)
+    # a folder format (.zspy) is replaced too, and no temporary file is left behind
+    vol.export(tmp_path / "vol.zspy")
+    with pytest.raises(FileExistsError):
+        vol.export(tmp_path / "vol.zspy")
+    vol.element("S").export(tmp_path / "vol.zspy", overwrite=True)
+    import hyperspy.api as hs
+
+    assert hs.load(tmp_path / "vol.zspy").elements == ["S"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vol.zspy", "vol_S.mrc", "vol_Zn.mrc"]
+
+
+def test_export_interrupted_keeps_the_earlier_file(tmp_path, monkeypatch):
+    import tifffile
+
+    vol = het.volume_from_array(np.ones((1, 4, 4, 4), np.float32), ["Zn"], voxel_size_nm=0.2)
+    (path,) = vol.export(tmp_path / "vol.tif")
+    before = path.read_bytes()
+
+    def half_written(file, *args, **kwargs):
+        Path(file).write_bytes(b"II*\x00 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tifffile, "imwrite", half_written)
+    with pytest.raises(KeyboardInterrupt):
+        (vol * 2).export(path, overwrite=True)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["vol.tif"]

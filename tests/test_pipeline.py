@@ -251,3 +251,159 @@ def test_write_report_tables(tmp_path):
     text = md.read_text()
     assert "| S | 512 | 6656 | <= 0.61 | 0.72 |" in text and "![volume cuts](volume_cuts.png)" in text
     assert "<td>&lt;= 0.61</td>" in page.read_text()
+
+
+# ---------------------------------------------------------------------------------------
+# a first real series never crashes: no particle, interrupted runs, outputs over inputs
+
+
+@pytest.fixture(scope="module")
+def background_only_file(tmp_path_factory):
+    """Element maps of a field with no particle at all: a flat background, no counts from the dot."""
+    path = tmp_path_factory.mktemp("empty") / "empty.hspy"
+    datasets.simulate_scene("dot", size=32, counts_per_tilt=0, background=2.0, seed=0).save(path)
+    return path
+
+
+def test_run_without_a_particle_completes_and_says_so(background_only_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["--quiet", "run", str(background_only_file), "--elements", "Se", "Zn", "--method", "sirt",
+               "--param", "iterations=10", "--no-align", "--out", str(out)])
+    assert rc == 0
+    numbers = json.loads((out / "results.json").read_text())["numbers"]
+    # noise leaves either nothing above the threshold or a blob with no inside: either way, said
+    reason = numbers["shells"]
+    assert isinstance(reason, str) and reason.startswith(("no particle found", "shell maps failed"))
+    assert f"no particle analysis: {reason}" in capsys.readouterr().out
+    assert isinstance(numbers["fsc"], dict)  # the steps before the analysis are all there
+    assert f"| shells | {reason} |" in (out / "report.md").read_text()
+    assert isinstance(hs.load(out / "volume.hspy"), ElementVolume)
+
+
+def test_a_volume_without_particles_is_reported_not_fatal(tmp_path):
+    from hyperspy_edxtomo.pipeline import analyse_volume
+    from hyperspy_edxtomo.signals import volume_from_array
+
+    numbers = {}
+    empty = volume_from_array(np.zeros((2, 16, 16, 16)), ["Se", "Zn"], voxel_size_nm=0.2)
+    assert analyse_volume(empty, numbers=numbers) == (None, None)
+    assert numbers["particles"] == [] and numbers["particles_note"].startswith("no particle found: The volume is empty")
+    md, _ = write_report({"numbers": {**numbers, "elements": []}, "timings": {}, "files": {}}, tmp_path)
+    assert "| particles | no particle found: The volume is empty" in md.read_text()
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_interrupted_or_failed_run_leaves_earlier_results_untouched(tmp_path, monkeypatch, capsys):
+    import hyperspy_edxtomo.pipeline as pipeline
+
+    maps_file = tmp_path / "maps.hspy"
+    datasets.quantum_dot_element_maps("CdSe/ZnS", size=32, seed=1).save(maps_file)
+    out = tmp_path / "D"
+    args = ["--quiet", "run", str(maps_file), "--elements", "S", "Zn", "--method", "fbp", "--no-align", "--no-fsc",
+            "--out", str(out)]
+    assert main(args + ["--export", "npy"]) == 0
+    (out / "notes.txt").write_text("the user's own notes")
+    before = _snapshot(out)
+    assert "volume.npy" in before and "report.md" in before
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "analyse_volume", interrupted)  # after the new volume is written
+    assert main(args + ["--method", "sirt", "--overwrite"]) == 130
+    assert capsys.readouterr().err.strip() == f"edxtomo run: interrupted; {out} left unchanged"
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D", "maps.hspy"]  # no temporary folder left
+
+    def broken(*a, **k):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.undo()
+    monkeypatch.setattr("hyperspy_edxtomo.plotting.volume_cuts", broken)  # the pictures, after the analysis
+    assert main(args + ["--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("edxtomo run: error: RuntimeError: out of memory") and "--debug" in err
+    assert "Traceback" not in err
+    assert main(args + ["--overwrite", "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+    assert _snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["D", "maps.hspy"]
+
+    # a failing particle analysis does not cost the volume: the run completes and the report says why
+    monkeypatch.undo()
+    monkeypatch.setattr(pipeline, "analyse_volume", broken)
+    with pytest.warns(UserWarning, match="particle and shell analysis failed"):
+        assert main(args + ["--overwrite"]) == 0
+    assert "| shells | the particle analysis failed (RuntimeError: out of memory) |" in (out / "report.md").read_text()
+
+    # a run that completes replaces the earlier results as a whole (the export it no longer asks for
+    # goes) and keeps the user's own file
+    monkeypatch.undo()
+    assert main(args + ["--export", "npy"]) == 2  # results there: only with --overwrite
+    assert main(args + ["--overwrite", "--shell-elements", "S"]) == 0
+    assert not (out / "volume.npy").exists() and (out / "notes.txt").read_text() == "the user's own notes"
+    assert [r["element"] for r in json.loads((out / "results.json").read_text())["numbers"]["shells"]] == ["S"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D", "maps.hspy"]
+
+
+def test_an_output_never_replaces_an_input(tmp_path, capsys):
+    out = tmp_path / "q1"
+    maps_file = tmp_path / "maps.hspy"
+    datasets.quantum_dot_element_maps("CdSe/ZnS", size=32, seed=1).save(maps_file)
+    assert main(["--quiet", "run", str(maps_file), "--elements", "Se", "S", "Zn", "--method", "fbp", "--no-align",
+                 "--no-fsc", "--out", str(out)]) == 0
+    before = _snapshot(out)
+    # the run's own element maps as the input of a run into the same folder: refused before any work
+    rc = main(["--quiet", "run", str(out / "element_maps.hspy"), "--elements", "Se", "S", "--method", "fbp",
+               "--no-align", "--no-fsc", "--out", str(out), "--overwrite"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edxtomo run: error:") and "element_maps.hspy" in err and "inside the output folder" in err
+    assert _snapshot(out) == before
+    assert hs.load(out / "element_maps.hspy").elements == ["Se", "S", "Zn"]
+    lazy = hs.load(out / "element_maps.hspy", lazy=True)  # still reads its file
+    with pytest.raises(ValueError, match="inside the output folder"):
+        run_pipeline(lazy, out=out, overwrite=True, verbose=False)
+    assert _snapshot(out) == before
+
+    # the step commands share the folder (the README's workflow), but never write over their input
+    assert main(["--quiet", "align", str(out / "element_maps.hspy"), "--method", "xcorr", "--out", str(out)]) == 0
+    aligned = out / "element_maps_aligned.hspy"
+    once = aligned.read_bytes()
+    assert main(["--quiet", "align", str(aligned), "--method", "xcorr", "--out", str(out), "--overwrite"]) == 2
+    assert "element_maps_aligned.hspy is an input" in capsys.readouterr().err
+    assert aligned.read_bytes() == once
+    vol = out / "volume.hspy"
+    assert main(["export", str(vol), "--format", "hspy"]) == 2  # volume.hspy onto itself
+    assert "is an input" in capsys.readouterr().err
+    assert isinstance(hs.load(vol), ElementVolume)
+    assert main(["export", str(vol), "--format", "npy"]) == 0
+    assert main(["export", str(vol), "--format", "npy"]) == 2  # there: only with --overwrite
+    assert "volume.npy exists" in capsys.readouterr().err
+    assert not [p for p in tmp_path.rglob("*tmp-*")]
+
+
+def test_non_finite_strength_is_refused_naming_lam(tmp_path, capsys, series_file):
+    maps = datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, seed=0)
+    for lam in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(PipelineError, match=r"lam.*'auto' or a positive finite number"):
+            run_pipeline(maps, out=tmp_path / "x", method="tv", parameters={"lam": lam}, verbose=False)
+        with pytest.raises(ValueError, match="parameter 'lam'"):
+            maps.reconstruct("l1", lam=lam)
+    assert not (tmp_path / "x").exists()
+    assert main(["--quiet", "run", str(series_file), "--method", "tv", "--param", "lam=1e999",
+                 "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err
+    assert "'lam'" in err and "positive finite number" in err and not (tmp_path / "y").exists()
+
+
+def test_fsc_from_two_tilts_is_reported_with_a_warning(tmp_path):
+    maps = datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, tilts=[-30, 30], seed=0)
+    with pytest.warns(UserWarning, match="each FSC half holds only 2 tilts"):
+        res = run_pipeline(maps, out=tmp_path / "o", elements=["Se", "Zn"], method="sirt",
+                           parameters={"iterations": 5}, align=False, verbose=False)
+    warning = res["numbers"]["fsc"]["warning"]
+    assert "only 2 tilts" in warning and "streaks" in warning
+    assert f"| warning | {warning} |" in (tmp_path / "o" / "report.md").read_text()

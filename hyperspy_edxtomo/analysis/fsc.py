@@ -39,7 +39,7 @@ from ..metadata import NODE, append_history, get_history
 from ._checks import positive, select_elements, volume_array
 
 __all__ = ["fourier_shell_correlation", "fsc_from_tilt_series", "fsc_curve", "half_bit_threshold", "randomise_phases",
-           "soft_mask"]
+           "soft_mask", "fsc_sampling_problem"]
 
 #: The fixed FSC threshold (Rosenthal & Henderson 2003).
 THRESHOLD_0143 = 0.143
@@ -48,6 +48,9 @@ MASK_CHOICES = ("auto", "sphere", None)
 RANDOMISE_BELOW = 0.8
 RANDOMISE_SEED = 0
 SPLIT_CHOICES = ("counts", "tilts")
+#: halves with fewer tilts than this, or with a wider step between neighbouring tilts, get a warning
+MIN_FSC_TILTS = 3
+MAX_FSC_STEP_DEG = 30.0
 
 
 def half_bit_threshold(n_voxels):
@@ -417,6 +420,53 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
     return sig
 
 
+def fsc_sampling_problem(tilts_first, tilts_second, split="counts"):
+    """Why halves with these tilts make an FSC that cannot be trusted, or None.
+
+    Both halves of a count split hold the same few views, and the halves of
+    a tilt split each hold every other view: with few views (fewer than
+    :data:`MIN_FSC_TILTS` in a half) or a wide angular step (over
+    :data:`MAX_FSC_STEP_DEG` degrees between neighbouring views of a half),
+    the streaks of the sparse sampling dominate both reconstructions. They
+    are the same in both halves of a count split, so the halves agree on
+    them and the FSC claims a resolution the data do not hold; each half of
+    a tilt split has its own, so the FSC measures the sampling, not the
+    noise.
+
+    Parameters
+    ----------
+    tilts_first, tilts_second : array-like
+        Tilt angles (degrees) of the two halves.
+    split : str
+        How the halves were made (for the message).
+
+    Returns
+    -------
+    None or str
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo.analysis.fsc import fsc_sampling_problem
+    >>> fsc_sampling_problem([-20, 0, 20], [-20, 0, 20]) is None
+    True
+    >>> print(fsc_sampling_problem([-30, 30], [-30, 30]))  # doctest: +ELLIPSIS
+    each FSC half holds only 2 tilts (fewer than 3): ...
+    """
+    halves = [np.sort(np.asarray(t, dtype=float).ravel()) for t in (tilts_first, tilts_second)]
+    n = min(h.size for h in halves)
+    same = "the same views in both halves" if split == "counts" else "a different set of views in each half"
+    if n < MIN_FSC_TILTS:
+        return (f"each FSC half holds only {n} tilt{'s' if n != 1 else ''} (fewer than {MIN_FSC_TILTS}): the "
+                f"reconstructions are dominated by the streaks of so few views ({same}), and the FSC resolution "
+                "does not measure the resolution of the volume")
+    step = max(float(np.diff(h).max()) for h in halves)
+    if step > MAX_FSC_STEP_DEG:
+        return (f"the FSC halves have tilt steps of up to {step:.0f} deg (more than {MAX_FSC_STEP_DEG:g}): the "
+                f"reconstructions are dominated by the streaks of the sparse angular sampling ({same}), and the "
+                "FSC resolution does not measure the resolution of the volume")
+    return None
+
+
 def split_tilt_series(maps, split="counts", seed=0, raw=None):
     """Two independent halves of an element-map tilt series.
 
@@ -479,6 +529,7 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
                 half = maps.apply_alignment(half)
             append_history(half, "fsc_split", "counts", {"half": k, "seed": seed})
             halves.append(half)
+        _warn_sampling(halves, split)
         return tuple(halves)
     if split == "tilts":
         n = maps.tilts.size
@@ -489,8 +540,18 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
             half = maps.inav[k::2].deepcopy()
             append_history(half, "fsc_split", "tilts", {"half": k, "tilts_deg": half.tilts})
             halves.append(half)
+        _warn_sampling(halves, split)
         return tuple(halves)
     raise ValueError(f"Unknown split {split!r}: choose one of {SPLIT_CHOICES}.")
+
+
+def _warn_sampling(halves, split):
+    from ..errors import warn
+
+    problem = fsc_sampling_problem(halves[0].tilts, halves[1].tilts, split)
+    if problem:
+        warn(f"FSC: {problem}. Record more tilts (a step of at most {MAX_FSC_STEP_DEG:g} deg) for a meaningful "
+             "resolution.")
 
 
 def fsc_from_tilt_series(maps, method="tv", split="counts", seed=0, raw=None, elements=None, mask="auto",

@@ -94,6 +94,11 @@ class ShellMaps:
     units : str
     parameters : dict
     history : list of dict
+    skipped : dict
+        ``{label: reason}`` of the particles that could not be analysed (for
+        example an irregular particle whose centroid lies outside it); they
+        have no row in the arrays above, whose particle axis follows
+        ``labels``.
     """
 
     thickness: object = field(repr=False)
@@ -107,6 +112,7 @@ class ShellMaps:
     units: str = "nm"
     parameters: dict = field(repr=False, default_factory=dict)
     history: list = field(repr=False, default_factory=list)
+    skipped: dict = field(default_factory=dict)
 
     @property
     def coverage(self):
@@ -175,6 +181,55 @@ def _envelope(surface, u, gone):
     return np.where(gone & good, fit, surface)
 
 
+def _one_particle(p, part, o, particles, data, idx, u, w, scale, step, level, absent_below, max_radius_nm, axes,
+                  thick, outer, absent, absent_sa, surface, thresholds):
+    """Fill row ``p`` of the result arrays for one particle; its origin in nm.
+
+    Raises ValueError when the particle cannot be analysed (its origin outside it).
+    """
+    from scipy import ndimage
+
+    region = particles.regions == part.label
+    oi = np.round(o).astype(int)
+    if np.any(oi < 0) or np.any(oi >= np.array(region.shape)) or particles.labels[tuple(oi)] != part.label:
+        raise ValueError(
+            f"The origin of particle {part.label} (voxel z, y, x = {tuple(round(float(c), 1) for c in o)}) is not "
+            "inside it (an irregular or hollow particle: give origin= a point inside it)"
+        )
+    rmax = max(part.equivalent_diameter, 4 * scale) if max_radius_nm is None else max_radius_nm
+    r = (np.arange(int(np.ceil(rmax / step))) + 0.5) * step  # nm
+    # sample points (3: z, y, x in voxel indices, elevation, azimuth, radius)
+    pts = np.stack([o[k] + u[2 - k][..., None] * r / scale for k in range(3)])
+    flat = pts.reshape(3, -1)
+    inside = ndimage.map_coordinates(region.astype(np.float32), flat, order=0, mode="constant", cval=0.0)
+    inside = inside.reshape(pts.shape[1:]) > 0.5
+    # distance to the particle's surface along every ray: area weights
+    body = ndimage.map_coordinates((particles.labels == part.label).astype(np.float32), flat, order=1,
+                                   mode="constant", cval=0.0).reshape(pts.shape[1:]) > 0.5
+    last_in = np.where(body.any(axis=-1), body.shape[-1] - 1 - np.argmax(body[..., ::-1], axis=-1), 0)
+    surface[p] = r[last_in] + step / 2
+    for j, e in enumerate(idx):
+        vals = ndimage.map_coordinates(data[e], flat, order=1, mode="constant", cval=0.0).reshape(pts.shape[1:])
+        vals = np.where(inside, vals, 0.0)
+        ray_max = vals.max(axis=-1)
+        ref = float(np.median(ray_max))
+        if not ref > 0:
+            ref = float(ray_max.max())
+        thr = level * ref if ref > 0 else np.inf
+        above = vals > thr
+        t = above.sum(axis=-1) * step
+        thick[p, j] = t
+        last = np.where(above.any(axis=-1), above.shape[-1] - 1 - np.argmax(above[..., ::-1], axis=-1), -1)
+        outer[p, j] = np.where(last >= 0, r[np.clip(last, 0, None)] + step / 2, np.nan)
+        gone = t < absent_below
+        radius = _envelope(surface[p], u, gone)
+        w_area = w * radius**2
+        absent[p, j] = float((w_area * gone).sum() / w_area.sum())
+        absent_sa[p, j] = float((w * (t < absent_below)).sum())
+        thresholds[p, j] = thr
+    return tuple(float(ax.offset + ax.scale * c) for ax, c in zip(axes[::-1], o[::-1]))
+
+
 def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimuth=72, n_elevation=36, level=0.5,
                absent_below_nm=None, max_radius_nm=None, max_particles=None):
     """Shell thickness along every direction and shell coverage, per particle and element.
@@ -207,12 +262,17 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
     Returns
     -------
     ShellMaps
+        Every particle is analysed on its own: one that cannot be (its
+        origin lies outside it, e.g. an irregular or hollow particle's
+        centroid) is left out, named with the reason in ``skipped`` and in
+        ``metadata.Tomography.shells.skipped`` of the signals, with a
+        warning; the others are kept.
 
     Raises
     ------
     ValueError
-        NaN or empty volume, no particle found, an origin outside its
-        particle, bad parameters.
+        NaN or empty volume, no particle found, no particle that can be
+        analysed (the message gives each one's reason), bad parameters.
 
     Examples
     --------
@@ -224,8 +284,6 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
     >>> shells.absent("Se")                          # the core is everywhere
     0.0
     """
-    from scipy import ndimage
-
     from .particles import ParticleList, find_particles
 
     data, scale, units, els = volume_array(volume)
@@ -278,46 +336,28 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
     surface = np.zeros((n_p,) + phi.shape)
     thresholds = np.zeros((n_p, n_e))
     origin_nm = []
+    if max_radius_nm is not None:
+        max_radius_nm = positive(max_radius_nm, "max_radius_nm")
+    analysed, skipped = [], {}
     for p, (part, o) in enumerate(zip(plist, origins)):
-        region = particles.regions == part.label
-        oi = np.round(o).astype(int)
-        if np.any(oi < 0) or np.any(oi >= np.array(region.shape)) or particles.labels[tuple(oi)] != part.label:
-            raise ValueError(
-                f"The origin of particle {part.label} (voxel z, y, x = {tuple(np.round(o, 1))}) is not inside it."
-            )
-        origin_nm.append(tuple(float(ax.offset + ax.scale * c) for ax, c in zip(axes[::-1], o[::-1])))
-        rmax = max(part.equivalent_diameter, 4 * scale) if max_radius_nm is None else positive(max_radius_nm,
-                                                                                             "max_radius_nm")
-        r = (np.arange(int(np.ceil(rmax / step))) + 0.5) * step  # nm
-        # sample points (3: z, y, x in voxel indices, elevation, azimuth, radius)
-        pts = np.stack([o[k] + u[2 - k][..., None] * r / scale for k in range(3)])
-        flat = pts.reshape(3, -1)
-        inside = ndimage.map_coordinates(region.astype(np.float32), flat, order=0, mode="constant", cval=0.0)
-        inside = inside.reshape(pts.shape[1:]) > 0.5
-        # distance to the particle's surface along every ray: area weights
-        body = ndimage.map_coordinates((particles.labels == part.label).astype(np.float32), flat, order=1,
-                                       mode="constant", cval=0.0).reshape(pts.shape[1:]) > 0.5
-        last_in = np.where(body.any(axis=-1), body.shape[-1] - 1 - np.argmax(body[..., ::-1], axis=-1), 0)
-        surface[p] = r[last_in] + step / 2
-        for j, e in enumerate(idx):
-            vals = ndimage.map_coordinates(data[e], flat, order=1, mode="constant", cval=0.0).reshape(pts.shape[1:])
-            vals = np.where(inside, vals, 0.0)
-            ray_max = vals.max(axis=-1)
-            ref = float(np.median(ray_max))
-            if not ref > 0:
-                ref = float(ray_max.max())
-            thr = level * ref if ref > 0 else np.inf
-            above = vals > thr
-            t = above.sum(axis=-1) * step
-            thick[p, j] = t
-            last = np.where(above.any(axis=-1), above.shape[-1] - 1 - np.argmax(above[..., ::-1], axis=-1), -1)
-            outer[p, j] = np.where(last >= 0, r[np.clip(last, 0, None)] + step / 2, np.nan)
-            gone = t < absent_below
-            radius = _envelope(surface[p], u, gone)
-            w_area = w * radius**2
-            absent[p, j] = float((w_area * gone).sum() / w_area.sum())
-            absent_sa[p, j] = float((w * (t < absent_below)).sum())
-            thresholds[p, j] = thr
+        # each particle on its own: one that cannot be analysed is reported, the others kept
+        try:
+            origin_nm.append(_one_particle(p, part, o, particles, data, idx, u, w, scale, step, level, absent_below,
+                                           max_radius_nm, axes, thick, outer, absent, absent_sa, surface, thresholds))
+            analysed.append(p)
+        except (ValueError, ArithmeticError) as err:
+            skipped[int(part.label)] = str(err)
+    if not analysed:
+        raise ValueError("No particle could be analysed: " + "; ".join(f"particle {k}: {v}" for k, v in skipped.items()))
+    if skipped:
+        from ..errors import warn
+
+        warn(f"Shell maps: {len(skipped)} of {len(plist)} particles not analysed ("
+             + "; ".join(f"particle {k}: {v}" for k, v in skipped.items())
+             + "); the others are, and ShellMaps.skipped lists these.")
+    thick, outer, absent, absent_sa, thresholds = (a[analysed] for a in (thick, outer, absent, absent_sa, thresholds))
+    plist = [plist[p] for p in analysed]
+    n_p = len(plist)
 
     from hyperspy.signals import Signal2D
 
@@ -340,11 +380,14 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
     params = {"elements": names, "origin": origin if isinstance(origin, str) else np.asarray(origin).tolist(),
               "n_azimuth": int(n_azimuth), "n_elevation": int(n_elevation), "level": level,
               "absent_below_nm": absent_below, "max_radius_nm": max_radius_nm,
-              "particles": [p.label for p in plist], "absent_fraction": absent.tolist()}
+              "particles": [p.label for p in plist], "absent_fraction": absent.tolist(),
+              "skipped": {str(k): v for k, v in skipped.items()}}
     history = get_history(volume) + [history_entry("analysis", "shell_maps", params)]
     result = ShellMaps(signal(thick, "Shell thickness"), signal(outer, "Outer radius"), absent, thresholds,
-                       absent_sa, origin_nm, names, [p.label for p in plist], units, params, history)
+                       absent_sa, origin_nm, names, [p.label for p in plist], units, params, history, skipped)
     for s in (result.thickness, result.outer_radius):
         s.metadata.set_item("Tomography.history", history)
         s.metadata.set_item("Tomography.shells.absent_fraction", {n: absent[:, j].tolist() for j, n in enumerate(names)})
+        s.metadata.set_item("Tomography.shells.particles", [int(p.label) for p in plist])
+        s.metadata.set_item("Tomography.shells.skipped", {str(k): v for k, v in skipped.items()})
     return result

@@ -30,6 +30,9 @@ of a field of view with truth, misalignment, background, HAADF):
 * :func:`simulate_scene` -- its element maps, as counts or as vendors export
   them (:data:`MAP_KINDS`).
 
+Real data: :func:`qd1`, the 13-tilt EDX series of a quantum dot from the
+paper's public release (Apache-2.0, with attribution).
+
 Examples
 --------
 >>> from hyperspy_edxtomo import datasets
@@ -42,6 +45,7 @@ Examples
 
 from .misalignment import misalign
 from .phantoms import KINDS, core_shell_phantom, nanorod_phantom
+from .real import QD1_CITATION, qd1
 from .scenes import MAP_KINDS, SCENES, scene_phantom, simulate_scene
 from .spectra import (
     DEFAULT_COUNTS_PER_TILT,
@@ -71,4 +75,6 @@ __all__ = [
     "MAP_KINDS",
     "scene_phantom",
     "simulate_scene",
+    "qd1",
+    "QD1_CITATION",
 ]

@@ -1,9 +1,15 @@
 """Spectrum-image tilt series: exspy's EDSTEMSpectrum navigated by (x, y, tilt)."""
 
 import contextlib
+import warnings
 
 import numpy as np
-from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
+
+with warnings.catch_warnings():
+    # exspy imports names HyperSpy has deprecated: three warnings at every start that no user of
+    # this package can act on (the filter is local to this import)
+    warnings.filterwarnings("ignore", r"Importing `Lazy\w*Signal1D` from `hyperspy\._signals", Warning)
+    from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
 
 from .._docstrings import SHOW_PROGRESSBAR_ARG
 from ._tilts import TiltSeriesMixin, check_tilts, tilt_axis_dict

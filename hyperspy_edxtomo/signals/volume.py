@@ -100,11 +100,12 @@ class ElementVolume(TiltSeriesMixin, Signal2D):
                           n_elevation=n_elevation, level=level, absent_below_nm=absent_below_nm,
                           max_radius_nm=max_radius_nm, max_particles=max_particles)
 
-    def export(self, path, element=None, overwrite=True):
+    def export(self, path, element=None, overwrite=False):
         """Write the volume for other programs; the format follows the file suffix.
 
         See :func:`hyperspy_edxtomo.exports.export_volume` (``.hspy``,
-        ``.zspy``, ``.mrc``, ``.tif``, ``.npy``, ``.vti``).
+        ``.zspy``, ``.mrc``, ``.tif``, ``.npy``, ``.vti``). Existing files
+        are replaced only with ``overwrite=True`` (FileExistsError otherwise).
 
         Returns
         -------
