@@ -105,7 +105,14 @@ def analyse(name, half1, half2, full, truth=None):
     return rows, particles, seconds
 
 
-def main():
+def main(argv=None):
+    import argparse
+
+    global DATA
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA.parent,
+                        help="folder holding qd1_element_maps.npz (default ../shared/data)")
+    DATA = parser.parse_args(argv).data / "qd1_element_maps.npz"
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     notes = []

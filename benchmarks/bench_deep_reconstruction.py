@@ -228,11 +228,14 @@ def wedge(out):
 
 
 def main(argv=None):
+    global DATA
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("parts", nargs="*", default=["simulated", "wedge", "qd1", "timing"])
     p.add_argument("--out", default="/tmp/edxtomo_bench_deep")
     p.add_argument("--methods", nargs="+", default=None, help="only these methods (simulated, qd1)")
+    p.add_argument("--data", type=Path, default=DATA, help="folder holding qd1_element_maps.npz (default ../shared/data)")
     args = p.parse_args(argv)
+    DATA = args.data
     if args.methods:
         global ONLY
         ONLY = set(args.methods)

@@ -330,13 +330,22 @@ def qd1_table(deep_kwargs, jobs=1):
           f"(1-min load average at the end: {os.getloadavg()[0]:.1f})")
 
 
+def set_data(folder):
+    """Read the real data from ``folder`` (worker processes are forked, so they see it too)."""
+    global DATA
+    DATA = Path(folder)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few training steps (smoke test)")
     parser.add_argument("--skip-qd1", action="store_true")
     parser.add_argument("--skip-frames", action="store_true", help="only the qd1 part")
     parser.add_argument("--jobs", type=int, default=1, help="denoisers run in this many processes")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="folder holding sait_024_2_6_frames.npz and qd1_element_maps.npz (default ../shared/data)")
     args = parser.parse_args()
+    set_data(args.data)
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent")
         return

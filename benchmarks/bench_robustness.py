@@ -374,11 +374,13 @@ def run_qd1(data_dir):
     return [("QD1", d <= n, d <= 1.05 * best[0])]
 
 
-def run_frames(ks=(1, 5)):
+def run_frames(ks=(1, 5), data_dir=None):
     """Real repeated frames: ``denoise_deep`` with defaults against the raw sum and the Gaussian whose
     sigma is best on the held-out frames themselves (bench_denoising's scoring: held-out deviance per pixel)."""
     import bench_denoising as bd
 
+    if data_dir:
+        bd.set_data(data_dir)
     if not (bd.DATA / "sait_024_2_6_frames.npz").exists():
         print(f"(frames skipped: {bd.DATA / 'sait_024_2_6_frames.npz'} not found)")
         return []
@@ -401,7 +403,7 @@ def main(argv=None):
     ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     ap.add_argument("--size", type=int, default=64, help="field of view of the simulations, pixels")
     ap.add_argument("--only", nargs="+", help="scenes to run (scenes section)")
-    ap.add_argument("--data", help="folder holding qd1_element_maps.npz (default ../shared/data)")
+    ap.add_argument("--data", help="folder holding qd1_element_maps.npz and the sait frames (default ../shared/data)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     import torch
@@ -417,7 +419,7 @@ def main(argv=None):
     if "qd1" in args.sections:
         checks += run_qd1(args.data)
     if "frames" in args.sections:
-        checks += run_frames()
+        checks += run_frames(data_dir=args.data)
     if checks:
         table("Targets", ["scenario", "not worse than nothing", "within 5 % of hand-tuned"],
               [[c[0], "yes" if c[1] else "NO", "yes" if c[2] else "NO"] for c in checks])
