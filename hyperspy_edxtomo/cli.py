@@ -93,13 +93,13 @@ def cmd_demo(args):
             series = series.isig[lo : lo + args.size, lo : lo + args.size]
         print(f"QD1, a real quantum dot ({datasets.QD1_CITATION}): {series.data.shape[-1]} px, not aligned; "
               "the whole pipeline, alignment included ...")
-        elements, truth, align, saved = list(series.elements), None, True, set()
+        elements, truth, align, keep_spectra = list(series.elements), None, True, False
     else:
         size = 64 if args.size is None else args.size
         print(f"Simulating a {args.kind} quantum-dot tilt series ({size} px, seed {args.seed}) ...")
         series = datasets.quantum_dot_tilt_series(kind=args.kind, size=size, seed=args.seed)
         elements = list(series.metadata.Sample.elements)
-        truth, align, saved = series.metadata.Simulation.ground_truth, args.align, {"tilt_series.hspy"}
+        truth, align, keep_spectra = series.metadata.Simulation.ground_truth, args.align, True
         print(f"Element maps of {elements} from {len(series.tilts)} tilts, then the whole pipeline ...")
     # keep the demo quick: the FSC halves reuse the chosen strength (halved) with half the iterations
     fsc_params = {"iterations": 100} if args.method in ("tv", "l1") and "iterations" not in params else None
@@ -107,7 +107,7 @@ def cmd_demo(args):
     run_pipeline(series, out=out, elements=elements, method=args.method, parameters=params,
                  fsc_parameters=fsc_params, align=align, fsc=not args.no_fsc, seed=args.seed,
                  overwrite=True, truth=truth, show_progressbar=not args.quiet, exports=args.export)
-    if saved:
+    if keep_spectra:
         with staged_output(out, "files") as work:
             series.save(work / "tilt_series.hspy", overwrite=True)
     else:  # an earlier simulated demo's spectra do not belong beside QD1's results
