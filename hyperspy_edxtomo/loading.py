@@ -400,7 +400,7 @@ def _view_dict(path, loaded, totals=None):
         total = totals[next(i for i, s in enumerate(signals) if s is si)]
     if total is None:
         try:
-            total = _total_counts(si.data)
+            total = vendor_read.total_counts(si.data)
         except Exception as exc:  # a lazy signal is read here: the reader fails on the file
             raise _read_error(path, exc) from exc
     if total == 0:
@@ -411,15 +411,6 @@ def _view_dict(path, loaded, totals=None):
             "leave it out of the series."
         )
     return {"signal": si, "image": _pick_image(signals, si), "file_tilt": _stage_tilt(si), "total": total}
-
-
-def _total_counts(data):
-    """Sum of the data (float64; dask chunk by chunk), or None for non-numeric data."""
-    if np.dtype(data.dtype).kind not in "biuf":
-        return None
-    if hasattr(data, "compute"):
-        return float(data.sum(dtype=np.float64).compute())
-    return float(np.sum(data, dtype=np.float64))
 
 
 def _check_low_counts(views):

@@ -364,8 +364,10 @@ def rewarn(path, result):
 
 
 # -- child side -----------------------------------------------------------------------------
-def _total(data):
+def total_counts(data):
     """Sum of a dataset (dask: chunk by chunk, in bounded memory); None for non-numeric data.
+
+    The child's probe and the parent's empty-file check (loading) both use it.
 
     A reader error while summing is not caught: in a lazy probe it is the
     reader failing on the file.
@@ -403,7 +405,7 @@ def _read_one(job):
 
     reader = importlib.import_module(job["api"])
     dictionaries = reader.file_reader(job["path"], lazy=job["lazy"], **job["options"])
-    totals = [_total(d["data"]) for d in dictionaries if "metadata" in d]
+    totals = [total_counts(d["data"]) for d in dictionaries if "metadata" in d]
     body = {"totals": totals, "signals": None, "fallback": None}
     if job["lazy"]:
         return body
