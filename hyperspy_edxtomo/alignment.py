@@ -389,16 +389,18 @@ def _same_image(stack):
 
 
 def _nothing_to_align_on(stack):
-    """(bool, reason): the views are all one image (within Poisson noise for counts)."""
+    """(kind, reason): ``"identical"`` (every view the same image: nothing to align on),
+    ``"indistinct"`` (counts whose views Poisson noise alone could explain: too little signal to
+    tell them apart, but real shifts may still be found) or ``"distinct"``."""
+    if _same_image(stack):
+        return "identical", "nothing to align on: every view is the same image"
     if is_counts(stack):
         z = _homogeneity_z(stack)
         if z < IDENTICAL_Z:
-            return True, (f"nothing to align on: the views are the same image within Poisson noise (homogeneity "
-                          f"chi-square z = {z:.2f} < {IDENTICAL_Z:g})")
-        return False, f"the views differ (homogeneity chi-square z = {z:.1f})"
-    if _same_image(stack):
-        return True, "nothing to align on: every view is the same image"
-    return False, "the views differ"
+            return "indistinct", (f"the views cannot be told apart from Poisson noise (homogeneity chi-square z = "
+                                  f"{z:.2f} < {IDENTICAL_Z:g})")
+        return "distinct", f"the views differ (homogeneity chi-square z = {z:.1f})"
+    return "distinct", "the views differ"
 
 
 def _background_free(stack, sigma):
@@ -1334,13 +1336,23 @@ def estimate_alignment(series, method="auto", sigma=None, bin_to=128, pm_iterati
         "tilts_deg": tilts.tolist(), "view_shape": [int(ny), int(nx)], "binning": int(b),
         "order": "rotate about the centre by -rotation_deg (tilt axis to vertical), then shift (y, x)",
     }
-    nothing, why = _nothing_to_align_on(counts)
+    kind, why = _nothing_to_align_on(counts)
+    nothing = kind == "identical"
     refs_note = None
     if refs is not None and not nothing and _same_image(refs):
         refs_note = "the reference images are all the same image: not used, the estimate runs on the counts"
         warnings.warn(f"The HAADF reference images are all the same image: {refs_note.split(': ', 1)[1]}.",
                       stacklevel=3)
         refs = None
+    if kind == "indistinct" and rotation is None and refs is None:
+        # a rotation fitted to views that noise alone explains is noise (-71 deg on three copies of one
+        # view); shifts are still estimated (low-dose views can be told apart by their centres) and
+        # auto still validates them on held-out counts
+        warnings.warn(f"Alignment: {why}; the in-plane rotation is not estimated (kept at 0; give rotation= "
+                      "to set it).", stacklevel=3)
+        logger.info("%s alignment: %s; rotation kept at 0", method, why)
+        rotation = 0.0
+        record["views_indistinct"] = why
     if nothing:
         warnings.warn(f"Alignment: {why}; the identity is kept"
                       + (f" (with the given rotation {rotation:+.2f} deg)" if rotation else "") + ".", stacklevel=3)

@@ -110,8 +110,6 @@ def cmd_demo(args):
     if keep_spectra:
         with staged_output(out, "files") as work:
             series.save(work / "tilt_series.hspy", overwrite=True)
-    else:  # an earlier simulated demo's spectra do not belong beside QD1's results
-        (out / "tilt_series.hspy").unlink(missing_ok=True)
     print(f"Demo done in {time.perf_counter() - t0:.1f} s: {out / 'report.html'}")
     return 0
 

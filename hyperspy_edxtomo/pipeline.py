@@ -434,7 +434,7 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
     out = Path(out)
     parameters = dict(parameters or {})
     denoiser_parameters = dict(denoiser_parameters or {})
-    exports = [e.lower().lstrip(".") for e in (exports or ())]
+    exports = list(dict.fromkeys(e.lower().lstrip(".") for e in (exports or ())))  # a format asked twice: once
 
     # -- check everything cheap before any long step ---------------------------------------
     background = _background_mode(background)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .counts import count_split, counts_quantum, data_kind, poisson_deviance
+from .counts import as_counts, count_split, counts_quantum, data_kind, poisson_deviance
 from .projector import Projector
 from .solvers import sinograms_to_cols
 
@@ -259,7 +259,7 @@ def choose_strength(
     if criterion == "count_split":
         if quantum not in (None, 1.0):
             # counts in disguise: split the counts, report strengths on the maps' scale
-            sub, sub_b, scale = sub / quantum, None if sub_b is None else sub_b / quantum, quantum
+            sub, sub_b, scale = as_counts(sub, quantum), None if sub_b is None else sub_b / quantum, quantum
             ref = reference_strength(sub, projector, data_term)
         if sub.sum() < 20:
             raise ValueError(f"Too few counts ({int(sub.sum())}) to choose the strength by count splitting: "

@@ -419,6 +419,9 @@ def _read_one(job):
 
 
 def _child_main():
+    # Ctrl-C reaches the whole process group: the parent handles it (and kills this child); the
+    # child must not print a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the protocol goes through a private copy of stdout; whatever a reader prints goes to stderr
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -11,7 +11,7 @@ import numpy as np
 from traits.api import Bool, Dict, Enum, Int, Range, Str
 
 from hyperspy_edxtomo import deep_reconstruction as deep
-from hyperspy_edxtomo.counts import counts_quantum, data_kind
+from hyperspy_edxtomo.counts import as_counts, counts_quantum, data_kind
 from hyperspy_edxtomo.algorithms import ReconstructionAlgorithm
 from hyperspy_edxtomo.hookspecs import hookimpl
 from hyperspy_edxtomo.networks import torch_device
@@ -68,16 +68,18 @@ class TwoStep(ReconstructionAlgorithm):
         check_enhancer_size(counts.shape[-2:], self.enhancer_levels, self.enhancer_steps)
         counts = np.asarray(counts, np.float32)
         # counts in disguise (normalised maps) are the counts times a scale: work on the counts
-        units = np.ones(len(elements), np.float32)
+        units = np.ones(len(elements))
         kinds = []
+        counts = counts.copy()
         for e in range(len(elements)):
             kind = data_kind(counts[e])
             if kind == "scaled_counts":
                 units[e] = counts_quantum(counts[e])
+                counts[e] = as_counts(counts[e], units[e])
                 kind = "counts"
             kinds.append(kind)
-        counts = counts / units[:, None, None, None]
-        background = None if background is None else np.asarray(background, np.float32) / units[:, None, None, None]
+        background = (None if background is None
+                      else (np.asarray(background, np.float64) / units[:, None, None, None]).astype(np.float32))
         denoiser, params = self.denoiser, dict(self.denoiser_parameters)
         if denoiser == "auto":
             # counts: the count-splitting network; other maps: a Gaussian whose width a blind spot

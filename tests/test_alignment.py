@@ -467,11 +467,26 @@ def test_identical_views_keep_identity_with_a_warning(n_views):
         aligned = maps.align(method="axis")
     assert aligned.metadata.Tomography.alignment.rotation_deg == 0.0
     np.testing.assert_array_equal(aligned.data, maps.data)
-    # the same image drawn again (Poisson noise only) carries nothing to align on either
+    # the same image drawn again (Poisson noise only): no rotation is fitted to the noise
     noisy = np.stack([_blob_view(seed=s) for s in range(n_views)])[None]
-    with pytest.warns(UserWarning, match="within Poisson noise"):
+    with pytest.warns(UserWarning, match="cannot be told apart from Poisson noise"):
         a = al.estimate_alignment(het.element_maps_from_array(noisy, tilts, ["Zn"]), method="axis")
-    assert a["rotation_deg"] == 0.0
+    assert a["rotation_deg"] == 0.0 and "views_indistinct" in a
+
+
+@pytest.mark.filterwarnings("ignore:Alignment. the views cannot be told apart")
+def test_low_dose_views_are_still_shifted():
+    # at 50 counts per view the homogeneity test cannot tell the views apart, yet their centres
+    # of mass still find a 4 px drift: only the rotation is withheld, never the shifts
+    from hyperspy_edxtomo import datasets
+
+    maps = datasets.simulate_scene("dot", size=128, counts_per_tilt=50, max_shift_px=4, seed=2)
+    a = al.estimate_alignment(maps, method="com")
+    assert a["rotation_deg"] == 0.0 and "views_indistinct" in a
+    mis = maps.metadata.Simulation.misalignment
+    before = np.sqrt(np.mean(np.square(mis.shift_y_px)))
+    after = np.sqrt(np.mean(np.square(np.asarray(mis.shift_y_px) + np.asarray(a["shift_y_px"]))))
+    assert after < 0.5 * before, (before, after)
 
 
 def test_identical_haadf_beside_real_counts_is_not_used(chain_auto):

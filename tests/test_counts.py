@@ -68,3 +68,14 @@ def test_package_warnings_point_at_the_users_line():
     ours = [w for w in caught if "times more or less" in str(w.message)]
     assert ours, [str(w.message) for w in caught]
     assert ours[0].filename == __file__ and ours[0].lineno == line
+
+
+@pytest.mark.parametrize("mean", [0.4, 50.0, 500.0, 2000.0])
+def test_normalised_counts_are_recognised_at_any_dose(mean):
+    # float32 maps divided by their maximum: the step between values carries rounding error that grows
+    # with the count; it must not turn bright maps into "continuous" ones (no count splitting, no Poisson).
+    # (At ~10^4 counts in every pixel float32 no longer resolves one count: read as continuous, the safe side.)
+    c = np.random.default_rng(3).poisson(mean, (13, 48, 48)).astype(np.float32)
+    scaled = (c / c.max()).astype(np.float32)
+    assert C.data_kind(scaled) == "scaled_counts"
+    np.testing.assert_array_equal(C.as_counts(scaled, C.counts_quantum(scaled)), c)

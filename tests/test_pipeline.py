@@ -27,7 +27,7 @@ def run_dir(series_file, tmp_path_factory):
     """One full ``edxtomo run`` on the saved series, shared by the report tests."""
     out = tmp_path_factory.mktemp("run") / "out"
     rc = main(["--quiet", "run", str(series_file), "--elements", "Se", "S", "Zn", *FAST, "--out", str(out),
-               "--export", "mrc", "vti"])
+               "--export", "mrc", "vti", "MRC"])  # a format asked twice is written once, not refused
     assert rc == 0
     return out
 
