@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .staging import saved_as
+
 __all__ = ["export_volume", "read_vti", "read_npy", "FORMATS"]
 
 FORMATS = (".hspy", ".zspy", ".mrc", ".tif", ".tiff", ".npy", ".vti")
@@ -130,7 +132,9 @@ def export_volume(volume, path, element=None, overwrite=False):
     path.parent.mkdir(parents=True, exist_ok=True)
 
     if suffix in (".hspy", ".zspy"):
-        return [_replace_with(path, lambda tmp: volume.save(tmp, overwrite=True))]
+        written = [_replace_with(path, lambda tmp: volume.save(tmp, overwrite=True))]
+        saved_as(volume, path)  # not the temporary name it was written under
+        return written
 
     data = np.asarray(volume.to_numpy(), dtype=np.float32)
     if not np.all(np.isfinite(data)):

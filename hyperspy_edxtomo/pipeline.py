@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .staging import check_inputs_outside, input_files, staged_output
+from .staging import check_inputs_outside, input_files, saved_as, staged_output
 from .counts import is_counts
 
 __all__ = ["run_pipeline", "write_report", "load_input", "PipelineError", "RESULT_FILES", "EXPORT_FORMATS",
@@ -671,6 +671,12 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
                                                      indent=1))
         if report:
             write_report(results, work)
+    # the signals returned remember the files they were saved to, in out, not in the temporary folder
+    for signal in (maps, volume, fsc_signal):
+        folder = signal.tmp_parameters.get_item("folder", None) if signal is not None else None
+        if folder is not None and Path(folder) == Path(work):
+            tp = signal.tmp_parameters
+            saved_as(signal, out / f"{tp.filename}{tp.extension}")
     _log(verbose, f"Wrote {len(files)} files to {out} in {timings['total']:.1f} s; see {out / 'report.html'}")
     return results
 

@@ -31,7 +31,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["staged_output", "input_files", "check_inputs_outside", "check_not_inputs", "OutputError"]
+__all__ = ["staged_output", "input_files", "check_inputs_outside", "check_not_inputs", "OutputError", "saved_as"]
 
 
 class OutputError(ValueError):
@@ -241,3 +241,14 @@ def staged_output(out, mode="folder", stale=(), protect=()):
                 _replace_folder(work, out, set(stale))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def saved_as(signal, path):
+    """Make ``signal`` remember ``path`` as its file (HyperSpy's ``tmp_parameters``, which a later
+    ``signal.save()`` without a name uses) once the temporary file it was saved to has moved there."""
+    if signal is None:
+        return
+    path = Path(path)
+    signal.tmp_parameters.set_item("folder", path.parent)
+    signal.tmp_parameters.set_item("filename", path.stem)
+    signal.tmp_parameters.set_item("extension", path.suffix)

@@ -30,6 +30,8 @@ def test_native_keeps_class_and_history(volume, tmp_path, suffix):
     assert back.elements == ["Se", "S", "Zn"]
     assert back.voxel_size == pytest.approx((VOXEL, "nm"))
     np.testing.assert_array_equal(np.asarray(back.data), volume.to_numpy())
+    # written under a temporary name, then renamed: the volume remembers the final name
+    assert volume.tmp_parameters.filename == "vol" and volume.tmp_parameters.extension == suffix
 
 
 def test_mrc_one_file_per_element(volume, tmp_path):

@@ -1,6 +1,7 @@
 """The whole-job pipeline (``edxtomo run``), its report, the step sub-commands and their errors."""
 
 import json
+from pathlib import Path
 
 import hyperspy.api as hs
 import numpy as np
@@ -113,6 +114,9 @@ def test_run_pipeline_api_denoises_once_and_returns_results(tmp_path):
     assert res["numbers"]["denoiser"]["method"] == "gaussian"
     assert (tmp_path / "element_maps_denoised_gaussian.hspy").exists()
     assert res["fsc"] is None and res["timings"]["denoise"] >= 0
+    # written through a temporary folder, the volume still remembers its file in out (a plain save() goes there)
+    tp = res["volume"].tmp_parameters
+    assert Path(tp.folder) == tmp_path and tp.filename == "volume" and tp.extension == ".hspy"
 
 
 def test_two_step_takes_the_denoiser_as_its_own_stage():
