@@ -15,6 +15,7 @@ from .signals import (
     LazyElementMapTiltSeries,
     LazyElementVolume,
     element_maps_from_array,
+    stack_tilts,
     tilt_series_from_array,
     volume_from_array,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "element_maps_from_array",
     "tilt_series_from_array",
     "volume_from_array",
+    "stack_tilts",
     "load_tilt_series",
     "list_algorithms",
     "train_end_to_end",

@@ -87,7 +87,7 @@ import numpy as np
 from scipy import ndimage
 
 from .counts import DOSE_RATIO_WARN, is_counts
-from .metadata import NODE, _plain, append_history
+from .metadata import NODE, plain_record, append_history
 
 logger = logging.getLogger("hyperspy_edxtomo.alignment")
 
@@ -662,14 +662,14 @@ def estimate_projection_matching(stack, tilts, rotation_deg, sy, sx, method="sir
     total, so that views of another dose do not dominate. Another method
     name goes through :func:`~hyperspy_edxtomo.reconstruction.reconstruct`.
     """
-    from hyperspy.external.progressbar import progressbar
-
+    from .progress import finish, progress_bar
     from .projector import Projector
 
     n, ny, nx = stack.shape
     sy, sx = np.array(sy, float), np.array(sx, float)
     n_done = 0
-    for _ in progressbar(range(max_iter), disable=not show, desc="Projection matching"):
+    bar = progress_bar(total=max_iter, desc="Projection matching", show=show)
+    for _ in range(max_iter):
         views = transform_stack(stack, rotation_deg, sy, sx).astype(np.float64)
         tot = views.sum((1, 2))
         views = views * (tot.mean() / np.where(tot > 0, tot, tot.mean()))[:, None, None]
@@ -690,8 +690,11 @@ def estimate_projection_matching(stack, tilts, rotation_deg, sy, sx, method="sir
         sy += d[:, 0]
         sx += d[:, 1]
         n_done += 1
+        bar.update(1)
         if np.max(np.abs(d)) < tol_px:
             break
+    finish(bar)
+    bar.close()
     return sy, sx, n_done
 
 
@@ -1217,8 +1220,7 @@ class _AutoChain:
 def _auto(counts, refs, tilts, background, b, sigma, pm_iterations, tol_px, show, rotation, seed, score_bin_to,
           refs_note=None):
     """``auto``: the validated chain; returns the parts of the alignment record."""
-    from hyperspy.external.progressbar import progressbar
-
+    from .progress import progress_bar
     from .solvers import count_split
 
     split = is_counts(counts)
@@ -1243,7 +1245,7 @@ def _auto(counts, refs, tilts, background, b, sigma, pm_iterations, tol_px, show
     chain = _AutoChain(crit, sources, tilts, b, rotation, pm_iterations, tol_px / b)
     stages = [chain.shifts, chain.axis_offset] + ([chain.rotation] if rotation is None else []) + \
              [chain.projection_matching]
-    for stage in progressbar(stages, disable=not show, desc="Validated alignment"):
+    for stage in progress_bar(stages, desc="Validated alignment", show=show):
         stage()
     if rotation is not None:
         chain.stages.insert(2, {"stage": "rotation", "current": chain.current["label"], "candidates": [],
@@ -1306,7 +1308,7 @@ def _auto(counts, refs, tilts, background, b, sigma, pm_iterations, tol_px, show
 def estimate_alignment(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px=0.1,
                        show_progressbar=None, rotation=None, score_bin_to=64, seed=0, validate=None):
     """Estimate the alignment of ``series``; a dict of plain lists/floats (see :func:`align`)."""
-    from .signals.element_maps import _show
+    from .progress import show_progress
 
     if method not in METHODS:
         raise ValueError(f"Unknown alignment method {method!r}: choose one of {METHODS}.")
@@ -1319,7 +1321,7 @@ def estimate_alignment(series, method="auto", sigma=None, bin_to=128, pm_iterati
             raise ValueError(f"rotation must be a finite number of degrees or None (estimate it), got {rotation}.")
     if validate is None:
         validate = method == "auto"
-    show = _show(show_progressbar)
+    show = show_progress(show_progressbar)
     t0 = time.perf_counter()
     tilts = series.tilts
     refs = _check_references(series)
@@ -1518,7 +1520,7 @@ def apply_alignment(series, alignment, resample=None, seed=0):
         if hasattr(bg_node, "axes_manager"):
             moved = bg_node._deepcopy_with_new_data(moved)
         out.metadata.set_item(BACKGROUND, moved)
-    out.metadata.set_item(ALIGNMENT, _plain(alignment))
+    out.metadata.set_item(ALIGNMENT, plain_record(alignment))
     append_history(out, "alignment", alignment.get("method", "apply"),
                    {k: v for k, v in alignment.items() if k not in ("order", "validation")})
     return out

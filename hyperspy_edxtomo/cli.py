@@ -31,6 +31,7 @@ import traceback
 from pathlib import Path
 
 from .staging import check_not_inputs, input_files, staged_output
+from .provenance import record_command_line
 
 
 # -- argument types: bad numbers are refused by argparse (exit 2, usage shown), before any work ---------
@@ -619,6 +620,7 @@ def _where(args):
 def main(argv=None):
     """Run ``edxtomo``; returns the exit code (0, 1, 2 or 130; see the module's docstring)."""
     args = build_parser().parse_args(argv)
+    record_command_line(sys.argv[1:] if argv is None else argv)
     debug = bool(getattr(args, "debug", False)) or os.environ.get("EDXTOMO_DEBUG", "") not in ("", "0")
     if args.quiet:
         from hyperspy.defaults_parser import preferences

@@ -396,7 +396,8 @@ def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cud
     >>> model = het.train_end_to_end(maps, steps=5, two_step={"enhancer_steps": 5,
     ...     "denoiser": "gaussian", "lam": 0.1, "mbir_iterations": 10})
     """
-    from .signals.element_maps import ElementMapTiltSeries, _show
+    from .progress import show_progress
+    from .signals.element_maps import ElementMapTiltSeries
 
     if isinstance(series, ElementMapTiltSeries):
         series = [series]
@@ -410,7 +411,7 @@ def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cud
     for s in series[1:]:
         if sorted(s.elements) != sorted(elements):
             raise ValueError(f"All series must hold the same elements: {elements} vs {list(s.elements)}.")
-    show = _show(show_progressbar)
+    show = show_progress(show_progressbar)
     t0 = time.perf_counter()
     params = dict(two_step or {})
     inputs, targets, qd = [], [], None

@@ -139,9 +139,9 @@ def denoise(maps, method="gaussian", show_progressbar=None, _instance=None, **pa
     den = _instance if _instance is not None else cls.create(**parameters)
     elements = list(maps.elements)
     counts = check_counts(maps.to_numpy(), cls.assumes_counts, cls.splits_counts, elements)
-    from .signals.element_maps import _show
+    from .progress import show_progress
 
-    out = den.denoise_counts(counts, elements, show_progressbar=_show(show_progressbar))
+    out = den.denoise_counts(counts, elements, show_progressbar=show_progress(show_progressbar))
     out = np.asarray(out, np.float64)
     if out.shape != counts.shape:
         raise RuntimeError(f"Denoiser {method!r} returned shape {out.shape} for maps of shape {counts.shape}.")

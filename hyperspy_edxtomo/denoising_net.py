@@ -232,7 +232,7 @@ class CountSplitDenoiserModel:
             best step and the time taken.
         """
         torch = _torch()
-        from hyperspy.external.progressbar import progressbar
+        from .progress import progress_bar
 
         cfg = self.config
         mode = cfg["training"]
@@ -283,7 +283,7 @@ class CountSplitDenoiserModel:
         losses, evals = [], []
         best = (math.inf, 0, None)
         bad_evals = 0
-        pbar = progressbar(total=steps, disable=not show_progressbar, desc="Training denoiser")
+        pbar = progress_bar(total=steps, desc="Training denoiser", show=show_progressbar)
         try:
             for step in range(1, steps + 1):
                 ti = rng.integers(0, t, bs)

@@ -209,13 +209,13 @@ def load_tilt_series(paths_or_glob, tilts=None, lazy=False, show_progressbar=Non
     if tilts is not None:
         given_tilts = _check_given_tilts(tilts, paths)
 
-    from hyperspy.external.progressbar import progressbar
+    from .progress import progress_bar, show_progress
 
     views = []
     cache = {}
     with _Reader(paths, lazy, reader_options) as reader:
-        for path in progressbar(paths, total=len(paths), desc="Reading tilt series",
-                                disable=not _show(show_progressbar)):
+        for path in progress_bar(paths, total=len(paths), desc="Reading tilt series",
+                                 show=show_progress(show_progressbar)):
             key = os.path.realpath(path)
             if key not in cache:
                 cache[key] = reader.read(path)
@@ -850,12 +850,6 @@ def _build(views, tilts, lazy):
     return cls(data, axes=axes, metadata=md)
 
 
-def _show(show_progressbar):
-    if show_progressbar is None:
-        from hyperspy.defaults_parser import preferences
-
-        return bool(preferences.General.show_progressbar)
-    return bool(show_progressbar)
 
 
 def _option_repr(value):

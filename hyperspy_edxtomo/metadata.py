@@ -33,14 +33,21 @@ NODE = "Tomography"
 TILT_AXIS = "rows"
 
 
-def _plain(value):
-    """Metadata-friendly copy of ``value`` (numpy scalars and arrays to Python)."""
+def plain_record(value):
+    """Metadata-friendly copy of ``value``: numpy scalars to Python, numbers in a row to an array.
+
+    Arrays stay arrays (HyperSpy shows them on one line and saves them as
+    datasets; a list of numbers shows one line per item, ordered as text).
+    """
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_record(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        if len(value) > 1 and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                                  for v in value):
+            return np.asarray(value)
+        return [plain_record(v) for v in value]
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return value.copy() if value.dtype.kind in "biuf" else value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -60,7 +67,7 @@ def append_history(signal, step, method, parameters):
         {
             "step": str(step),
             "method": str(method),
-            "parameters": _plain(dict(parameters)),
+            "parameters": plain_record(dict(parameters)),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
         }
     )

@@ -127,14 +127,14 @@ def train(net, batches, loss_fn, steps, learning_rate, description, show_progres
     target)`` tensors on the net's device, ``loss_fn(net, input, target)`` the
     loss. A progress bar shows the running loss. Returns the losses."""
     torch = _torch()
-    from hyperspy.external.progressbar import progressbar
+    from .progress import progress_bar
 
     steps = int(steps)
     opt = torch.optim.Adam(net.parameters(), lr=float(learning_rate))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=float(learning_rate) * 0.05)
     losses = []
     net.train()
-    with progressbar(total=steps, disable=not show_progressbar, desc=description) as pbar:
+    with progress_bar(total=steps, desc=description, show=show_progressbar) as pbar:
         for step in range(steps):
             x, t = batches()
             loss = loss_fn(net, x, t)

@@ -37,6 +37,7 @@ import numpy as np
 
 from .staging import check_inputs_outside, input_files, saved_as, staged_output
 from .counts import is_counts
+from .provenance import run_record
 
 __all__ = ["run_pipeline", "write_report", "load_input", "PipelineError", "RESULT_FILES", "EXPORT_FORMATS",
            "fsc_halves_parameters"]
@@ -314,9 +315,15 @@ def _jsonable(value):
     return repr(value)
 
 
-def _short(value, limit=80):
-    text = repr(value) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _describe_source(source):
+    """A source as text for the record: paths as given, a signal by its class and title."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, (list, tuple)):
+        return [_describe_source(s) for s in source]
+    title = getattr(getattr(source, "metadata", None), "General", None)
+    title = getattr(title, "title", "")
+    return f"{type(source).__name__} in memory" + (f": {title}" if title else "")
 
 
 def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method="tv", parameters=None,
@@ -476,6 +483,13 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
 
     inputs = input_files(source)
     check_inputs_outside(inputs, out)
+    arguments = dict(source=_describe_source(source), out=str(out), elements=elements, tilts=tilts, method=method,
+                     parameters=parameters, align=align, align_method=align_method, denoiser=denoiser,
+                     denoiser_parameters=denoiser_parameters, fsc=fsc, fsc_method=fsc_method,
+                     fsc_parameters=fsc_parameters, seed=seed, shell_elements=shell_elements, exports=exports,
+                     background=background, lazy=lazy, overwrite=overwrite,
+                     truth=None if truth is None else _describe_source(truth))
+    record = run_record("hyperspy_edxtomo.pipeline.run_pipeline", _jsonable(arguments), inputs)
     # everything is written into a temporary sibling of out and moved into place at the end: an error or
     # Ctrl-C leaves an earlier run's results as they were, never half replaced
     with staged_output(out, "folder", stale=earlier_results(out)) as work:
@@ -631,6 +645,9 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
             numbers["shells"] = f"the particle analysis failed ({type(err).__name__}: {err})"
             warn(f"The particle and shell analysis failed ({type(err).__name__}: {err}); the volume, FSC and "
                  "pictures are written, and the report says so.")
+        for p in numbers.get("particles", []):
+            for flag in p.get("flags", []):
+                _log(verbose, f"  particle {p['label']}: check: {flag}")
         if isinstance(numbers.get("shells"), list) and numbers["shells"]:
             first = numbers["shells"][0]["particle"]
             for row in numbers["shells"]:
@@ -659,14 +676,15 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
 
         timings["total"] = round(time.perf_counter() - t_start, 2)
         results = {"out": out, "maps": maps, "volume": volume, "fsc": fsc_signal, "particles": particles,
-                   "shells": shells, "files": files, "numbers": numbers, "timings": timings}
+                   "shells": shells, "files": files, "numbers": numbers, "timings": timings, "record": record}
         files["results"] = work / "results.json"
         if report:
             files["report"], files["report (HTML)"] = work / "report.md", work / "report.html"
         # the paths the files will have once the folder is in place
         for key, path in files.items():
             files[key] = out / Path(path).relative_to(work)
-        (work / "results.json").write_text(json.dumps(_jsonable({"numbers": numbers, "timings": timings,
+        (work / "results.json").write_text(json.dumps(_jsonable({"record": record, "numbers": numbers,
+                                                                 "timings": timings,
                                                                  "files": {k: str(v) for k, v in files.items()}}),
                                                      indent=1))
         if report:
@@ -707,6 +725,11 @@ def analyse_volume(volume, shell_elements=None, numbers=None, files=None, out=No
         Elements whose shells are mapped; None: all.
     numbers, files : None or dict
         Filled in place (``"particles"``, ``"shells"``; picture paths).
+        Every particle row gets ``"flags"`` (sentences saying why its numbers
+        need a look; empty when none applies, see
+        :mod:`hyperspy_edxtomo.analysis.quality`) and ``"quality"`` (the
+        measures behind them). An FSC already in ``numbers["fsc"]`` flags
+        particles smaller than its resolution.
     out : None or Path
         Folder for the pictures (none written when None).
     truth : None or ElementVolume
@@ -733,6 +756,7 @@ def analyse_volume(volume, shell_elements=None, numbers=None, files=None, out=No
     (1, 'S')
     """
     from . import plotting
+    from .analysis.quality import flag_particles
 
     numbers = {} if numbers is None else numbers
     files = {} if files is None else files
@@ -749,6 +773,14 @@ def analyse_volume(volume, shell_elements=None, numbers=None, files=None, out=No
         return None, None
     numbers["particles"] = [{k: _jsonable(v) for k, v in row.items()} for row in particles.as_table()]
     numbers["length_units"] = particles.units
+    # artefacts segment like particles: flag those whose numbers need a look before use
+    f = numbers.get("fsc")
+    resolution = f["resolution_0143"] if isinstance(f, dict) and f.get("units") == particles.units else None
+    quality = flag_particles(particles, resolution)
+    for row in numbers["particles"]:
+        q = quality[row["label"]]
+        row["flags"] = q["flags"]
+        row["quality"] = {k: _jsonable(v) for k, v in q.items() if k != "flags"}
     try:
         # each particle on its own: one that cannot be analysed (an irregular particle whose centroid
         # lies outside it) is listed in shells.skipped, with a warning, and the others are kept
@@ -802,14 +834,14 @@ def _tables(results):
                                   f"tilt-axis offset {a['axis_offset_px']:.2f} px, rotation {a['rotation_deg']:.2f} deg"))
     else:
         rows.append(("alignment", str(a)))
-    rows.append(("denoising", _short(n.get("denoiser", "none"), 200)))
+    rows += _flat_rows("denoising", n.get("denoiser", "none"))
     rows.append(("method", n.get("method", "")))
     params = n.get("parameters", {})
     if params and all(isinstance(v, dict) for v in params.values()):
         for el, p in params.items():
-            rows.append((f"parameters ({el})", _short({k: v for k, v in p.items() if k != "lam_table"}, 200)))
+            rows += _flat_rows(f"parameters ({el})", p)
     else:
-        rows.append(("parameters", _short(params, 200)))
+        rows += _flat_rows("parameters", params)
     rows.append(("volume (z, y, x)", " x ".join(map(str, n.get("volume_shape", [])))))
     out.append(("Parameters", ["", "value"], rows))
 
@@ -835,7 +867,7 @@ def _tables(results):
         hp = {el: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()} for el, p in hp.items()}
         out.append(("FSC", ["", ""], [("halves", f"{f['split']} split (seed {f['seed']}), each reconstructed with "
                                                   f"{f['method']}"),
-                                      ("parameters of the halves", _short(hp, 300)),
+                                      *_flat_rows("parameters of the halves", hp),
                                       ("note", "resolution of half the data; the full reconstruction resolves "
                                                "somewhat finer")]
                     + ([("warning", f["warning"])] if f.get("warning") else [])))
@@ -845,10 +877,15 @@ def _tables(results):
     lu = n.get("length_units", units)
     parts = n.get("particles", [])
     if parts:
-        rows = [[p["label"], _fmt(p["x"]), _fmt(p["y"]), _fmt(p["z"]), _fmt(p["equivalent_diameter"]), p["n_voxels"]]
-                for p in parts]
-        out.append(("Particles", ["#", f"x ({lu})", f"y ({lu})", f"z ({lu})", f"equivalent diameter ({lu})", "voxels"],
-                    rows))
+        rows = [[p["label"], _fmt(p["x"]), _fmt(p["y"]), _fmt(p["z"]), _fmt(p["equivalent_diameter"]), p["n_voxels"],
+                 "; ".join(p.get("flags", [])) or "no flag"] for p in parts]
+        flagged = [p["label"] for p in parts if p.get("flags")]
+        if flagged:
+            rows.append(["note", f"do not trust the numbers of particle(s) {', '.join(map(str, flagged))} "
+                                  "(size, shells) without a look at the volume cuts: see their flags", "", "", "", "",
+                         ""])
+        out.append(("Particles", ["#", f"x ({lu})", f"y ({lu})", f"z ({lu})", f"equivalent diameter ({lu})", "voxels",
+                                  "quality"], rows))
     elif n.get("particles_note"):
         out.append(("Particles", ["", ""], [("particles", n["particles_note"])]))
     shells = n.get("shells")
@@ -858,8 +895,9 @@ def _tables(results):
         if truth:
             header.append("absent in the truth")
         rows = []
+        flagged = {p["label"] for p in parts if p.get("flags")}
         for r in shells:
-            row = [r["particle"], r["element"], f"{100 * r['coverage']:.1f} %", f"{100 * r['absent_fraction']:.1f} %",
+            row = [f"{r['particle']} (flagged)" if r["particle"] in flagged else r["particle"], r["element"], f"{100 * r['coverage']:.1f} %", f"{100 * r['absent_fraction']:.1f} %",
                    _fmt(r["mean_thickness_where_present"])]
             if truth:
                 tr = truth.get(r["element"])
@@ -871,7 +909,34 @@ def _tables(results):
     elif shells:
         out.append(("Shell coverage", ["", ""], [("shells", str(shells))]))
     out.append(("Timings", ["step", "seconds"], [(k, f"{v:.1f}") for k, v in t.items()]))
+    rec = results.get("record")
+    if rec:
+        rows = [("date", rec["date"]), ("command line", rec.get("command_line") or "none (called from Python)"),
+                ("call", rec["call"])]
+        rows += _flat_rows("argument", rec.get("arguments", {}))
+        for i, f in enumerate(rec.get("inputs", [])):
+            rows.append((f"input file {i + 1}", f"{f['path']} ({f['bytes']} bytes), SHA-256 {f['sha256']}"))
+        if not rec.get("inputs"):
+            rows.append(("input files", "none (a signal in memory)"))
+        rows += [(f"version of {k}", v) for k, v in rec.get("versions", {}).items()]
+        out.append(("Record", ["", ""], rows))
     return out
+
+
+def _flat_rows(name, value):
+    """Rows ``(name.key..., value)`` of a nested parameter record, in full (never cut)."""
+    if isinstance(value, dict):
+        if not value:
+            return [(name, "(none)")]
+        return [row for k, v in value.items() for row in _flat_rows(f"{name}: {k}" if ":" not in name
+                                                                    else f"{name}.{k}", v)]
+    if isinstance(value, (list, tuple, np.ndarray)) and any(isinstance(v, (dict, list, tuple, np.ndarray))
+                                                            for v in value):
+        return [row for i, v in enumerate(value) for row in _flat_rows(f"{name}[{i}]", v)]
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [(name, "[" + ", ".join(_fmt(float(v), 6) if isinstance(v, (float, np.floating)) else str(v)
+                                        for v in value) + "]")]
+    return [(name, _fmt(float(value), 6) if isinstance(value, (float, np.floating)) else str(value))]
 
 
 def write_report(results, out=None, title="hyperspy_edxtomo report"):

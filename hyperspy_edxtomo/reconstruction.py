@@ -10,6 +10,7 @@ from .counts import DOSE_RATIO_WARN
 from .errors import warn
 from .metadata import append_history, get_history
 from .plugin_manager import get_algorithm, reconstruction_algorithms
+from .progress import compute
 from .projector import Projector, resolve_cuda
 
 
@@ -66,7 +67,7 @@ def reconstruct(
     **parameters,
 ):
     """Implementation of :meth:`ElementMapTiltSeries.reconstruct`."""
-    from .signals.element_maps import _show
+    from .progress import show_progress
     from .signals.volume import volume_from_array
 
     from .signals.element_maps import ElementMapTiltSeries
@@ -98,7 +99,7 @@ def reconstruct(
     if batch_size is None:
         batch_size = _default_batch(projector)
     batch_size = int(min(max(1, batch_size), n_y))
-    show = _show(show_progressbar)
+    show = show_progress(show_progressbar)
 
     t0 = time.perf_counter()
     algorithm._intermediates = None
@@ -311,22 +312,10 @@ def _run_batch(block, algorithm, projector):
 
 
 def _compute(darr, show, label):
-    try:
-        from distributed import default_client
-
-        default_client()
-        return darr.compute()  # a distributed cluster: batches go to its workers
-    except (ImportError, ValueError):
-        pass
     # locally, one batch at a time: each already uses every core (torch,
-    # numba, BLAS), and two threaded batches would fight over them
-    if show:
-        from dask.diagnostics import ProgressBar
-
-        print(f"Reconstructing ({label})")
-        with ProgressBar():
-            return darr.compute(scheduler="synchronous")
-    return darr.compute(scheduler="synchronous")
+    # numba, BLAS), and two threaded batches would fight over them; on a
+    # distributed cluster the batches go to its workers
+    return compute(darr, desc=f"Reconstructing ({label})", show=show, scheduler="synchronous")
 
 
 def _default_batch(projector):

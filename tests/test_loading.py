@@ -130,7 +130,7 @@ def test_vendor_files_load_as_tilt_series(kind, copies, loaded):
     step = get_history(s)[-1]
     assert step["step"] == "load" and step["method"] == "load_tilt_series"
     assert step["parameters"]["files"] == expected
-    assert step["parameters"]["tilts"] == [-20.0, 0.0, 20.0]
+    assert list(step["parameters"]["tilts"]) == [-20.0, 0.0, 20.0]
 
     refs = s.reference_images
     if image_title is None:
@@ -231,7 +231,7 @@ def test_tilts_read_from_metadata(tem_si, tmp_path):
     # tilts= overrides the metadata
     s2 = load_tilt_series(paths, tilts=[1, 2, 3])
     np.testing.assert_array_equal(s2.tilts, [1.0, 2.0, 3.0])
-    assert get_history(s2)[-1]["parameters"]["file_tilts"] == [30.0, -30.0, 0.0]
+    assert list(get_history(s2)[-1]["parameters"]["file_tilts"]) == [30.0, -30.0, 0.0]
 
 
 def test_zspy_folders(tem_si, tmp_path):

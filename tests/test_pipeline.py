@@ -69,12 +69,52 @@ def test_report_holds_the_numbers(run_dir):
     shells = {row["element"]: row for row in numbers["shells"]}
     assert set(shells) == {"Se", "S", "Zn"} and shells["Se"]["absent_fraction"] < 0.05
     assert f"{100 * shells['S']['coverage']:.1f} %" in md
-    for text in ("13 views", "0.189 nm", "sirt", "'iterations': 15", "Timings", "alignment"):
+    for text in ("13 views", "0.189 nm", "sirt", "| parameters: iterations | 15 |", "Timings", "alignment"):
         assert text in md, text
+    # particles carry their quality flags: the simulated dot sits in the middle of the box
+    assert numbers["particles"][0]["flags"] == [] and "| no flag |" in md
+    assert 0 <= numbers["particles"][0]["quality"]["outer_fraction"] < 0.5
     assert "<img src='volume_cuts.png'" in page and "<table>" in page
     assert numbers["timings"] if "timings" in numbers else True
     timings = json.loads((run_dir / "results.json").read_text())["timings"]
     assert timings["total"] >= timings["reconstruct"] > 0
+
+
+def test_report_is_a_record(run_dir, series_file):
+    """Versions, the command line, the date, the input's SHA-256 and every argument, in full."""
+    import hashlib
+
+    import hyperspy
+
+    record = json.loads((run_dir / "results.json").read_text())["record"]
+    md = (run_dir / "report.md").read_text()
+    digest = hashlib.sha256(Path(series_file).read_bytes()).hexdigest()
+    assert record["inputs"] == [{"path": str(Path(series_file).resolve()), "bytes": Path(series_file).stat().st_size,
+                                 "sha256": digest}]
+    assert digest in md and record["versions"]["hyperspy"] == hyperspy.__version__
+    assert f"| version of hyperspy | {hyperspy.__version__} |" in md
+    assert record["command_line"].startswith("edxtomo --quiet run ") and "--export mrc vti MRC" in record["command_line"]
+    assert record["arguments"]["method"] == "sirt" and record["arguments"]["parameters"] == {"iterations": 15}
+    assert record["arguments"]["exports"] == ["mrc", "vti"]
+    assert "| argument: parameters.iterations | 15 |" in md and "| date | 20" in md
+    # nothing is cut: every strength tried is in the report
+    assert "..." not in md
+
+
+def test_quality_flags_mark_particles_cut_by_the_box_or_at_the_circle_edge():
+    from hyperspy_edxtomo.analysis import flag_particles
+
+    vol = datasets.core_shell_phantom(size=32)
+    assert all(not q["flags"] for q in flag_particles(vol.find_particles()).values())
+    # the same dot moved against the x face: cut by the box and at the edge of the reconstruction circle
+    moved = vol._deepcopy_with_new_data(np.roll(vol.data, 14, axis=-1))
+    flags = flag_particles(moved.find_particles())[1]["flags"]
+    assert any("cut by the box" in f for f in flags) and any("reconstruction circle" in f for f in flags)
+    # a particle smaller than the resolution
+    found = vol.find_particles()
+    d = found[0].equivalent_diameter
+    assert any("FSC resolution" in f for f in flag_particles(found, {"Zn": 2 * d})[1]["flags"])
+    assert not flag_particles(found, {"Zn": d / 2})[1]["flags"]
 
 
 def test_run_does_not_overwrite_without_flag(run_dir, series_file, capsys):

@@ -107,7 +107,7 @@ def test_tv_auto_records_the_chosen_strength(qd):
     assert params["data_term"] == expected and sel["standard_error"] > 0
     assert min(record["scores"]) * len(maps.tilts) == pytest.approx(sel["scores"][params["data_term"]])
     assert len(record["candidates"]) >= 7 and all(np.isfinite(record["scores"]))
-    assert record["candidates"] == sorted(record["candidates"])
+    assert list(record["candidates"]) == sorted(record["candidates"])
     # the recorded strength is the candidate with the lowest held-out deviance
     assert isinstance(params["lam"], float)
     assert params["lam"] == pytest.approx(record["candidates"][int(np.argmin(record["scores"]))])
@@ -353,3 +353,30 @@ def test_negative_values_from_background_subtraction(qd):
     assert _pearson(vol.to_numpy(), truth.element("Zn").to_numpy()) > 0.8
     with pytest.raises(ValueError, match="needs maps >= 0.*least_squares"):
         zn.reconstruct("tv", data_term="poisson", lam=1.0)
+
+
+def test_progress_goes_to_stderr_one_bar_per_step_and_ends_at_100_percent(qd, capfd):
+    """One mechanism (HyperSpy's tqdm bars) on standard error; nothing on standard output."""
+    maps = qd[0]
+    maps.reconstruct("fbp", show_progressbar=True, batch_size=8)
+    out, err = capfd.readouterr()
+    assert out == ""
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines and all(line.startswith("Reconstructing (fbp ") for line in lines)
+    for element in maps.elements:
+        assert any(line.startswith(f"Reconstructing (fbp {element}): 100%") for line in lines)
+    maps.reconstruct("fbp", show_progressbar=False)
+    assert capfd.readouterr() == ("", "")
+
+
+def test_projection_matching_bar_ends_at_100_percent_when_it_converges_early(capfd):
+    from hyperspy_edxtomo.alignment import estimate_projection_matching
+
+    rng = np.random.default_rng(0)
+    stack = ndimage.gaussian_filter(rng.random((5, 32, 32)), 3)
+    tilts = np.linspace(-60, 60, 5)
+    sy, sx, n_done = estimate_projection_matching(stack, tilts, 0.0, np.zeros(5), np.zeros(5), max_iter=8,
+                                                  tol_px=10.0, show=True)
+    err = capfd.readouterr().err.replace("\r", "\n")
+    assert n_done < 8  # stopped early: the bar is closed at what was done
+    assert "Projection matching: 100%" in err and f"{n_done}/{n_done}" in err

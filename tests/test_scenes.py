@@ -182,7 +182,7 @@ def test_same_seed_same_data_other_seed_differs():
     np.testing.assert_array_equal(a.data, b.data)
     np.testing.assert_array_equal(a.metadata.Tomography.background, b.metadata.Tomography.background)
     assert not np.array_equal(a.data, c.data)
-    assert a.metadata.Simulation.misalignment.shift_x_px != c.metadata.Simulation.misalignment.shift_x_px
+    assert not np.array_equal(a.metadata.Simulation.misalignment.shift_x_px, c.metadata.Simulation.misalignment.shift_x_px)
 
 
 @pytest.mark.parametrize(

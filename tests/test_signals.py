@@ -184,3 +184,39 @@ def test_volume_class(rng, tmp_path):
     np.testing.assert_array_equal(back.element("Zn").data[0], data[1])
     with pytest.raises(ValueError, match="shaped \\(element, z, y, x\\)"):
         het.volume_from_array(data[0], ["S"])
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_stack_tilts_joins_views_angles_background_and_haadf(lazy):
+    """HyperSpy's own stack fails on a non-uniform tilt axis (pieces of other lengths); stack_tilts does not."""
+    import hyperspy.api as hs
+
+    from hyperspy_edxtomo import datasets
+
+    maps = datasets.simulate_scene("chain", size=24, tilts=np.array([-60, -45, -30, -10, 0, 10, 30, 45, 60.]),
+                                   background=0.5, haadf_snr=10, seed=0)
+    maps = maps.as_lazy() if lazy else maps
+    assert maps.background is not None and maps.reference_images is not None
+    a, b = maps.inav[:3], maps.inav[3:]
+    with pytest.raises(ValueError):
+        hs.stack([a, b], axis="tilt")
+    s = het.stack_tilts([a, b])
+    assert type(s) is type(maps) and s._lazy == lazy
+    np.testing.assert_array_equal(s.tilts, maps.tilts)
+    np.testing.assert_array_equal(s.to_numpy(), maps.to_numpy())
+    np.testing.assert_array_equal(np.asarray(s.background), np.asarray(maps.background))
+    np.testing.assert_array_equal(np.asarray(s.reference_images.data), np.asarray(maps.reference_images.data))
+    assert s.elements == maps.elements and s.history[-1]["method"] == "stack_tilts"
+    # pieces in another order give the same series (views sorted by angle); repeated angles, other elements
+    # or sizes are refused
+    np.testing.assert_array_equal(het.stack_tilts([b, a]).to_numpy(), maps.to_numpy())
+    with pytest.raises(ValueError, match="Repeated tilt"):
+        het.stack_tilts([maps.inav[:3], maps.inav[2:]])
+    with pytest.raises(ValueError, match="elements"):
+        het.stack_tilts([a.element(a.elements[0]), b])
+    with pytest.raises(ValueError, match="images must match"):
+        het.stack_tilts([a, b.isig[:8, :]])
+    bare = b.deepcopy()
+    bare.metadata.Tomography.__delattr__("background")
+    with pytest.raises(ValueError, match="background"):
+        het.stack_tilts([a, bare])

@@ -6,7 +6,10 @@
 * :mod:`~hyperspy_edxtomo.analysis.particles` -- segmentation of the particles
   in a volume, their centres, sizes and radial element profiles;
 * :mod:`~hyperspy_edxtomo.analysis.shells` -- shell thickness along every
-  direction (azimuth x elevation maps) and shell coverage.
+  direction (azimuth x elevation maps) and shell coverage;
+* :mod:`~hyperspy_edxtomo.analysis.quality` -- flags on particles whose
+  numbers should not be trusted (cut by the box, at the circle's edge,
+  arc- or streak-like, smaller than the resolution).
 
 The same analyses are methods of
 :class:`~hyperspy_edxtomo.signals.ElementVolume`
@@ -17,6 +20,7 @@ The same analyses are methods of
 
 from .fsc import fourier_shell_correlation, fsc_from_tilt_series, fsc_curve, half_bit_threshold
 from .particles import Particle, ParticleList, find_particles
+from .quality import flag_particles, particle_flags
 from .shells import ShellMaps, shell_maps
 
 __all__ = [
@@ -29,4 +33,6 @@ __all__ = [
     "ParticleList",
     "shell_maps",
     "ShellMaps",
+    "flag_particles",
+    "particle_flags",
 ]

@@ -66,7 +66,7 @@ def history_entry(step, method, parameters):
     """One history record (as :func:`hyperspy_edxtomo.metadata.append_history` writes)."""
     import datetime
 
-    from ..metadata import _plain
+    from ..metadata import plain_record
 
-    return {"step": str(step), "method": str(method), "parameters": _plain(dict(parameters)),
+    return {"step": str(step), "method": str(method), "parameters": plain_record(dict(parameters)),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}

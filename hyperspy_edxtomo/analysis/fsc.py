@@ -35,7 +35,7 @@ where the FSC of the unmasked volumes, or the masked one, first falls below
 import numpy as np
 
 from ..counts import is_counts
-from ..metadata import NODE, append_history, get_history
+from ..metadata import NODE, append_history, get_history, plain_record
 from ._checks import positive, select_elements, volume_array
 
 __all__ = ["fourier_shell_correlation", "fsc_from_tilt_series", "fsc_curve", "half_bit_threshold", "randomise_phases",
@@ -359,7 +359,7 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
         x, y = (a[i], b[i]) if m is None else (_masked(a[i], m), _masked(b[i], m))
         freqs, fsc, counts = fsc_curve(x, y, scale)
         if correct:
-            uncorrected[els[i]] = fsc.tolist()
+            uncorrected[els[i]] = np.asarray(fsc, float)
             f_unc, _ = crossing(freqs, fsc, THRESHOLD_0143)
             res143_unc[els[i]] = float(1.0 / f_unc) if f_unc > 0 else float("inf")
             fsc, beyond[els[i]] = _noise_substituted(a[i], b[i], m, scale, freqs, fsc, rng)
@@ -397,8 +397,8 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
         "units": units,
         "voxel_size": scale,
         "threshold_0143": THRESHOLD_0143,
-        "half_bit_threshold": threshold.tolist(),
-        "shell_voxels": counts.tolist(),
+        "half_bit_threshold": np.asarray(threshold, float),
+        "shell_voxels": np.asarray(counts),
         "mask": mask_desc,
         "mask_dilation_nm": mask_dilation_nm,
         "mask_edge_nm": mask_edge_nm,
@@ -407,7 +407,7 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
     if correct:
         info.update(randomised_beyond=beyond, uncorrected=uncorrected, resolution_0143_uncorrected=res143_unc,
                     randomise_below=RANDOMISE_BELOW, randomise_seed=RANDOMISE_SEED)
-    sig.metadata.set_item(f"{NODE}.FSC", info)
+    sig.metadata.set_item(f"{NODE}.FSC", plain_record(info))
     sig.metadata.set_item(f"{NODE}.history", get_history(volume))
     append_history(
         sig,

@@ -387,7 +387,7 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
                        absent_sa, origin_nm, names, [p.label for p in plist], units, params, history, skipped)
     for s in (result.thickness, result.outer_radius):
         s.metadata.set_item("Tomography.history", history)
-        s.metadata.set_item("Tomography.shells.absent_fraction", {n: absent[:, j].tolist() for j, n in enumerate(names)})
-        s.metadata.set_item("Tomography.shells.particles", [int(p.label) for p in plist])
+        s.metadata.set_item("Tomography.shells.absent_fraction", {n: absent[:, j].copy() for j, n in enumerate(names)})
+        s.metadata.set_item("Tomography.shells.particles", np.array([int(p.label) for p in plist], int))
         s.metadata.set_item("Tomography.shells.skipped", {str(k): v for k, v in skipped.items()})
     return result

@@ -19,7 +19,7 @@ proportionally smaller particle if ``voxel_size_nm`` is kept.
 
 import numpy as np
 
-from ..metadata import _plain, append_history
+from ..metadata import plain_record, append_history
 from ..signals import volume_from_array
 
 __all__ = ["KINDS", "LATTICE_CONSTANTS_NM", "DENSITY_UNIT_PER_NM3", "core_shell_phantom", "nanorod_phantom"]
@@ -378,7 +378,7 @@ def core_shell_phantom(
     vol = volume_from_array(data, elements, voxel_size_nm=voxel_size_nm, title=f"{kind} quantum dot phantom")
     vol.metadata.set_item(
         "Simulation.phantom",
-        _plain({
+        plain_record({
             "kind": kind,
             "elements": elements,
             "layers": layers,
@@ -445,7 +445,7 @@ def nanorod_phantom(
     >>> rod = datasets.nanorod_phantom(size=32)
     >>> rod.elements
     ['Cd', 'Se', 'S', 'Zn']
-    >>> [round(v, 3) for v in rod.metadata.Simulation.phantom.direction]
+    >>> [round(float(v), 3) for v in rod.metadata.Simulation.phantom.direction]
     [0.816, 0.408, 0.408]
     """
     size = _check_size(size)
@@ -500,7 +500,7 @@ def nanorod_phantom(
     vol = volume_from_array(data, elements, voxel_size_nm=voxel_size_nm, title="CdSe/ZnS nanorod phantom")
     vol.metadata.set_item(
         "Simulation.phantom",
-        _plain({
+        plain_record({
             "kind": "CdSe/ZnS nanorod",
             "elements": elements,
             "layers": layers,

@@ -74,8 +74,8 @@ def qd1(aligned=False, seed=0):
     maps.metadata.set_item("Sample.citation", QD1_CITATION)
     maps.metadata.set_item("Sample.description", "InP/ZnSe/ZnS core-shell quantum dot (sQD1)")
     maps.metadata.set_item("Tomography.source_files", [str(f) for f in z["source_files"]])
-    maps.metadata.set_item("Tomography.reference_alignment.rotation_deg", rotation.tolist())
-    maps.metadata.set_item("Tomography.reference_alignment.shift_x_px", sx.tolist())
-    maps.metadata.set_item("Tomography.reference_alignment.shift_y_px", sy.tolist())
+    maps.metadata.set_item("Tomography.reference_alignment.rotation_deg", np.asarray(rotation, float))
+    maps.metadata.set_item("Tomography.reference_alignment.shift_x_px", np.asarray(sx, float))
+    maps.metadata.set_item("Tomography.reference_alignment.shift_y_px", np.asarray(sy, float))
     maps.metadata.set_item("Tomography.reference_alignment.applied", bool(aligned))
     return maps

@@ -27,7 +27,7 @@ fifth inside at 40, whole at 60.
 import numpy as np
 from scipy import ndimage
 
-from ..metadata import NODE, _plain, append_history
+from ..metadata import NODE, plain_record, append_history
 from ..signals import element_maps_from_array, volume_from_array
 from ..signals._tilts import tilt_axis_dict
 from .misalignment import misalign
@@ -190,7 +190,7 @@ def scene_phantom(scene, size=64, voxel_size_nm=0.189, seed=0, field_margin=None
         "particles": particles,
     }
     out = volume_from_array(data, list(ELEMENTS), voxel_size_nm=voxel_size_nm, title=f"Scene {scene!r} phantom")
-    out.metadata.set_item("Simulation.scene", _plain(record))
+    out.metadata.set_item("Simulation.scene", plain_record(record))
     append_history(out, "phantom", "scene", {"scene": scene, "size": size, "voxel_size_nm": voxel_size_nm,
                                              "seed": seed, "field_margin": margin})
     return out
@@ -353,7 +353,7 @@ def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="c
     maps.metadata.set_item("Simulation.scene", record)
     # what each view holds (after misalignment and the field crop, without background): scores edge effects
     maps.metadata.set_item("Simulation.expected_counts_per_view", expected.sum(axis=(2, 3)).astype(np.float32))
-    maps.metadata.set_item("Simulation.misalignment", _plain({
+    maps.metadata.set_item("Simulation.misalignment", plain_record({
         "rotation_deg": rotation_deg, "max_shift_px": max_shift_px,
         "shift_x_px": shift_x, "shift_y_px": shift_y, "applied": "rotated about the view centre, then shifted"}))
     if map_kind == "counts" and np.any(bg > 0):

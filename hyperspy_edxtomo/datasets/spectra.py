@@ -18,7 +18,7 @@ import inspect
 
 import numpy as np
 
-from ..metadata import _plain, append_history, get_history
+from ..metadata import plain_record, append_history, get_history
 from ..signals import ElementVolume, element_maps_from_array, tilt_series_from_array
 from .phantoms import _check_positive as _positive
 from .phantoms import core_shell_phantom, nanorod_phantom
@@ -217,7 +217,7 @@ def _int_dtype(max_value):
 def _attach_truth(signal, phantom, method, parameters):
     truth = phantom.deepcopy()
     signal.metadata.set_item("Simulation.ground_truth", truth)
-    signal.metadata.set_item("Simulation.parameters", _plain(parameters))
+    signal.metadata.set_item("Simulation.parameters", plain_record(parameters))
     signal.metadata.set_item("Tomography.history", get_history(phantom))
     append_history(signal, "simulation", method, parameters)
 

@@ -2,6 +2,7 @@
 
 from .edx_tilt_series import EDXTiltSeries, LazyEDXTiltSeries, tilt_series_from_array
 from .element_maps import ElementMapTiltSeries, LazyElementMapTiltSeries, element_maps_from_array
+from ._tilts import stack_tilts
 from .volume import ElementVolume, LazyElementVolume, volume_from_array
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "element_maps_from_array",
     "tilt_series_from_array",
     "volume_from_array",
+    "stack_tilts",
 ]

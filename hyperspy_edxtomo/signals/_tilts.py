@@ -194,3 +194,101 @@ class TiltSeriesMixin:
         # the background under the X-ray lines is shaped like the data: the same slices, all axes
         slice_background(self, target, array_slices)
         return result
+
+
+def stack_tilts(signals):
+    """Join tilt series along the tilt axis: views, angles, background and HAADF together.
+
+    ``hs.stack(..., axis="tilt")`` cannot do it: on HyperSpy's non-uniform
+    axes it refuses series of different lengths (HyperSpy 2.5 compares the
+    angles of the pieces in the wrong order), and on a uniform axis it would
+    keep the first piece's calibration for all. This joins the data, the
+    angles, the X-ray background and the reference (HAADF) images, and sorts
+    the views by angle (as every tilt series is).
+
+    Parameters
+    ----------
+    signals : sequence of EDXTiltSeries or ElementMapTiltSeries
+        Of one class (all lazy or none), with the same elements, image size
+        and calibration; their angles together must not repeat.
+
+    Returns
+    -------
+    A signal of the same class. The history is the first piece's, with a
+    ``stack`` step; an alignment record (per view) is dropped: align again.
+
+    Raises
+    ------
+    ValueError
+        Fewer than one piece, mixed classes, other elements, sizes or pixel
+        sizes, repeated angles, background or HAADF on only some pieces.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import hyperspy_edxtomo as het
+    >>> a = het.element_maps_from_array(np.ones((1, 3, 8, 8)), [-60, -50, -40], ["Zn"])
+    >>> b = het.element_maps_from_array(np.ones((1, 4, 8, 8)), [-30, 0, 30, 60], ["Zn"])
+    >>> het.stack_tilts([a, b]).tilts
+    array([-60., -50., -40., -30.,   0.,  30.,  60.])
+    """
+    import dask.array as da
+
+    from ..metadata import append_history
+    from ._background import background_data, set_background
+
+    signals = list(signals)
+    if not signals:
+        raise ValueError("stack_tilts needs at least one tilt series.")
+    first = signals[0]
+    for k, s in enumerate(signals):
+        if type(s) is not type(first):
+            raise ValueError(f"stack_tilts: piece {k} is a {type(s).__name__}, piece 0 a {type(first).__name__}: "
+                             "give pieces of one class (all lazy or none; .as_lazy() or .compute() first).")
+        if list(s.metadata.get_item("Sample.elements", [])) != list(first.metadata.get_item("Sample.elements", [])) \
+                and _axis_position(first, ELEMENT) is not None:
+            raise ValueError(f"stack_tilts: piece {k} holds the elements {s.elements}, piece 0 {first.elements}.")
+        for a, b in zip(s.axes_manager.signal_axes, first.axes_manager.signal_axes):
+            if a.size != b.size or not np.isclose(a.scale, b.scale) or a.units != b.units:
+                raise ValueError(f"stack_tilts: piece {k} has a {a.name} axis of {a.size} x {a.scale} {a.units}, "
+                                 f"piece 0 of {b.size} x {b.scale} {b.units}: the images must match.")
+    tilts = check_tilts(np.concatenate([s.tilts for s in signals]), what="tilts of the pieces together")
+    order = np.argsort(tilts, kind="stable")
+    tilts = tilts[order]
+    j = _axis_position(first, TILT)
+
+    def join(arrays, axis):
+        if any(hasattr(a, "dask") for a in arrays):
+            return da.take(da.concatenate(arrays, axis=axis), order, axis=axis)
+        return np.concatenate(arrays, axis=axis).take(order, axis=axis)
+
+    data = join([s.data for s in signals], axis=j)
+    axes = [dict(ax) for ax in first.axes_manager._get_axes_dicts()]
+    axes[j] = tilt_axis_dict(tilts)
+    md = first.metadata.deepcopy()
+    for node in ("background", "reference_images", "alignment"):
+        if md.has_item(f"{NODE}.{node}"):
+            md.get_item(NODE).__delattr__(node)
+    out = type(first)(data, axes=axes, metadata=md.as_dictionary())
+    backgrounds = [background_data(s) for s in signals]
+    if any(b is not None for b in backgrounds):
+        if any(b is None for b in backgrounds):
+            raise ValueError("stack_tilts: only some pieces carry an X-ray background "
+                             f"({[k for k, b in enumerate(backgrounds) if b is not None]}): attach one to all "
+                             "(or remove it) first.")
+        set_background(out, join(backgrounds, axis=j))
+    refs = [s.reference_images for s in signals]
+    if any(r is not None for r in refs):
+        if any(r is None for r in refs):
+            raise ValueError("stack_tilts: only some pieces carry reference (HAADF) images: give all or none.")
+        r0 = refs[0]
+        rj = _axis_position(r0, TILT)
+        raxes = [dict(ax) for ax in r0.axes_manager._get_axes_dicts()]
+        raxes[rj] = tilt_axis_dict(tilts)
+        rdata = join([r.data for r in refs], axis=rj)
+        out.metadata.set_item(f"{NODE}.reference_images", type(r0)(rdata, axes=raxes,
+                                                                   metadata=r0.metadata.as_dictionary()))
+    aligned = any(s.metadata.has_item(f"{NODE}.alignment") for s in signals)
+    append_history(out, "stack", "stack_tilts", {"pieces": len(signals), "tilts": tilts,
+                                                 "dropped": "alignment record" if aligned else "nothing"})
+    return out

@@ -1,10 +1,10 @@
 """Element-map tilt series: X-ray counts per element, per tilt, per pixel."""
 
 import numpy as np
-from hyperspy.external.progressbar import progressbar
 from hyperspy.signals import LazySignal2D, Signal2D
 
 from ..metadata import NODE, TILT_AXIS, append_history, get_history
+from ..progress import progress_bar, show_progress
 from ._background import background_data, check_background, compute_background, set_background
 from ._tilts import TiltSeriesMixin, check_tilts, element_axis_dict, tilt_axis_dict
 
@@ -440,7 +440,7 @@ def maps_from_tilt_series(
             raise ValueError(f"background_windows must be shaped ({len(xray_lines)}, 4), got {bw.shape}")
 
     layers, background = [], []
-    for i in progressbar(range(len(xray_lines)), disable=not _show(show_progressbar), desc="Element maps"):
+    for i in progress_bar(range(len(xray_lines)), desc="Element maps", show=show_progress(show_progressbar)):
         kwargs = {"xray_lines": [xray_lines[i]], "integration_windows": iw[i : i + 1]}
         if bw is None or not subtract_background:
             # the raw window counts: exact Poisson counts
@@ -534,12 +534,6 @@ def _subtract_background(maps, negative="clip"):
     return out
 
 
-def _show(show_progressbar):
-    if show_progressbar is None:
-        from hyperspy.defaults_parser import preferences
-
-        return preferences.General.show_progressbar
-    return bool(show_progressbar)
 
 
 def _to_nm(scale, units):
