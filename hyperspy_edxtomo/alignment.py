@@ -262,7 +262,11 @@ def _kind(series):
         return "maps"
     if isinstance(series, EDXTiltSeries):
         return "edx"
-    raise TypeError(f"Alignment needs an ElementMapTiltSeries or EDXTiltSeries, got {type(series).__name__}.")
+    am = getattr(series, "axes_manager", None)
+    if am is not None and am.navigation_dimension == 1 and am.signal_dimension == 2:
+        return "images"  # e.g. a separate HAADF tilt series: a Signal2D navigated by the views
+    raise TypeError(f"Alignment needs an ElementMapTiltSeries, an EDXTiltSeries or a Signal2D with one navigation "
+                    f"axis (the views), got {type(series).__name__} with axes {am}.")
 
 
 def _tilt_axis_index(series):
@@ -1422,7 +1426,11 @@ def apply_alignment(series, alignment, resample=None, seed=0):
 
     Parameters
     ----------
-    series : ElementMapTiltSeries or EDXTiltSeries
+    series : ElementMapTiltSeries, EDXTiltSeries or Signal2D
+        A plain ``Signal2D`` with one navigation axis (the views in the
+        order of the aligned series), e.g. a separate HAADF tilt series, is
+        moved by interpolation; its angles are checked when its navigation
+        axis is a ``tilt`` axis in degrees.
     alignment : dict or signal
         The ``metadata.Tomography.alignment`` of an aligned series, or that
         series itself.
@@ -1501,11 +1509,12 @@ def apply_alignment(series, alignment, resample=None, seed=0):
         alignment = dict(alignment, shift_x_px=sx.tolist(), shift_y_px=sy.tolist(),
                          axis_offset_px=float(alignment.get("axis_offset_px", 0.0)) * rx,
                          view_shape=[int(shape[0]), int(shape[1])], scaled_from_view_shape=list(made))
-    if "tilts_deg" in alignment and not np.allclose(alignment["tilts_deg"], series.tilts, atol=1e-3):
+    tilts = series.tilts if hasattr(series, "tilts") else _image_tilts(series)
+    if "tilts_deg" in alignment and tilts is not None and not np.allclose(alignment["tilts_deg"], tilts, atol=1e-3):
         raise ValueError("The alignment was made on other tilt angles than this series'.")
     rot = float(alignment["rotation_deg"])
     resample = _resample_mode(series, resample)
-    refs = series.reference_images
+    refs = getattr(series, "reference_images", None)
     if refs is not None:
         _check_references(series)
     bg_node, bg_data = _background_node(series)
@@ -1529,6 +1538,63 @@ def apply_alignment(series, alignment, resample=None, seed=0):
 RESAMPLE = ("counts", "bilinear")
 
 
+def with_reference_images(series, images):
+    """A copy of ``series`` carrying ``images`` (one HAADF/ADF image per view) as its reference images.
+
+    Parameters
+    ----------
+    series : ElementMapTiltSeries or EDXTiltSeries
+    images : Signal2D or numpy.ndarray
+        One image per view, in the series' order, each the views' size: a
+        ``Signal2D`` with one navigation axis, or an array (view, y, x).
+
+    Returns
+    -------
+    A copy of ``series`` (same class) with ``metadata.Tomography.reference_images``.
+
+    Raises
+    ------
+    ValueError
+        Another number of images than views, images of another size, NaN.
+    """
+    from hyperspy.signals import Signal2D
+
+    from .signals._tilts import tilt_axis_dict
+
+    kind = _kind(series)
+    if kind == "images":
+        raise TypeError("Reference images belong to an ElementMapTiltSeries or EDXTiltSeries.")
+    data = images.data if hasattr(images, "axes_manager") else np.asarray(images)
+    if hasattr(data, "compute"):
+        data = data.compute()
+    data = np.asarray(data, np.float32)
+    n, shape = _view_shape(series)
+    if data.ndim != 3 or data.shape[0] != n:
+        raise ValueError(f"haadf: {data.shape[0] if data.ndim == 3 else data.shape} images for {n} views: give one "
+                         "image per view, shaped (view, y, x), in the series' order.")
+    if tuple(data.shape[1:]) != shape:
+        raise ValueError(f"haadf: the images are {tuple(data.shape[1:])} pixels but the views are {shape}: rebin or "
+                         "crop them to the views' pixels first (same field of view, same pixels).")
+    if not np.all(np.isfinite(data)):
+        raise ValueError("haadf: the images hold NaN or infinite values.")
+    space = series.axes_manager.signal_axes if kind == "maps" else series.axes_manager.navigation_axes[:2]
+    axes = [tilt_axis_dict(series.tilts)] + [
+        {"name": a.name, "size": a.size, "offset": a.offset, "scale": a.scale, "units": a.units, "navigate": False}
+        for a in sorted(space, key=lambda a: a.name != "y")]
+    refs = Signal2D(data, axes=axes)
+    refs.metadata.General.title = "HAADF" if not hasattr(images, "metadata") else images.metadata.General.title
+    out = series.deepcopy()
+    out.metadata.set_item(f"{NODE}.reference_images", refs)
+    _check_references(out)
+    return out
+
+
+def _image_tilts(images):
+    """The angles of a plain image series navigated by a ``tilt`` axis in degrees, else None (unknown)."""
+    axis = images.axes_manager.navigation_axes[0]
+    return np.asarray(axis.axis, float) if axis.name == "tilt" and axis.units == "deg" else None
+
+
 def _resample_mode(series, resample):
     from .signals.element_maps import ElementMapTiltSeries
 
@@ -1549,7 +1615,7 @@ def _resample_mode(series, resample):
 
 
 def align(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px=0.1, show_progressbar=None,
-          rotation=None, score_bin_to=64, seed=0, validate=None):
+          rotation=None, score_bin_to=64, seed=0, validate=None, haadf=None):
     """Align the views of a tilt series (see the module documentation for the methods).
 
     Parameters
@@ -1583,6 +1649,12 @@ def align(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px
         alignment, record it in ``validation`` and warn when the method is
         worse than no alignment at all (the result is not changed). None:
         False. ``"auto"`` always validates every stage.
+    haadf : None, Signal2D or numpy.ndarray
+        A separate HAADF (or ADF) tilt series of the same views, one image
+        per view in the series' order, of the views' pixel size (a
+        ``Signal2D`` navigated by the views, or an array (view, y, x)). It
+        becomes the series' reference images (replacing any it carries) and
+        is aligned with it: the validated chain tries shifts on it first.
 
     Returns
     -------
@@ -1621,6 +1693,8 @@ def align(series, method="auto", sigma=None, bin_to=128, pm_iterations=8, tol_px
     results on simulated and real data.
     """
     _kind(series)
+    if haadf is not None:
+        series = with_reference_images(series, haadf)
     alignment = estimate_alignment(series, method=method, sigma=sigma, bin_to=bin_to, pm_iterations=pm_iterations,
                                    tol_px=tol_px, show_progressbar=show_progressbar, rotation=rotation,
                                    score_bin_to=score_bin_to, seed=seed, validate=validate)

@@ -28,6 +28,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 from .staging import check_not_inputs, input_files, staged_output
@@ -627,7 +628,11 @@ def main(argv=None):
 
         preferences.General.show_progressbar = False
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            # a warning is one line naming the command, not a pointer into the edxtomo script
+            warnings.showwarning = lambda message, category, *rest, **kw: print(
+                f"edxtomo {args.command}: warning: {message}", file=sys.stderr)
+            return args.func(args)
     except KeyboardInterrupt:
         out = _where(args)
         print(f"edxtomo {args.command}: interrupted; " + (f"{out} left unchanged" if out else "nothing written"),

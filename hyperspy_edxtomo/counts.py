@@ -19,6 +19,9 @@ MAX_COUNTS_PER_PIXEL = 1e5
 #: views of one series whose totals differ by more than this factor are named in a warning
 #: (another dose or dwell time, a failed frame): alignment and reconstruction weigh every view alike
 DOSE_RATIO_WARN = 10.0
+#: An empty view of counts is refused as a failed frame only when Poisson chance cannot explain it:
+#: the other views' median total is at least this (exp(-14) < 1e-6); below, it is warned about.
+EMPTY_VIEW_COUNTS = 14.0
 #: steps of 1/2 ... 1/16 of a unit are taken for counts only in maps normalised to a maximum of 1
 AMBIGUOUS_STEPS = 16
 

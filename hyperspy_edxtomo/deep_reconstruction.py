@@ -420,7 +420,7 @@ def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cud
                                    show_progressbar=show, **params)
         order = [list(s.elements).index(e) for e in elements]
         inputs.append(inter["fbp_denoised"].data[order])
-        targets.append(vol.data[order])
+        targets.append(vol.to_numpy()[order])
         qd = inter.get("denoiser_model") or qd
     scale, units = series[0].pixel_size
     model = EndToEndModel(elements, scale if units == "nm" else None, **config)

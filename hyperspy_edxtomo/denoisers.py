@@ -154,4 +154,5 @@ def denoise(maps, method="gaussian", show_progressbar=None, _instance=None, **pa
     result.data = out
     result.metadata.General.title = f"{maps.metadata.General.title} (denoised: {method})"
     append_history(result, "denoising", method, den.parameter_values())
-    return result
+    # lazy in, lazy out (computed now: a denoiser sees every view of an element at once)
+    return result.as_lazy() if maps._lazy else result

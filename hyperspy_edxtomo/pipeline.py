@@ -293,7 +293,7 @@ def _reconstruct_per_element(maps, method, per_element, show_progressbar):
     data = []
     for el in maps.elements:
         v = maps.element(el).reconstruct(method, show_progressbar=show_progressbar, **per_element[el])
-        data.append(v.data[0])
+        data.append(v.to_numpy()[0])
     scale, units = maps.pixel_size
     return volume_from_array(np.stack(data), maps.elements, voxel_size_nm=scale if units == "nm" else None,
                              history=v.history, title=f"{method} reconstruction of an FSC half")
@@ -605,9 +605,20 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
             else:
                 _log(verbose, f"Fourier shell correlation: two {split} halves reconstructed with {f_method} ...")
                 halves = split_tilt_series(maps, split, seed, raw=raw if (align and split == "counts") else None)
-                v1 = _reconstruct_per_element(halves[0], f_method, per_element, show_progressbar)
-                v2 = _reconstruct_per_element(halves[1], f_method, per_element, show_progressbar)
-                fsc_signal = fourier_shell_correlation(v1, v2)
+                try:
+                    v1 = _reconstruct_per_element(halves[0], f_method, per_element, show_progressbar)
+                    v2 = _reconstruct_per_element(halves[1], f_method, per_element, show_progressbar)
+                    fsc_signal = fourier_shell_correlation(v1, v2)
+                except ValueError as err:
+                    # e.g. a view left empty in a half of an element with a few counts per view: the volume
+                    # is worth keeping, the report says why there is no resolution
+                    from .errors import warn
+
+                    warn(f"The Fourier shell correlation failed ({err}); the volume and the rest are written, "
+                         "and the report says so.")
+                    numbers["fsc"] = f"failed: {err}"
+                    _log(verbose, f"  no FSC: {err}")
+            if fsc_signal is not None:
                 for key, value in (("split", split), ("seed", seed), ("method", f_method)):
                     fsc_signal.metadata.set_item(f"Tomography.FSC.{key}", value)
                 info = fsc_signal.metadata.Tomography.FSC
@@ -662,10 +673,12 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
         lap("shells")
 
         # -- 8. pictures and exports ---------------------------------------------------------------
-        files["volume cuts"] = plotting.volume_cuts(volume, work / "volume_cuts.png", truth=truth)
+        # cuts through the largest particle's centre (the box centre may miss every particle)
+        centre = tuple(particles[0].centre) if particles else None
+        files["volume cuts"] = plotting.volume_cuts(volume, work / "volume_cuts.png", truth=truth, position=centre)
         files["maximum projections"] = plotting.max_projections(volume, work / "max_projections.png")
         if len(volume.elements) >= 2:
-            files["RGB overlay"] = plotting.rgb_overlay(volume, work / "rgb_overlay.png",
+            files["RGB overlay"] = plotting.rgb_overlay(volume, work / "rgb_overlay.png", position=centre,
                                                         elements=_overlay_elements(volume.elements, shell_elements))
         lap("pictures")
         for fmt in exports:
@@ -789,9 +802,15 @@ def analyse_volume(volume, shell_elements=None, numbers=None, files=None, out=No
         numbers["shells"] = f"shell maps failed: {err}"
         return particles, None
     numbers["shells"] = shells.as_table()
+    notes = []
     if shells.skipped:
         numbers["shells_skipped"] = {str(k): v for k, v in shells.skipped.items()}
-        numbers["shells_note"] = "not analysed: " + "; ".join(f"particle {k}: {v}" for k, v in shells.skipped.items())
+        notes.append("not analysed: " + "; ".join(f"particle {k}: {v}" for k, v in shells.skipped.items()))
+    moved = shells.parameters.get("origin_moved_inside") or {}
+    if moved:
+        notes.append("measured from inside: " + "; ".join(f"particle {k}: {v}" for k, v in moved.items()))
+    if notes:
+        numbers["shells_note"] = " | ".join(notes)
     if truth is not None:
         try:
             t_shells = truth.shell_maps(elements=shell_elements, max_particles=1)

@@ -4,7 +4,10 @@ Every function writes one PNG and returns its path. Images follow the axis
 conventions of :mod:`hyperspy_edxtomo.signals._tilts`: an ``xy`` section is
 shown like the 0-degree view (x across, y -- the tilt axis -- down), ``xz``
 with z (the beam at 0 degrees) down, ``yz`` with y down and z across. Axes
-are in nm (the volume's units) and every image row carries a scale bar.
+are in nm (the volume's units), with one origin everywhere: the centre of
+the box (the volume's axes), as in the particle tables. Every image row
+carries a scale bar and a colour bar in the data's units; each element's
+colour scale (and any smoothing for display) is stated on the figure.
 """
 
 import numpy as np
@@ -25,7 +28,8 @@ def _save(fig, path):
     from pathlib import Path
 
     plt = _pyplot()
-    fig.tight_layout()
+    if not fig.get_constrained_layout():
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -58,21 +62,26 @@ def tilt_montage(maps, path, smooth_px=1.0, max_views=13):
     tilts = maps.tilts
     views = np.unique(np.linspace(0, len(tilts) - 1, min(max_views, len(tilts))).round().astype(int))
     n_el = data.shape[0]
-    fig, axes = plt.subplots(n_el, len(views), figsize=(1.4 * len(views), 1.5 * n_el + 0.4), squeeze=False)
+    fig, axes = plt.subplots(n_el, len(views), figsize=(1.4 * len(views) + 0.8, 1.5 * n_el + 0.6), squeeze=False,
+                             layout="constrained")
     for e, name in enumerate(maps.elements):
         shown = [gaussian_filter(data[e, t], smooth_px) if smooth_px else data[e, t] for t in views]
         vmax = max(float(np.percentile(np.stack(shown), 99.8)), 1e-12)
         for k, (t, img) in enumerate(zip(views, shown)):
             ax = axes[e, k]
-            ax.imshow(img, cmap="inferno", vmin=0, vmax=vmax)
+            im = ax.imshow(img, cmap="inferno", vmin=0, vmax=vmax)
             ax.set_xticks([])
             ax.set_yticks([])
             if e == 0:
                 ax.set_title(f"{tilts[t]:+.0f}°", fontsize=8)
             if k == 0:
                 ax.set_ylabel(f"{name}\n{data[e].sum() / len(tilts):.0f} cts/view", fontsize=8)
+        _colourbar(fig, im, axes[e, :], _map_units(maps))
     scale, units = maps.pixel_size
-    fig.suptitle(f"{maps.metadata.General.title} (pixel {scale:.3g} {units})", fontsize=9)
+    _scalebar(axes[-1, 0], _nice_length(data.shape[-1] * scale), units)
+    smoothing = f"smoothed (Gaussian σ = {smooth_px:g} px) for display" if smooth_px else "unsmoothed"
+    fig.suptitle(f"{maps.metadata.General.title} (pixel {scale:.3g} {units})\n{smoothing}; each element on its "
+                 "own scale, 0 to its 99.8th percentile", fontsize=8)
     return _save(fig, path)
 
 
@@ -98,6 +107,25 @@ def _scalebar(ax, length, units, color="white"):
     bar = AnchoredSizeBar(ax.transData, length, f"{length:g} {units}", "lower right", pad=0.3, color=color,
                           frameon=False, size_vertical=length / 12, fontproperties={"size": 7})
     ax.add_artist(bar)
+
+
+def _colourbar(fig, im, axes, label):
+    cb = fig.colorbar(im, ax=list(np.ravel(axes)), fraction=0.02, pad=0.01)
+    cb.set_label(label, fontsize=6)
+    cb.ax.tick_params(labelsize=6)
+    return cb
+
+
+def _map_units(maps):
+    from .counts import is_counts
+
+    return "X-ray counts per pixel" if is_counts(maps.to_numpy()) else "map value per pixel"
+
+
+def _volume_units(volume):
+    """What a voxel of a reconstruction holds: counts per view per voxel for counts, else the maps' units."""
+    quantity = volume.metadata.get_item("Signal.quantity", "")
+    return quantity or "counts / view / voxel"
 
 
 def _axis_values(volume):
@@ -143,8 +171,8 @@ def _volume_grid(volumes, path, position=None, mode="cuts", elements=None, title
                                                                list(elements))
     scale, units = first.voxel_size
     n_cols = 3 * len(volumes)
-    fig, axes = plt.subplots(len(elements), n_cols, figsize=(2.0 * n_cols, 2.0 * len(elements) + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(elements), n_cols, figsize=(2.0 * n_cols + 0.8, 2.0 * len(elements) + 0.7),
+                             squeeze=False, layout="constrained")
     for e, name in enumerate(elements):
         for s_i, (label, vol) in enumerate(volumes):
             data = vol.element(name).to_numpy()[0].astype(float)
@@ -152,8 +180,8 @@ def _volume_grid(volumes, path, position=None, mode="cuts", elements=None, title
             vmax = max(float(np.percentile(data.max(0) if mode == "mip" else data, 99.9)), 1e-12)
             for k, (plane, (img, h, v, where)) in enumerate(_sections(vol, data, position, mode).items()):
                 ax = axes[e, 3 * s_i + k]
-                ax.imshow(img, cmap=cmap, vmin=0, vmax=vmax, extent=_extent(vals[h], vals[v]),
-                          interpolation="nearest")
+                im = ax.imshow(img, cmap=cmap, vmin=0, vmax=vmax, extent=_extent(vals[h], vals[v]),
+                               interpolation="nearest")
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.set_xlabel(f"{h} →", fontsize=7, labelpad=1)
@@ -165,7 +193,11 @@ def _volume_grid(volumes, path, position=None, mode="cuts", elements=None, title
                 if k == 0 and s_i == 0:
                     span = vals["x"][-1] - vals["x"][0]
                     _scalebar(ax, _nice_length(span), units)
-    fig.suptitle(title or "", fontsize=9)
+            _colourbar(fig, im, axes[e, 3 * s_i:3 * s_i + 3], f"{name} ({_volume_units(vol)})")
+    where = "" if mode == "mip" else "; cuts through the box centre" if position is None else \
+        f"; cuts through ({position[0]:.2f}, {position[1]:.2f}, {position[2]:.2f}) {units} from the box centre"
+    fig.suptitle((title or "") + where + "\neach element on its own scale (0 to its 99.9th percentile)",
+                 fontsize=8)
     return _save(fig, path)
 
 
@@ -294,7 +326,9 @@ def rgb_overlay(volume, path, elements=None, position=None, mode="both"):
             if k == 0:
                 _scalebar(ax, _nice_length(vals["x"][-1] - vals["x"][0]), units)
     legend = ", ".join(f"{el} {c}" for el, c in zip(elements, colours))
-    fig.suptitle(f"{_method(volume)}: {legend}", fontsize=9)
+    where = "box centre" if position is None else \
+        f"({position[0]:.2f}, {position[1]:.2f}, {position[2]:.2f}) {units} from the box centre"
+    fig.suptitle(f"{_method(volume)}: {legend}, each 0 to its 99.5th percentile\ncuts through {where}", fontsize=8)
     return _save(fig, path)
 
 
@@ -351,8 +385,16 @@ def fsc_plot(fsc, path, title=None):
     return _save(fig, path)
 
 
-def shell_thickness_maps(shells, path, particle=0, elements=None, vmax=None):
-    """Save shell-thickness maps (azimuth x elevation) of one particle, one panel per element, as PNG.
+def _particle_rows(shells, particle):
+    if particle is None:
+        return list(range(len(shells.labels)))
+    if not 0 <= int(particle) < len(shells.labels):
+        raise ValueError(f"particle must be an index below {len(shells.labels)} (or None: all), got {particle!r}")
+    return [int(particle)]
+
+
+def shell_thickness_maps(shells, path, particle=None, elements=None, vmax=None):
+    """Save shell-thickness maps (azimuth x elevation), a row per particle and a panel per element, as PNG.
 
     Absent directions (thickness below the presence limit) are hatched grey.
 
@@ -361,11 +403,13 @@ def shell_thickness_maps(shells, path, particle=0, elements=None, vmax=None):
     shells : ShellMaps
         From ``vol.shell_maps(...)``.
     path : str or Path
-    particle : int
-        Index into the particles (0: the largest).
+    particle : None or int
+        None (default): every particle analysed, one row each; an index
+        into the particles (0: the largest): that one only.
     elements : None or list of str
     vmax : None or float
-        Top of the colour scale (nm); None: the largest thickness shown.
+        Top of the colour scale (nm); None: the largest thickness shown (one
+        scale for all panels, so that thicknesses compare).
 
     Returns
     -------
@@ -373,52 +417,57 @@ def shell_thickness_maps(shells, path, particle=0, elements=None, vmax=None):
     """
     plt = _pyplot()
     elements = shells.elements if elements is None else ([elements] if isinstance(elements, str) else elements)
+    rows = _particle_rows(shells, particle)
     az = shells.thickness.axes_manager["azimuth"].axis
     el = shells.thickness.axes_manager["elevation"].axis
     daz, delv = az[1] - az[0], el[1] - el[0]
     extent = (az[0] - daz / 2, az[-1] + daz / 2, el[0] - delv / 2, el[-1] + delv / 2)
-    maps = [shells.thickness_map(e, particle) for e in elements]
-    top = vmax or max(float(np.nanmax(m)) for m in maps) or 1.0
+    maps = {(r, e): shells.thickness_map(e, r) for r in rows for e in elements}
+    top = vmax or max(float(np.nanmax(m)) for m in maps.values()) or 1.0
     limit = shells.parameters.get("absent_below_nm", 0)
     n = len(elements)
-    cols = min(n, 3)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.3 * rows + 0.5), squeeze=False)
-    for k, (name, m) in enumerate(zip(elements, maps)):
-        ax = axes[k // cols, k % cols]
-        im = ax.imshow(np.ma.masked_less(m, limit), origin="lower", extent=extent, aspect="auto", cmap="viridis",
-                       vmin=0, vmax=top, interpolation="nearest")
-        gone = (m < limit).astype(float)
-        if gone.any():
-            ax.contourf(az, el, gone, levels=[0.5, 1.5], colors="0.6", hatches=["////"], alpha=0.9)
-        ax.set_title(f"{name}: absent {100 * shells.absent(name, particle):.1f}% of the surface", fontsize=8)
-        ax.set_xticks([-180, -90, 0, 90, 180])
-        ax.set_yticks([-90, -45, 0, 45, 90])
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel("azimuth φ (deg, from +x towards +y)", fontsize=7)
-        ax.set_ylabel("elevation θ (deg, towards +z)", fontsize=7)
-        cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
-        cb.set_label(f"thickness ({shells.units})", fontsize=7)
-        cb.ax.tick_params(labelsize=6)
-    for k in range(n, rows * cols):
-        axes[k // cols, k % cols].axis("off")
-    x, y, z = shells.origins[particle]
-    fig.suptitle(f"Particle {shells.labels[particle]}: element thickness along each direction from "
-                 f"({x:.2f}, {y:.2f}, {z:.2f}) {shells.units}; grey = absent", fontsize=8)
+    fig, axes = plt.subplots(len(rows), n, figsize=(3.3 * n + 0.9, 2.4 * len(rows) + 0.6), squeeze=False,
+                             layout="constrained")
+    for i, r in enumerate(rows):
+        x, y, z = shells.origins[r]
+        for k, name in enumerate(elements):
+            m = maps[(r, name)]
+            ax = axes[i, k]
+            im = ax.imshow(np.ma.masked_less(m, limit), origin="lower", extent=extent, aspect="auto",
+                           cmap="viridis", vmin=0, vmax=top, interpolation="nearest")
+            gone = (m < limit).astype(float)
+            if gone.any():
+                ax.contourf(az, el, gone, levels=[0.5, 1.5], colors="0.6", hatches=["////"], alpha=0.9)
+            ax.set_title(f"particle {shells.labels[r]}, {name}: absent {100 * shells.absent(name, r):.1f}%",
+                         fontsize=8)
+            ax.set_xticks([-180, -90, 0, 90, 180])
+            ax.set_yticks([-90, -45, 0, 45, 90])
+            ax.tick_params(labelsize=7)
+            if i == len(rows) - 1:
+                ax.set_xlabel("azimuth φ (deg, from +x towards +y)", fontsize=7)
+            if k == 0:
+                ax.set_ylabel(f"from ({x:.1f}, {y:.1f}, {z:.1f}) {shells.units}\nelevation θ (deg, towards +z)",
+                              fontsize=7)
+        _colourbar(fig, im, axes[i, :], f"thickness ({shells.units})")
+    fig.suptitle(f"Element thickness along each direction from each particle's origin (coordinates from the box "
+                 f"centre)\ngrey hatched: absent (under {limit:.2g} {shells.units}); one colour scale, 0 to "
+                 f"{top:.3g} {shells.units}", fontsize=8)
     return _save(fig, path)
 
 
-def shell_thickness_histogram(shells, path, particle=0, elements=None, bins=None):
-    """Save histograms of the thickness over directions (solid-angle weighted) as PNG.
+def shell_thickness_histogram(shells, path, particle=None, elements=None, bins=None):
+    """Save histograms of the thickness over directions (solid-angle weighted), a panel per particle, as PNG.
 
     Parameters
     ----------
     shells : ShellMaps
     path : str or Path
-    particle : int
+    particle : None or int
+        None (default): every particle analysed; an index: that one only.
     elements : None or list of str
     bins : None or int or sequence
-        None: bins a quarter voxel wide.
+        None: bins whole multiples of the ray step wide (thicknesses are
+        multiples of it: other widths comb), about 30 over the range.
 
     Returns
     -------
@@ -428,21 +477,26 @@ def shell_thickness_histogram(shells, path, particle=0, elements=None, bins=None
 
     plt = _pyplot()
     elements = shells.elements if elements is None else ([elements] if isinstance(elements, str) else elements)
+    rows = _particle_rows(shells, particle)
     data = shells.thickness.data
     _, _, w = direction_grid(data.shape[-1], data.shape[-2])
-    maps = [shells.thickness_map(e, particle) for e in elements]
-    top = max(float(np.nanmax(m)) for m in maps)
-    step = shells.parameters.get("absent_below_nm", 0.2) / 4 or 0.05
+    top = max(float(np.nanmax(shells.thickness_map(e, r))) for r in rows for e in elements)
     if bins is None:
-        bins = np.arange(0, top + 2 * step, step)
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for name, m in zip(elements, maps):
-        ax.hist(m.ravel(), bins=bins, weights=100 * w.ravel(), histtype="step", lw=1.5,
-                label=f"{name} (absent {100 * shells.absent(name, particle):.1f}%)")
+        step = float(shells.parameters.get("ray_step_nm") or 0) or max(top / 120, 1e-6)
+        width = step * max(1, int(round(top / 30 / step)))
+        bins = np.arange(-step / 2, top + width + step / 2, width)  # edges between multiples of the step
     limit = shells.parameters.get("absent_below_nm", 0)
-    ax.axvline(limit, color="0.4", ls="--", lw=1, label=f"presence limit {limit:.2g} {shells.units}")
-    ax.set_xlabel(f"thickness along the direction ({shells.units})")
-    ax.set_ylabel("% of directions (solid angle)")
-    ax.legend(fontsize=7)
-    ax.set_title(f"Particle {shells.labels[particle]}: thickness over all directions", fontsize=9)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(5.5, 2.6 * len(rows) + 0.5), squeeze=False,
+                             layout="constrained")
+    for i, r in enumerate(rows):
+        ax = axes[i, 0]
+        for name in elements:
+            m = shells.thickness_map(name, r)
+            ax.hist(m.ravel(), bins=bins, weights=100 * w.ravel(), histtype="step", lw=1.5,
+                    label=f"{name} (absent {100 * shells.absent(name, r):.1f}%)")
+        ax.axvline(limit, color="0.4", ls="--", lw=1, label=f"presence limit {limit:.2g} {shells.units}")
+        ax.set_ylabel("% of directions\n(solid angle)", fontsize=8)
+        ax.legend(fontsize=7)
+        ax.set_title(f"Particle {shells.labels[r]}: thickness over all directions", fontsize=9)
+    axes[-1, 0].set_xlabel(f"thickness along the direction ({shells.units})")
     return _save(fig, path)

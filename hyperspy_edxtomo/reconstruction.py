@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._docstrings import SHOW_PROGRESSBAR_ARG
-from .counts import DOSE_RATIO_WARN
+from .counts import DOSE_RATIO_WARN, EMPTY_VIEW_COUNTS, is_counts
 from .errors import warn
 from .metadata import append_history, get_history
 from .plugin_manager import get_algorithm, reconstruction_algorithms
@@ -145,6 +145,8 @@ def reconstruct(
         "seconds": round(time.perf_counter() - t0, 3),
     }
     append_history(vol, "reconstruction", method, params)
+    if maps._lazy:
+        vol = vol.as_lazy()
     if return_intermediates:
         return vol, _intermediate_signals(algorithm.intermediates, maps, vol)
     return vol
@@ -266,8 +268,16 @@ def check_views(maps_array, tilts, elements):
     totals = np.abs(np.asarray(maps_array, np.float64)).sum(axis=(2, 3))  # (element, tilt)
     empty = [i for i in range(totals.shape[1]) if not np.any(totals[:, i])]
     if empty:
-        raise ValueError(f"View(s) at tilt(s) {[float(tilts[i]) for i in empty]} deg hold no signal in any element: "
-                         "remove them (maps.inav[...]) before reconstructing.")
+        where = [float(tilts[i]) for i in empty]
+        full = totals.sum(axis=0)
+        median = float(np.median(full[full > 0])) if np.any(full > 0) else 0.0
+        if median and median < EMPTY_VIEW_COUNTS and is_counts(maps_array):
+            # a few counts per view: an empty one is Poisson chance (exp(-median)), a measurement of zero
+            warn(f"View(s) at tilt(s) {where} deg hold no counts in any element; with {median:.3g} counts in the "
+                 "median view that is chance, and they are used as measured zeros.")
+        else:
+            raise ValueError(f"View(s) at tilt(s) {where} deg hold no signal in any element: "
+                             "remove them (maps.inav[...]) before reconstructing.")
     for e, element in enumerate(elements):
         t = totals[e]
         if not np.any(t):
@@ -353,4 +363,13 @@ reconstruct.__doc__ = f"""Reconstruct every element of an element-map tilt serie
         algorithms.
     **parameters
         The algorithm's parameters (validated; errors list what is allowed).
+
+    Returns
+    -------
+    ElementVolume or LazyElementVolume
+        Shaped (element, z, y, x) in nm, the method and the parameters used
+        in ``history``. Lazy maps give a lazy volume, as HyperSpy operations do, but it is
+        computed during this call: every slice needs all its views at once
+        and the solvers iterate over them, and the volume (elements x n_z x
+        n_y x n_x floats) is far smaller than the spectra it came from.
     """

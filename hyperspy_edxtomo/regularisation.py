@@ -32,6 +32,7 @@ import torch
 from scipy import ndimage
 
 from .counts import as_counts, count_split, counts_quantum, data_kind, poisson_deviance
+from .errors import warn
 from .projector import Projector
 from .solvers import sinograms_to_cols
 
@@ -44,6 +45,11 @@ CRITERIA = ("count_split", "held_out_views")
 FIT_FRACTION = 0.8
 #: candidate strengths relative to :func:`reference_strength`
 DEFAULT_GRID = tuple(np.logspace(-3, 1, 5))
+#: fewest counts (in the brightest slices) a count split is tried on; below, the strength is
+#: FALLBACK_RELATIVE times the reference, said in a warning and recorded
+MIN_SPLIT_COUNTS = 20
+#: the centre (log scale) of DEFAULT_GRID: the prior the grid itself states, nothing fitted
+FALLBACK_RELATIVE = 0.1
 #: folds of held-out views
 VIEW_FOLDS = 3
 #: fewest views held-out-view selection works with (two kept ends plus a fold of each kind)
@@ -261,9 +267,15 @@ def choose_strength(
             # counts in disguise: split the counts, report strengths on the maps' scale
             sub, sub_b, scale = as_counts(sub, quantum), None if sub_b is None else sub_b / quantum, quantum
             ref = reference_strength(sub, projector, data_term)
-        if sub.sum() < 20:
-            raise ValueError(f"Too few counts ({int(sub.sum())}) to choose the strength by count splitting: "
-                             "give lam a number.")
+        if sub.sum() < MIN_SPLIT_COUNTS:
+            # nothing to validate on: the reference strength (the middle of the grid), said and recorded
+            lam = float(FALLBACK_RELATIVE * ref * (scale if data_term == "least_squares" else 1.0))
+            reason = (f"too few counts ({int(sub.sum())}, under {MIN_SPLIT_COUNTS}) in the brightest slices to "
+                      f"validate a strength by count splitting: {lam:.4g}, the centre of the candidates, is used")
+            warn(f"lam='auto': {reason}; give lam a number to choose another.")
+            return lam, {"criterion": "none", "data_kind": kind, "counts_quantum": None, "candidates": [lam],
+                         "scores": [float("nan")], "fold_scores": [[]], "chosen": lam,
+                         "slices": [int(start), int(sub.shape[0])], "reason": reason}
         scorer = _CountSplitScorer(sub, projector, sub_b, fraction, seed)
     else:
         scorer = _HeldOutViewScorer(sub, projector, sub_b)

@@ -43,6 +43,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import warnings
 
 #: file extensions read in the child process (lower case, with the dot)
@@ -61,6 +62,11 @@ FORMAT_KEYWORDS = ("file_format", "reader")
 
 _FRAME = struct.Struct("<QI")  # payload length, number of out-of-band buffers
 _LENGTH = struct.Struct("<Q")
+
+
+#: Seconds one file may take to read before its reader is stopped (a damaged file can make a
+#: reader loop forever); ``EDXTOMO_READ_TIMEOUT`` sets it, 0 for none.
+READ_TIMEOUT = float(os.environ.get("EDXTOMO_READ_TIMEOUT", "600") or 0)
 
 
 class ReaderCrashError(OSError):
@@ -237,15 +243,21 @@ class ChildReader:
         Probe (read lazily and sum) instead of sending the data back.
     reader_options : dict
         ``file_reader`` keyword arguments, the same for every file.
+    timeout : None or float
+        Seconds one file may take; the reader is then stopped and
+        :meth:`next` raises :class:`ReaderCrashError` saying so. None:
+        :data:`READ_TIMEOUT`; 0: no limit.
 
     Use :meth:`next` once per job, in order; :meth:`close` (or ``with``) ends
     the child.
     """
 
-    def __init__(self, jobs, lazy, reader_options):
+    def __init__(self, jobs, lazy, reader_options, timeout=None):
         self.paths = [p for p, _ in jobs]
         self._next = 0
         self.process = None
+        self.timeout = READ_TIMEOUT if timeout is None else float(timeout)
+        self._timed_out = False
         if not jobs:
             return
         code = (
@@ -308,6 +320,25 @@ class ChildReader:
         index = self._next
         path = self.paths[index]
         self._next += 1
+        watchdog = None
+        if self.timeout > 0:
+            # a reader looping forever on a damaged file: stop its process, then report like a crash
+            watchdog = threading.Timer(self.timeout, self._stop_for_timeout)
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            return self._wait_for(index, path)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+
+    def _stop_for_timeout(self):
+        process = self.process
+        if process is not None and process.poll() is None:
+            self._timed_out = True
+            process.kill()
+
+    def _wait_for(self, index, path):
         while True:
             message = _receive(self.process.stdout)
             if message is None:
@@ -328,6 +359,10 @@ class ChildReader:
 
     def _crash(self, path):
         rc = self.process.wait()
+        if self._timed_out:
+            return ReaderCrashError(
+                f"Reading {path} took longer than {self.timeout:g} s: the reader was stopped (the file may be damaged; "
+                "set EDXTOMO_READ_TIMEOUT to allow more, 0 for no limit).")
         if rc < 0:
             try:
                 name = f", {signal.Signals(-rc).name}"

@@ -561,3 +561,27 @@ def test_apply_alignment_moves_the_background(form):
     maps.metadata.set_item("Tomography.background", bg[:, :5])
     with pytest.raises(ValueError, match="shaped"):
         al.apply_alignment(maps, alignment)
+
+
+def test_a_separate_haadf_series_aligns_and_is_moved():
+    """haadf= gives the same alignment as reference images carried by the series; a plain Signal2D
+    of the same views is moved by apply_alignment (what docs/alignment.rst shows)."""
+    import hyperspy.api as hs
+
+    maps = datasets.simulate_scene("chain", size=24, max_shift_px=2, haadf_snr=10, seed=0)
+    haadf = hs.signals.Signal2D(np.asarray(maps.reference_images.data))
+    bare = maps.deepcopy()
+    bare.metadata.Tomography.__delattr__("reference_images")
+    carried = maps.align(method="xcorr")
+    given = bare.align(method="xcorr", haadf=haadf)
+    np.testing.assert_allclose(given.metadata.Tomography.alignment.shift_x_px,
+                               carried.metadata.Tomography.alignment.shift_x_px, atol=1e-6)
+    moved = carried.apply_alignment(haadf)
+    assert type(moved) is hs.signals.Signal2D
+    np.testing.assert_allclose(moved.data, carried.reference_images.data, atol=1e-4)
+    with pytest.raises(ValueError, match="haadf: 12 images for 13 views"):
+        bare.align(method="xcorr", haadf=haadf.inav[:12])
+    with pytest.raises(ValueError, match="rebin or crop"):
+        bare.align(method="xcorr", haadf=haadf.isig[:20, :20])
+    with pytest.raises(ValueError, match="13 views but this series has 12"):
+        carried.apply_alignment(haadf.inav[:12])

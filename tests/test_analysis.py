@@ -301,9 +301,13 @@ def test_one_bad_particle_does_not_stop_the_others():
     vol, ring = _ball_and_ring()
     particles = vol.find_particles(smooth_nm=0)
     assert len(particles) == 2 and particles[1].n_voxels == ring.sum()
+    # the ring's centroid lies in its hole: its shells are measured from the point deepest inside it
+    both = vol.shell_maps(particles=particles, n_azimuth=36, n_elevation=18)
+    assert both.labels == [1, 2] and not both.skipped and list(both.parameters["origin_moved_inside"]) == ["2"]
+    assert both.absent("Se", particle=1) < 0.5  # the ring holds Se and S all round its tube
+    # an origin given for all that lies outside the ring: the ball is analysed, the ring reported, not dropped
     with pytest.warns(UserWarning, match=r"particle 2: The origin of particle 2 .* is not inside it"):
-        shells = vol.shell_maps(particles=particles, n_azimuth=36, n_elevation=18)
-    # the ball is analysed as if alone; the ring is reported, not silently dropped
+        shells = vol.shell_maps(particles=particles, origin=particles[0].centre, n_azimuth=36, n_elevation=18)
     assert shells.labels == [1] and list(shells.skipped) == [2] and "not inside" in shells.skipped[2]
     assert shells.thickness.data.shape == (1, 2, 18, 36)
     alone = vol.shell_maps(particles=particles, max_particles=1, n_azimuth=36, n_elevation=18)
@@ -321,13 +325,19 @@ def test_analyse_volume_reports_the_particle_it_cannot_analyse():
 
     vol, _ = _ball_and_ring()
     numbers = {}
-    with pytest.warns(UserWarning, match="not analysed"):
-        particles, shells = analyse_volume(vol, numbers=numbers)
-    assert len(numbers["particles"]) == 2 and {row["particle"] for row in numbers["shells"]} == {1}
-    assert "not inside" in numbers["shells_skipped"]["2"]
+    particles, shells = analyse_volume(vol, numbers=numbers)
+    # the ring is measured from inside it, and the report says so
+    assert len(numbers["particles"]) == 2 and {row["particle"] for row in numbers["shells"]} == {1, 2}
     rows = dict((r[0], r[1]) for heading, _, rs in _tables({"numbers": numbers, "timings": {}}) for r in rs
                 if heading == "Shell coverage")
-    assert "particle 2" in rows["note"] and "not inside" in rows["note"]
+    assert "particle 2: the centroid lies outside the particle" in rows["note"]
+    # a particle that cannot be analysed is reported beside the others
+    numbers["shells_skipped"] = {"2": "some reason"}
+    numbers["shells_note"] = "not analysed: particle 2: some reason"
+    numbers["shells"] = [r for r in numbers["shells"] if r["particle"] == 1]
+    rows = dict((r[0], r[1]) for heading, _, rs in _tables({"numbers": numbers, "timings": {}}) for r in rs
+                if heading == "Shell coverage")
+    assert "particle 2: some reason" in rows["note"]
 
 
 def test_fsc_warns_when_the_halves_hold_too_few_tilts():
@@ -422,3 +432,22 @@ def test_fsc_mask_correction_removes_what_the_mask_correlates():
     w = randomise_phases(shared, 0.5, vs, rng=1)
     np.testing.assert_allclose(np.abs(np.fft.fftn(w)), np.abs(np.fft.fftn(shared)), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(np.fft.fftn(w)[k <= 0.5], np.fft.fftn(shared)[k <= 0.5], atol=1e-8)
+
+
+def test_shell_figures_show_every_particle_and_bins_follow_the_ray_step(tmp_path):
+    from matplotlib.image import imread
+
+    vol, _ = _ball_and_ring()
+    shells = vol.shell_maps(n_azimuth=36, n_elevation=18)
+    assert len(shells.labels) == 2
+    both = imread(plotting.shell_thickness_maps(shells, tmp_path / "both.png"))
+    one = imread(plotting.shell_thickness_maps(shells, tmp_path / "one.png", particle=0))
+    assert both.shape[0] > 1.6 * one.shape[0]  # a row per particle
+    hist_both = imread(plotting.shell_thickness_histogram(shells, tmp_path / "hist.png"))
+    assert hist_both.shape[0] > imread(plotting.shell_thickness_histogram(shells, tmp_path / "h1.png", 0)).shape[0]
+    # thicknesses are whole multiples of the ray step: bins a whole number of steps wide never comb
+    step = shells.parameters["ray_step_nm"]
+    t = shells.thickness.data
+    np.testing.assert_allclose(t / step, np.round(t / step), atol=1e-4)
+    with pytest.raises(ValueError, match="particle must be an index below 2"):
+        plotting.shell_thickness_maps(shells, tmp_path / "x.png", particle=5)

@@ -40,10 +40,14 @@ def test_denoisers_are_plugins():
     "method, params",
     [("gaussian", {"sigma": 1.5}), ("moving_average", {}), ("pca", {"components": 4}), ("nmf", {"components": 3})],
 )
-def test_baselines_keep_totals_and_metadata(qd_maps, method, params):
-    out = qd_maps.denoise(method, **params)
+@pytest.mark.parametrize("lazy", [False, True])
+def test_baselines_keep_totals_and_metadata(qd_maps, method, params, lazy):
+    maps = qd_maps.as_lazy() if lazy else qd_maps
+    out = maps.denoise(method, **params)
+    assert type(out) is type(maps) and out._lazy == lazy  # lazy in, lazy out
+    if lazy:
+        out.compute()
     raw = qd_maps.to_numpy().astype(float)
-    assert type(out) is type(qd_maps)
     assert out.elements == qd_maps.elements
     np.testing.assert_array_equal(out.tilts, qd_maps.tilts)
     np.testing.assert_allclose(out.data.sum(axis=(2, 3)), raw.sum(axis=(2, 3)), rtol=1e-4)

@@ -52,6 +52,7 @@ def test_volume_keeps_calibration_elements_and_history(qd, lazy):
     if lazy:
         maps = maps.as_lazy()
     vol = maps.reconstruct("sirt", iterations=5)
+    assert vol._lazy == lazy and type(vol).__name__ == ("LazyElementVolume" if lazy else "ElementVolume")
     assert vol.elements == maps.elements
     assert vol.voxel_size == maps.pixel_size and maps.pixel_size[1] == "nm"
     assert [a.units for a in vol.axes_manager._axes[1:]] == ["nm"] * 3
@@ -241,6 +242,15 @@ def test_odd_views_warn_and_empty_views_are_refused(qd):
     empty.data[:, 2] = 0
     with pytest.raises(ValueError, match=r"tilt\(s\) \[-40.0\] deg hold no signal"):
         empty.reconstruct("sirt", iterations=5)
+    # a few counts per view (here 3 in the median view): an empty view is Poisson chance, a measured zero
+    sparse = np.zeros((1, 13, 16, 16), np.float32)
+    sparse[0, :, 8, 8] = 3
+    sparse[0, 2] = 0
+    low = het.element_maps_from_array(sparse, np.linspace(-60, 60, 13), ["Cu"])
+    with pytest.warns(UserWarning, match=r"\[-40.0\] deg hold no counts in any element; with 3 counts"):
+        assert np.isfinite(low.reconstruct("sirt", iterations=5).to_numpy()).all()
+    with pytest.raises(ValueError, match="hold no signal"):  # not counts: nothing tells chance from a failed frame
+        het.element_maps_from_array(sparse * 0.37, np.linspace(-60, 60, 13), ["Cu"]).reconstruct("sirt")
 
 
 def test_unknown_method_and_bad_parameters(qd):
@@ -380,3 +390,19 @@ def test_projection_matching_bar_ends_at_100_percent_when_it_converges_early(cap
     err = capfd.readouterr().err.replace("\r", "\n")
     assert n_done < 8  # stopped early: the bar is closed at what was done
     assert "Projection matching: 100%" in err and f"{n_done}/{n_done}" in err
+
+
+def test_auto_strength_with_too_few_counts_falls_back_and_says_so():
+    """Nothing to validate on (a few counts in all): the grid's centre, a warning, and the reason recorded."""
+    from hyperspy_edxtomo.regularisation import FALLBACK_RELATIVE, MIN_SPLIT_COUNTS
+
+    sparse = np.zeros((1, 13, 16, 16), np.float32)
+    sparse[0, ::2, 8, 8] = 1
+    maps = het.element_maps_from_array(sparse, np.linspace(-60, 60, 13), ["Cu"])
+    assert sparse.sum() < MIN_SPLIT_COUNTS
+    with pytest.warns(UserWarning, match="too few counts"):
+        vol = maps.reconstruct("tv", iterations=20)
+    chosen = vol.history[-1]["parameters"]["parameters"]
+    assert chosen["lam_selection"]["criterion"] == "none" and "too few counts" in chosen["lam_selection"]["reason"]
+    assert chosen["lam"] == pytest.approx(chosen["lam_selection"]["chosen"]) and FALLBACK_RELATIVE < 1
+    assert np.isfinite(vol.to_numpy()).all()

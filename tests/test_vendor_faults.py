@@ -115,6 +115,9 @@ def file_reader(filename, lazy=False, how="segv", **kwargs):
         os._exit(3)
     if how == "raise":
         raise KeyError("no such node")
+    if how == "hang":
+        import time
+        time.sleep(3600)
     if how == "print":
         print("a reader that prints to stdout")  # must not corrupt the messages
         import numpy as np
@@ -142,6 +145,18 @@ def test_child_crash_becomes_an_error_naming_file_and_signal(crashing_reader):
     msg = str(info.value)
     assert f"Reading {victim} crashed the reader (signal {int(signal.SIGSEGV)}, SIGSEGV)" in msg
     assert "damaged or truncated" in msg
+
+
+def test_a_reader_that_hangs_is_stopped_and_named(crashing_reader):
+    import time
+
+    api, victim = crashing_reader
+    t0 = time.perf_counter()
+    with vendor_read.ChildReader([(str(victim), api)], lazy=False, reader_options={"how": "hang"},
+                                 timeout=2) as child:
+        with pytest.raises(vendor_read.ReaderCrashError, match=r"Reading .*victim\.xyz took longer than 2 s"):
+            child.next()
+    assert time.perf_counter() - t0 < 60
 
 
 def test_child_exit_and_exception_name_the_file(crashing_reader):

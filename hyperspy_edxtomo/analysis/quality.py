@@ -33,8 +33,8 @@ def _principal(z, x, y):
     if coords.shape[1] < 4:
         return 1.0, np.array([1.0, 0.0, 0.0])
     w, v = np.linalg.eigh(np.cov(coords))
-    w = np.clip(w, 1e-12, None)
-    return float(np.sqrt(w[-1] / max(w[0], 1e-12))), v[:, -1]
+    w = np.clip(w, 0, None) + 1 / 12  # a voxel's own extent: a one-voxel-thick sheet is not infinitely thin
+    return float(np.sqrt(w[-1] / w[0])), v[:, -1]
 
 
 def particle_flags(labels, diameters=None, fsc_resolution=None):

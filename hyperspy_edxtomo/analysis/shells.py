@@ -181,6 +181,22 @@ def _envelope(surface, u, gone):
     return np.where(gone & good, fit, surface)
 
 
+def _inside_origin(labels, particle):
+    """The particle's centroid (voxel indices) when it lies inside the particle, else the point deepest
+    inside it (farthest from its surface): rays from an origin outside would measure nothing."""
+    from scipy import ndimage
+
+    c = particle.centre_index
+    ci = np.round(c).astype(int)
+    if np.all(ci >= 0) and np.all(ci < np.array(labels.shape)) and labels[tuple(ci)] == particle.label:
+        return c
+    mask = labels == particle.label
+    if not mask.any():
+        return c
+    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1, 1:-1]
+    return tuple(float(i) for i in np.unravel_index(int(np.argmax(depth)), depth.shape))
+
+
 def _one_particle(p, part, o, particles, data, idx, u, w, scale, step, level, absent_below, max_radius_nm, axes,
                   thick, outer, absent, absent_sa, surface, thresholds):
     """Fill row ``p`` of the result arrays for one particle; its origin in nm.
@@ -314,10 +330,12 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
         x, y, z = point
         return tuple((v - ax.offset) / ax.scale for v, ax in zip((z, y, x), axes))
 
+    moved = {}
     if isinstance(origin, str):
         if origin != "centroid":
             raise ValueError(f"origin must be 'centroid' or (x, y, z) in nm, got {origin!r}")
-        origins = [p.centre_index for p in plist]
+        origins = [_inside_origin(particles.labels, p) for p in plist]
+        moved = {int(p.label): o for p, o in zip(plist, origins) if o is not p.centre_index}
     else:
         o = np.asarray(origin, dtype=float)
         if o.ndim == 1:
@@ -379,9 +397,12 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
 
     params = {"elements": names, "origin": origin if isinstance(origin, str) else np.asarray(origin).tolist(),
               "n_azimuth": int(n_azimuth), "n_elevation": int(n_elevation), "level": level,
-              "absent_below_nm": absent_below, "max_radius_nm": max_radius_nm,
+              "absent_below_nm": absent_below, "max_radius_nm": max_radius_nm, "ray_step_nm": step,
               "particles": [p.label for p in plist], "absent_fraction": absent.tolist(),
-              "skipped": {str(k): v for k, v in skipped.items()}}
+              "skipped": {str(k): v for k, v in skipped.items()},
+              "origin_moved_inside": {str(k): "the centroid lies outside the particle (irregular or hollow): the "
+                                      f"point deepest inside it, voxel (z, y, x) {tuple(round(float(c), 1) for c in o)}"
+                                      for k, o in moved.items()}}
     history = get_history(volume) + [history_entry("analysis", "shell_maps", params)]
     result = ShellMaps(signal(thick, "Shell thickness"), signal(outer, "Outer radius"), absent, thresholds,
                        absent_sa, origin_nm, names, [p.label for p in plist], units, params, history, skipped)

@@ -219,11 +219,6 @@ def _reconstruct_doc():
     from ..reconstruction import reconstruct
 
     return reconstruct.__doc__ + """
-    Returns
-    -------
-    ElementVolume
-        Shape (element, z, y, x) in nm, method and parameters in ``history``.
-
     Examples
     --------
     >>> from hyperspy_edxtomo import datasets
