@@ -117,14 +117,16 @@ def cmd_demo(args):
 
 
 def cmd_maps(args):
-    from .loading import load_tilt_series
+    from .pipeline import load_input
 
     out = Path(args.out)
     _targets_free([out / "element_maps.hspy", out / "element_maps.png"], input_files(args.files), args.overwrite)
-    series = load_tilt_series(args.files, tilts=args.tilts, lazy=args.lazy, show_progressbar=not args.quiet)
-    maps = series.get_element_maps(args.elements, background_windows=None if args.no_background else "auto",
-                                   subtract_background=args.subtract_background, show_progressbar=not args.quiet)
-    if args.lazy:
+    # vendor files (one per tilt) or a saved EDX tilt series, as for `run`
+    background = "none" if args.no_background else "subtract" if args.subtract_background else "model"
+    source = args.files[0] if len(args.files) == 1 else args.files
+    maps, _, _ = load_input(source, elements=args.elements, tilts=args.tilts, lazy=args.lazy, background=background,
+                            show_progressbar=not args.quiet)
+    if maps._lazy:
         maps.compute()
     with staged_output(out, "files", protect=input_files(args.files)) as work:
         _save_maps(maps, work, "element_maps")
@@ -518,7 +520,7 @@ def build_parser():
     demo.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     demo.set_defaults(func=cmd_demo)
 
-    maps = _sub(sub, "maps", "element maps from vendor files, one file per tilt",
+    maps = _sub(sub, "maps", "element maps from vendor files (one per tilt) or a saved EDX tilt series",
                 description="Element maps from vendor files, one file per tilt, written to element_maps.hspy/.png in "
                             "--out: the raw integer X-ray counts in a window around each element's line, with the "
                             "background under the line (exspy's two side windows) kept beside them in "

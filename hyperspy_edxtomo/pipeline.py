@@ -439,6 +439,10 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
 
     t_start = time.perf_counter()
     out = Path(out)
+    for name, value in (("parameters", parameters), ("denoiser_parameters", denoiser_parameters),
+                        ("fsc_parameters", fsc_parameters)):
+        if value is not None and not isinstance(value, dict):
+            raise PipelineError(f"{name} must be a dict of NAME: value, got {type(value).__name__} {value!r}.")
     parameters = dict(parameters or {})
     denoiser_parameters = dict(denoiser_parameters or {})
     exports = list(dict.fromkeys(e.lower().lstrip(".") for e in (exports or ())))  # a format asked twice: once
@@ -492,7 +496,7 @@ def run_pipeline(source, out="edxtomo_output", elements=None, tilts=None, method
     record = run_record("hyperspy_edxtomo.pipeline.run_pipeline", _jsonable(arguments), inputs)
     # everything is written into a temporary sibling of out and moved into place at the end: an error or
     # Ctrl-C leaves an earlier run's results as they were, never half replaced
-    with staged_output(out, "folder", stale=earlier_results(out)) as work:
+    with staged_output(out, "folder", stale=earlier_results(out), guard=() if overwrite else RESULT_FILES) as work:
         timings, files, numbers = {}, {}, {}
         clock = [time.perf_counter()]
 

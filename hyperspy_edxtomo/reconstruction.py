@@ -54,6 +54,10 @@ def format_algorithms(listing):
     return "\n".join(lines)
 
 
+#: fewer views than this get a warning: a tomogram from 2-4 directions is mostly streaks
+FEW_VIEWS = 5
+
+
 def reconstruct(
     maps,
     method="sirt",
@@ -87,6 +91,9 @@ def reconstruct(
         raise ValueError(f"{tilts.size} tilt angles for {n_t} views.")
     if n_t < 2:
         raise ValueError(f"Reconstruction needs at least 2 tilts, got {n_t}.")
+    if n_t < FEW_VIEWS:
+        warn(f"Only {n_t} views: a volume from so few directions is badly undersampled (streaks, objects "
+             "stretched along the beam); read it with care.")
     if not np.isfinite(rotation_deg) or not np.isfinite(axis_offset_px):
         raise ValueError(f"rotation_deg and axis_offset_px must be finite, got {rotation_deg}, {axis_offset_px}")
     background = _background_of(maps, counts.shape)

@@ -179,7 +179,7 @@ def _replace_folder(work, out, stale):
 
 
 @contextmanager
-def staged_output(out, mode="folder", stale=(), protect=()):
+def staged_output(out, mode="folder", stale=(), protect=(), guard=()):
     """Write into a temporary sibling of ``out``; put it in place only when the block succeeds.
 
     Parameters
@@ -195,6 +195,10 @@ def staged_output(out, mode="folder", stale=(), protect=()):
         (``mode="folder"``).
     protect : iterable of paths
         Paths that must never be replaced (the inputs): OutputError instead.
+    guard : iterable of str
+        Names that must not have appeared in ``out`` while the block ran
+        (another run writing to the same folder without ``--overwrite``):
+        FileExistsError at the end instead of replacing them.
 
     Yields
     ------
@@ -233,14 +237,29 @@ def staged_output(out, mode="folder", stale=(), protect=()):
     try:
         yield work
         with _interrupt_deferred():
+            _check_guard(out, guard)
             if not out.exists():
-                os.rename(work, out)
-            elif mode == "files":
+                try:
+                    os.rename(work, out)
+                    return
+                except OSError:  # created meanwhile (another run): as into an existing folder
+                    if not out.is_dir():
+                        raise
+                    _check_guard(out, guard)
+            if mode == "files":
                 _move_entries(work, out, protect)
             else:
                 _replace_folder(work, out, set(stale))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_guard(out, guard):
+    arrived = [n for n in guard if (out / n).exists()]
+    if arrived:
+        raise FileExistsError(
+            f"{out / arrived[0]} appeared while this run was working (another run writing to {out}?): nothing of "
+            "this run was written; choose another output folder, or pass --overwrite.")
 
 
 def saved_as(signal, path):

@@ -1,5 +1,6 @@
 """The edxtomo command line: the README's main job and the maps command."""
 
+import os
 import sys
 
 import hyperspy.api as hs
@@ -105,3 +106,20 @@ def test_demo_real_runs_the_pipeline_on_the_shipped_qd1(tmp_path):
     vol = hs.load(out / "volume.hspy")
     assert isinstance(vol, ElementVolume) and vol.elements == ["Se", "S", "Zn"]
     assert vol.data.max() > 0
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process on POSIX")
+def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback():
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    exe = shutil.which("edxtomo")
+    if exe is None:
+        pytest.skip("the edxtomo command is not installed in this environment")
+    p = subprocess.Popen([exe, "algorithms"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # importing HyperSpy takes longer than this
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err and "interrupted" in err

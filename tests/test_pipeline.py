@@ -468,3 +468,26 @@ def test_run_lazy_gives_the_same_volume(series_file, run_dir, tmp_path):
     a = json.loads((out / "results.json").read_text())["numbers"]["fsc"]["resolution_0143"]
     b = json.loads((run_dir / "results.json").read_text())["numbers"]["fsc"]["resolution_0143"]
     assert a == pytest.approx(b, rel=1e-3)
+
+
+def test_results_that_appear_during_a_run_are_not_replaced_without_overwrite(tmp_path, monkeypatch):
+    """Two runs into one folder without --overwrite: the one that finishes second refuses, nothing lost."""
+    import hyperspy_edxtomo.pipeline as pipeline
+
+    maps_file = tmp_path / "maps.hspy"
+    datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, seed=1).save(maps_file)
+    out = tmp_path / "D"
+    args = ["--quiet", "run", str(maps_file), "--method", "fbp", "--no-align", "--no-fsc", "--out", str(out)]
+    real = pipeline.analyse_volume
+
+    def other_run_finishes_first(*a, **k):
+        monkeypatch.setattr(pipeline, "analyse_volume", real)
+        assert main(args) == 0  # the other run, started later, finishes first
+        return real(*a, **k)
+
+    monkeypatch.setattr(pipeline, "analyse_volume", other_run_finishes_first)
+    with pytest.raises(FileExistsError, match="appeared while this run was working"):
+        run_pipeline(maps_file, out=out, method="sirt", parameters={"iterations": 5}, align=False, fsc=False,
+                     verbose=False)
+    before = json.loads((out / "results.json").read_text())["numbers"]["method"]
+    assert before == "fbp" and sorted(p.name for p in tmp_path.iterdir()) == ["D", "maps.hspy"]

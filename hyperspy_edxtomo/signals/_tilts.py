@@ -53,7 +53,10 @@ def check_tilts(tilts_deg, n_expected=None, what="tilts"):
     Raises a ValueError naming the problem for NaN, repeated angles or a
     count that does not match the data.
     """
-    tilts = np.asarray(tilts_deg, dtype=float).ravel()
+    try:
+        tilts = np.asarray(tilts_deg, dtype=float).ravel()
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"The {what} must be numbers (degrees), one per view; got {tilts_deg!r} ({err}).") from None
     if n_expected is not None and tilts.size != n_expected:
         raise ValueError(
             f"{tilts.size} {what} given for {n_expected} views: give one tilt angle per view."
