@@ -620,8 +620,17 @@ def _where(args):
     return out
 
 
+def _written_since(out, started):
+    """Whether ``out`` received an entry since ``started`` (results appear there only once complete)."""
+    try:
+        return any(p.stat().st_mtime >= started for p in Path(out).iterdir() if ".tmp-" not in p.name)
+    except OSError:
+        return False
+
+
 def main(argv=None):
     """Run ``edxtomo``; returns the exit code (0, 1, 2 or 130; see the module's docstring)."""
+    started = time.time()
     args = build_parser().parse_args(argv)
     record_command_line(sys.argv[1:] if argv is None else argv)
     debug = bool(getattr(args, "debug", False)) or os.environ.get("EDXTOMO_DEBUG", "") not in ("", "0")
@@ -637,8 +646,13 @@ def main(argv=None):
             return args.func(args)
     except KeyboardInterrupt:
         out = _where(args)
-        print(f"edxtomo {args.command}: interrupted; " + (f"{out} left unchanged" if out else "nothing written"),
-              file=sys.stderr)
+        if out and _written_since(out, started):
+            # Ctrl-C after the results were moved into place: they are complete, say so
+            print(f"edxtomo {args.command}: interrupted after its results were written to {out} (complete)",
+                  file=sys.stderr)
+        else:
+            print(f"edxtomo {args.command}: interrupted; " + (f"{out} left unchanged" if out else "nothing written"),
+                  file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - a user sees one line, never a traceback, unless --debug
         if debug:

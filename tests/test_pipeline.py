@@ -491,3 +491,22 @@ def test_results_that_appear_during_a_run_are_not_replaced_without_overwrite(tmp
                      verbose=False)
     before = json.loads((out / "results.json").read_text())["numbers"]["method"]
     assert before == "fbp" and sorted(p.name for p in tmp_path.iterdir()) == ["D", "maps.hspy"]
+
+
+def test_ctrl_c_after_the_results_are_in_place_says_they_are_complete(tmp_path, monkeypatch, capsys):
+    import hyperspy_edxtomo.pipeline as pipeline
+
+    maps_file = tmp_path / "maps.hspy"
+    datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, seed=1).save(maps_file)
+    out = tmp_path / "D"
+    real_log = pipeline._log
+
+    def log(verbose, message):
+        if message.startswith("Wrote "):  # after the folder has been moved into place
+            raise KeyboardInterrupt
+        real_log(verbose, message)
+
+    monkeypatch.setattr(pipeline, "_log", log)
+    assert main(["--quiet", "run", str(maps_file), "--method", "fbp", "--no-align", "--no-fsc", "--out", str(out)]) == 130
+    assert f"interrupted after its results were written to {out} (complete)" in capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())["numbers"]["method"] == "fbp"
