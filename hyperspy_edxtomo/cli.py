@@ -372,6 +372,9 @@ def cmd_export(args):
 
     vol = _load_volume(args.volume)
     out = Path(args.out) if args.out else Path(args.volume).parent
+    if args.name is not None and (Path(args.name).name != args.name or args.name in ("", ".", "..")):
+        # a name, not a path: the files go into --out, never beside or above it
+        raise ValueError(f"--name {args.name!r} must be a file name without folders; choose the folder with --out.")
     stem = args.name or Path(args.volume).stem
     inputs = input_files(args.volume)
     suffixes = []

@@ -510,3 +510,11 @@ def test_ctrl_c_after_the_results_are_in_place_says_they_are_complete(tmp_path, 
     assert main(["--quiet", "run", str(maps_file), "--method", "fbp", "--no-align", "--no-fsc", "--out", str(out)]) == 130
     assert f"interrupted after its results were written to {out} (complete)" in capsys.readouterr().err
     assert json.loads((out / "results.json").read_text())["numbers"]["method"] == "fbp"
+
+
+def test_export_name_is_a_file_name_not_a_path(run_dir, tmp_path, capsys):
+    """--name ../../x would write above --out: refused, naming the option."""
+    out = tmp_path / "exp"
+    rc = main(["export", str(run_dir / "volume.hspy"), "--format", "npy", "--name", "../../escaped", "--out", str(out)])
+    assert rc == 2 and "--name '../../escaped' must be a file name" in capsys.readouterr().err
+    assert not list(tmp_path.parent.glob("escaped*")) and not list(tmp_path.glob("escaped*"))
