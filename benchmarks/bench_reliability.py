@@ -101,6 +101,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_reconstruction import table  # noqa: E402  (one table printer for the benchmarks)
 PY = sys.executable
 BIN = Path(PY).parent
 EDXTOMO = str(BIN / "edxtomo") if (BIN / "edxtomo").exists() else "edxtomo"
@@ -1249,18 +1251,6 @@ def _apply_rlimit(case):
         gb = case["rlimit_gb"]
         case["code"] = (f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({gb} << 30, {gb} << 30))\n"
                         + case["code"])
-
-
-def table(title, header, rows):
-    cells = [[str(h) for h in header]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    line = lambda r: " | ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
-    print(f"\n## {title}")
-    print(line(cells[0]))
-    print("-+-".join("-" * w for w in widths))
-    for r in cells[1:]:
-        print(line(r))
-    sys.stdout.flush()
 
 
 def main(argv=None):
