@@ -51,7 +51,7 @@ reference images) and on QD1 (the authors' manual alignment as a check, not
 used to tune anything). Protocol: the counts are split 50/50 (binomial); every
 alignment (each method, and ``auto``, which splits its half again) is
 estimated on the *fit* half only; each is scored by the held-out-view
-criterion (:class:`~hyperspy_edxtomo.alignment.HeldOutCriterion`: SIRT 100 of
+criterion (:class:`~hyperspy_edxtomo.alignment.policy.HeldOutCriterion`: SIRT 100 of
 the fit half's other views, binned to 64 px, predicting each view between the
 extreme tilts) against the *held* half, which no alignment saw, on the pixels
 every alignment of the row predicts. Columns: deviance relative to doing
@@ -78,7 +78,7 @@ QD1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "qd1_element_map
 
 
 def centre_rms(stack, tilts):
-    from hyperspy_edxtomo import alignment as al
+    from hyperspy_edxtomo.alignment import policy as al
 
     sm = al._background_free(stack, 3.0)
     cy, cx = al._com(sm)
@@ -98,8 +98,8 @@ def bin2(a):
 def deviance(fit_aligned, held_raw, tilts, inverse, elements):
     """fit_aligned (el, t, y, x) full res; inverse(img_binned, t) -> raw frame (binned)."""
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.projector import Projector
-    from hyperspy_edxtomo.solvers import poisson_deviance
+    from hyperspy_edxtomo.reconstruction.projector import Projector
+    from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance
 
     fb = bin2(fit_aligned)
     maps = het.element_maps_from_array(fb, tilts, elements)
@@ -122,8 +122,8 @@ def deviance_counts(fit, held, tilts, move, elements, method="sirt", blur=0.0, *
     half in the aligned frame (central pixels). ``method`` and ``params``: the
     reconstruction (SIRT 50 by default)."""
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.projector import Projector
-    from hyperspy_edxtomo.solvers import poisson_deviance
+    from hyperspy_edxtomo.reconstruction.projector import Projector
+    from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance
 
     rng_f, rng_h = np.random.default_rng(1), np.random.default_rng(2)
     n = len(tilts)
@@ -154,8 +154,8 @@ def deviance_views(counts, tilts, move, elements, iterations=50, blur=1.0):
     the alignment, a view the reconstruction has not seen is only predicted
     when the views agree on one object."""
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.projector import Projector
-    from hyperspy_edxtomo.solvers import poisson_deviance
+    from hyperspy_edxtomo.reconstruction.projector import Projector
+    from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance
 
     rng = np.random.default_rng(1)
     n = len(tilts)
@@ -214,7 +214,7 @@ def particle_centres(stack, sigma=4.0, radius=28, n_particles=2, iters=30):
 
 def particle_rms(stack, tilts):
     """Rigid-path rms of each whole particle, then of their midpoint (the pair is one rigid body)."""
-    from hyperspy_edxtomo import alignment as al
+    from hyperspy_edxtomo.alignment import policy as al
 
     c = particle_centres(stack)
     c = np.concatenate([c, c.mean(0, keepdims=True)])
@@ -234,8 +234,8 @@ def print_table(title, header, rows):
 
 def qd1():
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo import alignment as al
-    from hyperspy_edxtomo.solvers import count_split
+    from hyperspy_edxtomo.alignment import policy as al
+    from hyperspy_edxtomo.reconstruction.solvers import count_split
 
     d = np.load(QD1)
     counts = d["counts"].astype(np.float32)
@@ -340,7 +340,7 @@ def qd1():
 
 def simulated(seeds=(0, 1, 2, 3)):
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo import alignment as al
+    from hyperspy_edxtomo.alignment import policy as al
     from hyperspy_edxtomo import datasets
 
     ph = datasets.core_shell_phantom(size=48, seed=1, eccentricity=0.6)
@@ -425,8 +425,8 @@ def etspy_comparison():
         print(f"\n## etspy comparison skipped: {err}")
         return
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo import alignment as al
-    from hyperspy_edxtomo.projector import Projector
+    from hyperspy_edxtomo.alignment import policy as al
+    from hyperspy_edxtomo.reconstruction.projector import Projector
 
     raw_s = eds.get_needle_data(False)
     tilts = np.asarray(raw_s.tilts.data, float).ravel()
@@ -485,7 +485,7 @@ def _losses(crit, candidates):
 def _ideal(sx, sy, rot, shape):
     """Shifts that undo a misalignment (rotate by ``rot`` about the centre, then shift by ``(sy, sx)``)
     once the views are turned back by ``rot``: ``-M^T s`` with the rotation matrix of ``transform_view``."""
-    from hyperspy_edxtomo.alignment import _rotation_matrix
+    from hyperspy_edxtomo.alignment.policy import _rotation_matrix
 
     o = np.stack([sy, sx], 1) @ _rotation_matrix(rot)
     return -o[:, 0], -o[:, 1]
@@ -504,9 +504,9 @@ def _shift_error(a, sx, sy, tilts, shape):
 
 def _validated_scene(scene, rot, counts_per_tilt, snr, seed=1):
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo import alignment as al
+    from hyperspy_edxtomo.alignment import policy as al
     from hyperspy_edxtomo import datasets
-    from hyperspy_edxtomo.solvers import count_split
+    from hyperspy_edxtomo.reconstruction.solvers import count_split
 
     maps = datasets.simulate_scene(scene, size=64, counts_per_tilt=counts_per_tilt, rotation_deg=rot, max_shift_px=3,
                                    haadf_snr=snr, seed=seed)
@@ -571,8 +571,8 @@ def validated(quick=False):
 
 def qd1_validated():
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo import alignment as al
-    from hyperspy_edxtomo.solvers import count_split
+    from hyperspy_edxtomo.alignment import policy as al
+    from hyperspy_edxtomo.reconstruction.solvers import count_split
 
     d = np.load(QD1)
     counts = d["counts"].astype(np.float32)

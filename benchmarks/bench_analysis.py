@@ -43,7 +43,7 @@ warnings.filterwarnings("ignore")
 import hyperspy_edxtomo as het  # noqa: E402
 from hyperspy_edxtomo import datasets, plotting  # noqa: E402
 from hyperspy_edxtomo.analysis.fsc import split_tilt_series  # noqa: E402
-from hyperspy_edxtomo.solvers import poisson_deviance  # noqa: E402
+from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qd1_element_maps.npz"
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/edxtomo_bench_analysis")

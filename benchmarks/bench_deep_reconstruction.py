@@ -37,8 +37,10 @@ from pathlib import Path
 import numpy as np
 
 import hyperspy_edxtomo as het
-from hyperspy_edxtomo import datasets, metrics, solvers
-from hyperspy_edxtomo.projector import Projector
+from hyperspy_edxtomo import datasets
+from hyperspy_edxtomo.analysis import metrics
+from hyperspy_edxtomo.reconstruction import solvers
+from hyperspy_edxtomo.reconstruction.projector import Projector
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 METHODS = {
@@ -116,7 +118,7 @@ def load_qd1():
 
 
 def qd1(out):
-    from hyperspy_edxtomo.plotting import volume_cuts
+    from hyperspy_edxtomo.workflow.figures import volume_cuts
 
     maps = load_qd1()
     t0 = time.perf_counter()
@@ -166,7 +168,7 @@ def timing(out):
                      f"{wedge['measured range'][e]:.3f}", f"{wedge['missing wedge'][e]:.3f}"])
     print("Q^S: self-consistency at the measured angles, and how much it changes the re-projections")
     table(["element", "deviance of R M", "deviance of Q^S(R M)", "rel. change, measured range", "rel. change, missing wedge"], rows)
-    from hyperspy_edxtomo.plotting import rgb_overlay, volume_cuts
+    from hyperspy_edxtomo.workflow.figures import rgb_overlay, volume_cuts
 
     vol.save(out / "qd1_two_step.hspy", overwrite=True)
     volume_cuts(vol, out / "qd1_two_step_full_cuts.png")

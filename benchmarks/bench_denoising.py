@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 import hyperspy_edxtomo as het
-from hyperspy_edxtomo.solvers import poisson_deviance
+from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ELEMENTS = ["Se", "S", "Zn"]
@@ -87,7 +87,7 @@ def psnr(est, ref):
 
 
 def methods(deep_kwargs):
-    from hyperspy_edxtomo_plugins.denoise_bm3d import BM3D
+    from hyperspy_edxtomo.denoising.methods.bm3d import BM3D
 
     rows = [("raw", None), ("gaussian (best sigma)", "gaussian"), ("gaussian (sigma by count-split CV)", "gaussian_cv"),
             ("11x11 average", ("moving_average", {}))]

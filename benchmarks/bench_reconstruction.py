@@ -231,8 +231,8 @@ def section_speed(args):
     import torch
 
     from hyperspy_edxtomo import datasets
-    from hyperspy_edxtomo.projector import Projector, _system_matrix
-    from hyperspy_edxtomo.regularisation import reference_strength
+    from hyperspy_edxtomo.reconstruction.projector import Projector, _system_matrix
+    from hyperspy_edxtomo.reconstruction.strength import reference_strength
 
     n = args.size
     threads = os.cpu_count() or 1
@@ -385,8 +385,8 @@ def align_qd1(d):
 
 def section_qd1(args):
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.projector import Projector
-    from hyperspy_edxtomo.solvers import count_split, poisson_deviance
+    from hyperspy_edxtomo.reconstruction.projector import Projector
+    from hyperspy_edxtomo.reconstruction.solvers import count_split, poisson_deviance
 
     if not QD1.is_file():
         print(f"\n# 3. QD1: skipped, {QD1} is absent")

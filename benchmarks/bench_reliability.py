@@ -683,7 +683,7 @@ def build_cases(tmp, inp, info, vdir):
     api("missing_api_load", f"hx.load_tilt_series([{str(missing)!r}], tilts=[0])", tokens=[missing.name])
     api("empty_api_load", f"hx.load_tilt_series([{str(inp / 'empty.bcf')!r}], tilts=[0])", tokens=["empty.bcf"])
     api("empty_list_api_load", "hx.load_tilt_series([], tilts=[])", tokens=[r"no files", r"empty", r"paths", "file"])
-    api("missing_api_pipeline", f"from hyperspy_edxtomo.pipeline import run_pipeline\n"
+    api("missing_api_pipeline", f"from hyperspy_edxtomo.workflow.pipeline import run_pipeline\n"
         f"run_pipeline({str(missing)!r}, out={str(out('missing_api_pipeline'))!r}, method='fbp', fsc=False)",
         tokens=[missing.name])
 
@@ -1024,18 +1024,18 @@ def build_cases(tmp, inp, info, vdir):
     cli("run_input_inside_out", ["run", ii / "qd1_32.hspy", *FAST, "--out", ii, "--overwrite"],
         pre=[["mkdir", "-p", ii], ["cp", maps, ii]], guard=[ii], tokens=["inside", "input", re.escape(str(ii))])
     api("api_pipeline_input_inside_out", f"import shutil, os\nos.makedirs('w', exist_ok=True)\n"
-        f"shutil.copy({str(maps)!r}, 'w/qd1_32.hspy')\nfrom hyperspy_edxtomo.pipeline import run_pipeline\n"
+        f"shutil.copy({str(maps)!r}, 'w/qd1_32.hspy')\nfrom hyperspy_edxtomo.workflow.pipeline import run_pipeline\n"
         "try:\n    run_pipeline('w/qd1_32.hspy', out='w', method='fbp', fsc=False, overwrite=True, verbose=False)\n"
         "finally:\n    check(os.path.exists('w/qd1_32.hspy'), 'the input qd1_32.hspy was deleted')\n",
         tokens=["inside", "input", "qd1_32"])
-    api("api_pipeline_unknown_export", f"from hyperspy_edxtomo.pipeline import run_pipeline\n"
+    api("api_pipeline_unknown_export", f"from hyperspy_edxtomo.workflow.pipeline import run_pipeline\n"
         f"run_pipeline({str(maps)!r}, out='o', method='fbp', fsc=False, exports=('xyz',), verbose=False)",
         tokens=["xyz"])
-    api("api_pipeline_export_string", f"from hyperspy_edxtomo.pipeline import run_pipeline\n"
+    api("api_pipeline_export_string", f"from hyperspy_edxtomo.workflow.pipeline import run_pipeline\n"
         f"run_pipeline({str(maps)!r}, out='o', method='fbp', fsc=False, exports='mrc', verbose=False)\n"
         "import os\ncheck(sorted(os.listdir('o')) and not any(f.endswith(('.m', '.r', '.c')) for f in os.listdir('o'))"
         ", 'exports=\"mrc\" split into letters')", tokens=["export"])
-    api("api_pipeline_parameters_not_dict", f"from hyperspy_edxtomo.pipeline import run_pipeline\n"
+    api("api_pipeline_parameters_not_dict", f"from hyperspy_edxtomo.workflow.pipeline import run_pipeline\n"
         f"run_pipeline({str(maps)!r}, out='o', method='sirt', parameters=['iterations', 10], fsc=False, "
         "verbose=False)", tokens=["parameters"])
     ro_case("unwritable_run", lambda d: ["run", maps, *FAST, "--out", d / "x"], [])

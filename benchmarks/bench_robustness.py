@@ -63,13 +63,13 @@ SCORED = ("Se", "Zn")
 
 def nrmse(rec, truth):
     """NRMSE after the least-squares scale (the volume's units are arbitrary)."""
-    from hyperspy_edxtomo.metrics import nrmse as _nrmse
+    from hyperspy_edxtomo.analysis.metrics import nrmse as _nrmse
 
     return float(_nrmse(rec, truth))
 
 
 def pearson(rec, truth):
-    from hyperspy_edxtomo.metrics import pearson as _pearson
+    from hyperspy_edxtomo.analysis.metrics import pearson as _pearson
 
     return float(_pearson(rec, truth))
 
@@ -184,7 +184,7 @@ def run_scenes(size, only=None, seed=1):
     """Defaults against doing nothing and the best hand-tuned choice: the single alignment method (or
     none) whose tv volume is closest to the truth, then the data term and strength closest to it."""
     from hyperspy_edxtomo import datasets
-    from hyperspy_edxtomo.alignment import apply_alignment
+    from hyperspy_edxtomo.alignment.policy import apply_alignment
 
     rows, checks = [], []
     for name, kw in scenarios(size):
@@ -273,9 +273,10 @@ def _per_element(maps, method, params):
 
 def run_convergence(size, seed=1, data_dir=None):
     """tv and l1 objectives after N and 10 N iterations over six decades of strength."""
-    from hyperspy_edxtomo import datasets, solvers
-    from hyperspy_edxtomo.projector import Projector
-    from hyperspy_edxtomo.regularisation import reference_strength
+    from hyperspy_edxtomo import datasets
+    from hyperspy_edxtomo.reconstruction import solvers
+    from hyperspy_edxtomo.reconstruction.projector import Projector
+    from hyperspy_edxtomo.reconstruction.strength import reference_strength
 
     cases = []
     maps = datasets.simulate_scene("rod_along", size=size, counts_per_tilt=10000, seed=seed)
@@ -318,7 +319,7 @@ def _qd1(data_dir, crop=(slice(64, 192), slice(64, 192))):
         print(f"(QD1 skipped: {path} not found)")
         return None
     z = np.load(path)
-    from hyperspy_edxtomo.alignment import transform_counts
+    from hyperspy_edxtomo.alignment.policy import transform_counts
 
     counts = z["counts"].astype(np.float32)
     # the authors' manual alignment (rotate counter-clockwise, then shift), every count moved
@@ -334,8 +335,8 @@ def _qd1(data_dir, crop=(slice(64, 192), slice(64, 192))):
 def run_qd1(data_dir):
     """Real counts: held-out deviance of default, nothing and hand-tuned tv (manual alignment)."""
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo import counts as C
-    from hyperspy_edxtomo.projector import Projector
+    from hyperspy_edxtomo.base import counts as C
+    from hyperspy_edxtomo.reconstruction.projector import Projector
 
     qd = _qd1(data_dir)
     if qd is None:

@@ -3,11 +3,20 @@
 Spectrum-image tilt series in, calibrated 3D element volumes out, following
 Han et al., "Deep learning STEM-EDX tomography of nanocrystals", Nature
 Machine Intelligence 3, 267 (2021).
+
+The package is layered (``docs/architecture.rst``): ``base`` helpers, the
+``signals``, the ``plugins`` contract, the stages (``io``, ``extraction``,
+``alignment``, ``deep``, ``denoising``, ``reconstruction``, ``analysis``),
+``datasets``, ``workflow`` and ``cli``. Importing the package imports the
+stages, which give the signal classes their methods.
 """
 
-from .loading import load_tilt_series
-from .reconstruction import list_algorithms
-from .signals import (
+# the stages give the signal classes their methods (signals.methods.signal_method)
+from hyperspy_edxtomo import alignment, analysis, denoising, extraction, reconstruction  # noqa: F401
+from hyperspy_edxtomo.io import exports  # noqa: F401
+from hyperspy_edxtomo.io.loading import load_tilt_series
+from hyperspy_edxtomo.reconstruction.api import list_algorithms
+from hyperspy_edxtomo.signals import (
     EDXTiltSeries,
     ElementMapTiltSeries,
     ElementVolume,
@@ -28,12 +37,12 @@ def __getattr__(name):
     if name == "datasets":
         import importlib
 
-        return importlib.import_module(".datasets", __name__)
+        return importlib.import_module("hyperspy_edxtomo.datasets")
     if name in ("train_end_to_end", "EndToEndModel"):
         # torch is imported only when the deep methods are used
-        from . import deep_reconstruction
+        from hyperspy_edxtomo.reconstruction import deep_models
 
-        return getattr(deep_reconstruction, name)
+        return getattr(deep_models, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -3,13 +3,13 @@
 ``edxtomo run`` does the whole job from vendor files (load, element maps,
 alignment, optional denoising, reconstruction, Fourier shell correlation,
 particles and shells, pictures, exports and a report; see
-:mod:`hyperspy_edxtomo.pipeline`); ``edxtomo demo`` runs it on a simulated
+:mod:`hyperspy_edxtomo.workflow.pipeline`); ``edxtomo demo`` runs it on a simulated
 quantum dot. One sub-command per step: ``maps``, ``align``, ``denoise``,
 ``reconstruct``, ``analyse``, ``export``, ``train-end-to-end``; ``algorithms``
 and ``denoisers`` list the installed methods and their parameters.
 
 Every command writes into a temporary sibling of its output and moves the
-result into place only at the end (see :mod:`hyperspy_edxtomo.staging`): an
+result into place only at the end (see :mod:`hyperspy_edxtomo.io.staging`): an
 error or Ctrl-C leaves earlier results as they were. ``run`` and ``demo`` own
 their folder (an earlier run's results there are replaced as a whole, with
 ``--overwrite``; an input inside it is refused); the step commands write
@@ -31,8 +31,10 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .staging import check_not_inputs, input_files, staged_output
-from .provenance import record_command_line
+from hyperspy_edxtomo.base.private_api import is_lazy
+from hyperspy_edxtomo.base.provenance import jsonable, record_command_line
+from hyperspy_edxtomo.io.staging import check_not_inputs, input_files, staged_output
+from hyperspy_edxtomo.reconstruction.api import DEFAULT_METHOD
 
 
 # -- argument types: bad numbers are refused by argparse (exit 2, usage shown), before any work ---------
@@ -67,7 +69,7 @@ def finite_float(text):
 
 
 def _save_maps(maps, out, stem):
-    from .plotting import tilt_montage
+    from hyperspy_edxtomo.workflow.figures import tilt_montage
 
     hspy = out / f"{stem}.hspy"
     maps.save(hspy, overwrite=True)
@@ -82,8 +84,9 @@ def _targets_free(targets, inputs, overwrite):
 
 
 def cmd_demo(args):
-    from . import datasets
-    from .pipeline import run_pipeline
+    from hyperspy_edxtomo import datasets
+    from hyperspy_edxtomo.plugins.manager import get_algorithm
+    from hyperspy_edxtomo.workflow.pipeline import run_pipeline
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -104,7 +107,8 @@ def cmd_demo(args):
         truth, align, keep_spectra = series.metadata.Simulation.ground_truth, args.align, True
         print(f"Element maps of {elements} from {len(series.tilts)} tilts, then the whole pipeline ...")
     # keep the demo quick: the FSC halves reuse the chosen strength (halved) with half the iterations
-    fsc_params = {"iterations": 100} if args.method in ("tv", "l1") and "iterations" not in params else None
+    quick = get_algorithm(args.method).quick_parameters
+    fsc_params = {k: v for k, v in quick.items() if k not in params} or None
     # run_pipeline writes the folder whole (temporary folder, then rename); the simulated spectra follow
     run_pipeline(series, out=out, elements=elements, method=args.method, parameters=params,
                  fsc_parameters=fsc_params, align=align, fsc=not args.no_fsc, seed=args.seed,
@@ -117,7 +121,7 @@ def cmd_demo(args):
 
 
 def cmd_maps(args):
-    from .pipeline import load_input
+    from hyperspy_edxtomo.workflow.pipeline import load_input
 
     out = Path(args.out)
     _targets_free([out / "element_maps.hspy", out / "element_maps.png"], input_files(args.files), args.overwrite)
@@ -126,7 +130,7 @@ def cmd_maps(args):
     source = args.files[0] if len(args.files) == 1 else args.files
     maps, _, _ = load_input(source, elements=args.elements, tilts=args.tilts, lazy=args.lazy, background=background,
                             show_progressbar=not args.quiet)
-    if maps._lazy:
+    if is_lazy(maps):
         maps.compute()
     with staged_output(out, "files", protect=input_files(args.files)) as work:
         _save_maps(maps, work, "element_maps")
@@ -151,8 +155,8 @@ def _parse_params(items):
 
 
 def _load_maps(path):
-    from .loading import load_native
-    from .signals import ElementMapTiltSeries
+    from hyperspy_edxtomo.io.loading import load_native
+    from hyperspy_edxtomo.signals import ElementMapTiltSeries
 
     maps = load_native(path)
     if not isinstance(maps, ElementMapTiltSeries):
@@ -164,7 +168,7 @@ def _load_maps(path):
 
 
 def cmd_reconstruct(args):
-    from .plotting import volume_cuts
+    from hyperspy_edxtomo.workflow.figures import volume_cuts
 
     params = _parse_params(args.param)
     if args.weights:
@@ -184,7 +188,7 @@ def cmd_reconstruct(args):
 
 
 def cmd_train_end_to_end(args):
-    from .deep_reconstruction import train_end_to_end
+    from hyperspy_edxtomo.reconstruction.deep_models import train_end_to_end
 
     out = Path(args.out)
     inputs = input_files(args.maps)
@@ -200,8 +204,8 @@ def cmd_train_end_to_end(args):
 
 
 def _load_volume(path):
-    from .loading import load_native
-    from .signals import ElementVolume
+    from hyperspy_edxtomo.io.loading import load_native
+    from hyperspy_edxtomo.signals import ElementVolume
 
     vol = load_native(path)
     if not isinstance(vol, ElementVolume):
@@ -237,7 +241,7 @@ def _add_background_options(p):
 
 
 def cmd_run(args):
-    from .pipeline import run_pipeline
+    from hyperspy_edxtomo.workflow.pipeline import run_pipeline
 
     res = run_pipeline(
         args.files if len(args.files) > 1 else args.files[0],
@@ -286,7 +290,7 @@ def cmd_align(args):
 
 
 def cmd_denoise(args):
-    from .denoisers import get_denoiser
+    from hyperspy_edxtomo.denoising.api import get_denoiser
 
     params = _parse_params(args.param)
     get_denoiser(args.method).create(**params)  # unknown method or parameter: exit 2 before loading
@@ -311,9 +315,12 @@ ANALYSIS_FILES = ("report.md", "report.html", "results.json", "fsc.hspy", "fsc.p
 def cmd_analyse(args):
     import json
 
-    from . import plotting
-    from .analysis import fourier_shell_correlation
-    from .pipeline import _jsonable, analyse_volume, write_report
+    from hyperspy_edxtomo.analysis import fourier_shell_correlation
+    from hyperspy_edxtomo.workflow import figures as plotting
+    from hyperspy_edxtomo.workflow.pipeline import (
+        analyse_volume,
+        write_report,
+    )
 
     out = Path(args.out)
     inputs = input_files([args.volume] + ([args.half2] if args.half2 else []))
@@ -360,7 +367,7 @@ def cmd_analyse(args):
         files["volume cuts"] = plotting.volume_cuts(vol, work / "volume_cuts.png")
         files["maximum projections"] = plotting.max_projections(vol, work / "max_projections.png")
         timings["total"] = round(time.perf_counter() - t0, 2)
-        (work / "results.json").write_text(json.dumps(_jsonable({"numbers": numbers, "timings": timings}), indent=1))
+        (work / "results.json").write_text(json.dumps(jsonable({"numbers": numbers, "timings": timings}), indent=1))
         write_report({"numbers": numbers, "timings": timings, "files": files}, work,
                      title=f"Analysis of {Path(args.volume).name}")
     print(f"Wrote {out / 'report.md'} and {out / 'report.html'} ({timings['total']:.1f} s)")
@@ -368,7 +375,7 @@ def cmd_analyse(args):
 
 
 def cmd_export(args):
-    from .exports import FORMATS, _targets
+    from hyperspy_edxtomo.io.exports import FORMATS, export_targets
 
     vol = _load_volume(args.volume)
     out = Path(args.out) if args.out else Path(args.volume).parent
@@ -386,7 +393,7 @@ def cmd_export(args):
     elements = [args.element] if args.element else list(vol.elements)
     if args.element and args.element not in vol.elements:
         raise ValueError(f"--element {args.element!r} is not in the volume's elements {vol.elements}.")
-    targets = [t for s in suffixes for t in _targets(out / f"{stem}{s}", s, elements)]
+    targets = [t for s in suffixes for t in export_targets(out / f"{stem}{s}", s, elements)]
     _targets_free(targets, inputs, args.overwrite)
     with staged_output(out, "files", protect=inputs) as work:
         for s in suffixes:
@@ -396,7 +403,7 @@ def cmd_export(args):
 
 
 def cmd_denoisers(args):
-    from .denoisers import get_denoiser, list_denoisers
+    from hyperspy_edxtomo.denoising.api import get_denoiser, list_denoisers
 
     lines = []
     for name, summary in list_denoisers().items():
@@ -409,7 +416,7 @@ def cmd_denoisers(args):
 
 
 def cmd_algorithms(args):
-    from .reconstruction import format_algorithms, list_algorithms
+    from hyperspy_edxtomo.reconstruction.api import format_algorithms, list_algorithms
 
     print(format_algorithms(list_algorithms()))
     return 0
@@ -475,7 +482,7 @@ def build_parser():
     run.add_argument("--elements", nargs="+", default=None, help="chemical symbols, e.g. Se S Zn (default: from the files)")
     run.add_argument("--tilts", nargs="+", type=finite_float, default=None,
                      help="tilt angles in degrees, one per file in the order given (default: the files' stage tilts)")
-    run.add_argument("--method", default="tv", help="reconstruction algorithm, e.g. tv, sirt, two_step (see: edxtomo "
+    run.add_argument("--method", default=DEFAULT_METHOD, help="reconstruction algorithm, e.g. tv, sirt, two_step (see: edxtomo "
                                                     "algorithms; default: tv)")
     run.add_argument("--param", action="append", metavar="NAME=VALUE",
                      help="an algorithm parameter, repeatable: --param lam=0.5 --param iterations=100")
@@ -514,7 +521,7 @@ def build_parser():
     demo.add_argument("--size", type=positive_int, default=None,
                       help="field of view in pixels (default: 64 simulated; --real: all 256, or a central crop)")
     demo.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
-    demo.add_argument("--method", default="tv", help="reconstruction method (see: edxtomo algorithms; default: tv)")
+    demo.add_argument("--method", default=DEFAULT_METHOD, help=f"reconstruction method (see: edxtomo algorithms; default: {DEFAULT_METHOD})")
     demo.add_argument("--param", action="append", metavar="NAME=VALUE", help="an algorithm parameter, repeatable")
     demo.add_argument("--align", action="store_true",
                       help="also align the views (the simulated views are aligned already: off by default)")
@@ -554,7 +561,7 @@ def build_parser():
 
     rec = _sub(sub, "reconstruct", "reconstruct element maps (.hspy/.zspy) into a volume (writes volume_METHOD.hspy/.png)")
     rec.add_argument("maps", help="element maps saved by 'edxtomo maps' or get_element_maps() (.hspy, .zspy)")
-    rec.add_argument("--method", default="tv", help="reconstruction algorithm (see: edxtomo algorithms; default: tv)")
+    rec.add_argument("--method", default=DEFAULT_METHOD, help=f"reconstruction algorithm (see: edxtomo algorithms; default: {DEFAULT_METHOD})")
     rec.add_argument("--param", action="append", metavar="NAME=VALUE",
                      help="an algorithm parameter, repeatable: --param lam=0.5 --param denoiser=gaussian")
     rec.add_argument("--weights", default=None, help="weights file for end_to_end (from 'edxtomo train-end-to-end')")
@@ -577,7 +584,7 @@ def build_parser():
 
     exp = _sub(sub, "export", "write a saved volume as .mrc (IMOD, tomviz), .tif (ImageJ), .vti (ParaView), .npy, .zspy",
                description="Write a saved element volume for other programs; every format keeps the voxel size "
-                           "(see hyperspy_edxtomo.exports).")
+                           "(see hyperspy_edxtomo.io.exports).")
     exp.add_argument("volume", help="element volume (.hspy, .zspy)")
     exp.add_argument("--format", nargs="+", required=True, metavar="FORMAT",
                      help="one or more of: mrc (one file per element), tif, vti, npy (+ .json), zspy, hspy")
@@ -637,9 +644,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     record_command_line(sys.argv[1:] if argv is None else argv)
     debug = bool(getattr(args, "debug", False)) or os.environ.get("EDXTOMO_DEBUG", "") not in ("", "0")
-    if args.quiet:
-        from hyperspy.defaults_parser import preferences
+    from hyperspy.defaults_parser import preferences
 
+    # --quiet: no bars for this command; the user's preference is put back afterwards (main may be
+    # called from Python, and HyperSpy saves its preferences when asked)
+    shown = preferences.General.show_progressbar
+    if args.quiet:
         preferences.General.show_progressbar = False
     try:
         with warnings.catch_warnings():
@@ -667,6 +677,8 @@ def main(argv=None):
               + ("" if debug else " (an unexpected failure: run again with --debug for the traceback)"),
               file=sys.stderr)
         return 1
+    finally:
+        preferences.General.show_progressbar = shown
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import hyperspy_edxtomo as het
-from hyperspy_edxtomo import alignment as al
+from hyperspy_edxtomo.alignment import policy as al
 from hyperspy_edxtomo import datasets
 
 
@@ -347,7 +347,7 @@ def test_auto_no_rotation_for_a_chain_along_the_axis(chain_auto):
 
 def _compact_particle(rotation, dose, size=40, seed=0, max_shift_px=2.0):
     """Poisson counts of one compact particle off the tilt axis, views rotated in-plane by ``rotation``."""
-    from hyperspy_edxtomo.projector import Projector
+    from hyperspy_edxtomo.reconstruction.projector import Projector
 
     z, y, x = np.mgrid[:size, :size, :size] - (size - 1) / 2
     # an ellipsoid (a sphere's views differ only by a shift, which drift hides: no rotation to see)
@@ -389,9 +389,9 @@ def test_auto_logs_one_line_per_stage(chain_auto, caplog):
     maps, _ = chain_auto
     import logging
 
-    with caplog.at_level(logging.INFO, logger="hyperspy_edxtomo.alignment"):
+    with caplog.at_level(logging.INFO, logger="hyperspy_edxtomo.alignment.policy"):
         al.estimate_alignment(maps.inav[:, 2:11], score_bin_to=16, pm_iterations=1)
-    lines = [r.getMessage() for r in caplog.records if r.name == "hyperspy_edxtomo.alignment"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "hyperspy_edxtomo.alignment.policy"]
     for stage in ("shifts", "axis offset", "rotation", "projection matching", "result"):
         assert sum(line.startswith(f"auto alignment, {stage}:") for line in lines) == 1, lines
 

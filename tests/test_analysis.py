@@ -5,7 +5,8 @@ import pytest
 from scipy import ndimage
 
 import hyperspy_edxtomo as het
-from hyperspy_edxtomo import datasets, plotting
+from hyperspy_edxtomo import datasets
+from hyperspy_edxtomo.workflow import figures as plotting
 from hyperspy_edxtomo.analysis import (
     find_particles,
     fourier_shell_correlation,
@@ -321,7 +322,7 @@ def test_one_bad_particle_does_not_stop_the_others():
 
 
 def test_analyse_volume_reports_the_particle_it_cannot_analyse():
-    from hyperspy_edxtomo.pipeline import _tables, analyse_volume
+    from hyperspy_edxtomo.workflow.pipeline import _tables, analyse_volume
 
     vol, _ = _ball_and_ring()
     numbers = {}

@@ -265,7 +265,7 @@ def test_element_maps_from_array_rejects_bad_background(rng, background, error, 
 
 # -- pipeline and command line -----------------------------------------------------------------------
 def test_load_input_background_modes(simulated):
-    from hyperspy_edxtomo.pipeline import PipelineError, load_input
+    from hyperspy_edxtomo.workflow.pipeline import PipelineError, load_input
 
     model, _, _ = load_input(simulated, elements=["Se", "Zn"])
     assert model.background is not None and np.all(model.data == np.round(model.data))

@@ -72,7 +72,7 @@ def test_unexpected_errors_exit_1_with_one_line_and_debug_shows_the_traceback(tm
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: an illegal memory access")
 
-    monkeypatch.setattr("hyperspy_edxtomo.plotting.volume_cuts", broken)  # a step of analyse, after the shells
+    monkeypatch.setattr("hyperspy_edxtomo.workflow.figures.volume_cuts", broken)  # a step of analyse, after the shells
     assert main(["--quiet", "analyse", str(vol), "--out", str(tmp_path / "a")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("edxtomo analyse: error: RuntimeError: CUDA error") and "--debug" in err

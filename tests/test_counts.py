@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from hyperspy_edxtomo import counts as C
+from hyperspy_edxtomo.base import counts as C
 
 
 @pytest.fixture(scope="module")

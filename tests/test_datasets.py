@@ -358,7 +358,7 @@ def test_qd1_is_the_released_series(shared_data):
 
 def test_qd1_with_the_authors_alignment_stays_counts():
     from hyperspy_edxtomo import datasets
-    from hyperspy_edxtomo.counts import is_counts
+    from hyperspy_edxtomo.base.counts import is_counts
 
     raw, aligned = datasets.qd1(), datasets.qd1(aligned=True)
     assert is_counts(aligned.data) and aligned.metadata.Tomography.reference_alignment.applied

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 import hyperspy_edxtomo as het
-from hyperspy_edxtomo import datasets, metrics
-from hyperspy_edxtomo.deep_reconstruction import EndToEndModel, dense_angles
+from hyperspy_edxtomo import datasets
+from hyperspy_edxtomo.analysis import metrics
+from hyperspy_edxtomo.reconstruction.deep_models import EndToEndModel, dense_angles
 from hyperspy_edxtomo.signals import ElementMapTiltSeries, ElementVolume
 
 # small and quick: seconds per reconstruction on a 2-core CPU

@@ -5,8 +5,8 @@ import pytest
 
 import hyperspy_edxtomo as het
 from hyperspy_edxtomo import datasets
-from hyperspy_edxtomo.denoisers import NotCountsWarning, list_denoisers
-from hyperspy_edxtomo.solvers import poisson_deviance
+from hyperspy_edxtomo.denoising.api import NotCountsWarning, list_denoisers
+from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance
 
 TINY = dict(levels=2, channels=8, steps=250, patch_size=32, batch_size=8, eval_every=50, tta=False, seed=3, learning_rate=5e-3)
 
@@ -97,7 +97,7 @@ def test_save_load_reproduces(qd_maps, trained, tmp_path):
     out, model = trained
     path = tmp_path / "denoiser.pt"
     model.save(path)
-    for m in (str(path), het.denoising_net.CountSplitDenoiserModel.load(path)):
+    for m in (str(path), het.denoising.count_split_net.CountSplitDenoiserModel.load(path)):
         again = qd_maps.denoise_deep(model=m)
         np.testing.assert_array_equal(again.data, out.data)
         assert again.history[-1]["parameters"]["pretrained"] is True
@@ -150,7 +150,7 @@ def test_bm3d_anscombe_inverse_is_unbiased():
     """The closed-form inverse maps E[anscombe(Y)], Y ~ Poisson(lam), back to lam."""
     from scipy import stats
 
-    from hyperspy_edxtomo_plugins.denoise_bm3d import anscombe, inverse_anscombe
+    from hyperspy_edxtomo.denoising.methods.bm3d import anscombe, inverse_anscombe
 
     y = np.arange(0, 400)
     for lam in (0.5, 2.0, 10.0, 50.0):
@@ -162,7 +162,7 @@ def test_bm3d_anscombe_inverse_is_unbiased():
 
 
 def test_bm3d_denoises(qd_maps):
-    from hyperspy_edxtomo_plugins.denoise_bm3d import BM3D
+    from hyperspy_edxtomo.denoising.methods.bm3d import BM3D
 
     if not BM3D.available():
         with pytest.raises(ImportError, match="optional package 'bm3d'"):
@@ -205,7 +205,7 @@ def test_frame_split_beats_raw(framed):
 
 def test_frames_as_maps_objects(framed):
     """One maps object per frame (elements in any order) gives the same frame array."""
-    from hyperspy_edxtomo_plugins.denoise_deep import frames_array
+    from hyperspy_edxtomo.denoising.methods.deep import frames_array
 
     frames, maps, _ = framed
     order = maps.elements[::-1]
@@ -264,7 +264,7 @@ def test_gaussian_auto_width_is_near_the_best_against_the_truth(kind):
     best width's, on counts and on counts minus a noisy background estimate (not counts)."""
     from scipy import ndimage
 
-    from hyperspy_edxtomo_plugins.denoise_gaussian import SIGMAS
+    from hyperspy_edxtomo.denoising.methods.gaussian import SIGMAS
 
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[:64, :64]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hyperspy_edxtomo as het
-from hyperspy_edxtomo.exports import export_volume, read_npy, read_vti
+from hyperspy_edxtomo.io.exports import export_volume, read_npy, read_vti
 
 VOXEL = 0.189
 

@@ -26,7 +26,7 @@ pytestmark = [
 hs = pytest.importorskip("hyperspy.api")
 
 from hyperspy_edxtomo import EDXTiltSeries, LazyEDXTiltSeries, load_tilt_series  # noqa: E402
-from hyperspy_edxtomo.metadata import get_history  # noqa: E402
+from hyperspy_edxtomo.base.provenance import get_history  # noqa: E402
 
 EMI = "16x16-diffraction_imagel_5x5x256x256_EDS"
 

@@ -9,7 +9,7 @@ import pytest
 
 from hyperspy_edxtomo import datasets
 from hyperspy_edxtomo.cli import build_parser, main
-from hyperspy_edxtomo.pipeline import PipelineError, run_pipeline, write_report
+from hyperspy_edxtomo.workflow.pipeline import PipelineError, run_pipeline, write_report
 from hyperspy_edxtomo.signals import ElementMapTiltSeries, ElementVolume
 
 FAST = ["--method", "sirt", "--param", "iterations=15"]
@@ -329,7 +329,7 @@ def test_run_without_a_particle_completes_and_says_so(background_only_file, tmp_
 
 
 def test_a_volume_without_particles_is_reported_not_fatal(tmp_path):
-    from hyperspy_edxtomo.pipeline import analyse_volume
+    from hyperspy_edxtomo.workflow.pipeline import analyse_volume
     from hyperspy_edxtomo.signals import volume_from_array
 
     numbers = {}
@@ -345,7 +345,7 @@ def _snapshot(folder):
 
 
 def test_interrupted_or_failed_run_leaves_earlier_results_untouched(tmp_path, monkeypatch, capsys):
-    import hyperspy_edxtomo.pipeline as pipeline
+    import hyperspy_edxtomo.workflow.pipeline as pipeline
 
     maps_file = tmp_path / "maps.hspy"
     datasets.quantum_dot_element_maps("CdSe/ZnS", size=32, seed=1).save(maps_file)
@@ -370,7 +370,7 @@ def test_interrupted_or_failed_run_leaves_earlier_results_untouched(tmp_path, mo
         raise RuntimeError("out of memory")
 
     monkeypatch.undo()
-    monkeypatch.setattr("hyperspy_edxtomo.plotting.volume_cuts", broken)  # the pictures, after the analysis
+    monkeypatch.setattr("hyperspy_edxtomo.workflow.figures.volume_cuts", broken)  # the pictures, after the analysis
     assert main(args + ["--overwrite"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("edxtomo run: error: RuntimeError: out of memory") and "--debug" in err
@@ -472,7 +472,7 @@ def test_run_lazy_gives_the_same_volume(series_file, run_dir, tmp_path):
 
 def test_results_that_appear_during_a_run_are_not_replaced_without_overwrite(tmp_path, monkeypatch):
     """Two runs into one folder without --overwrite: the one that finishes second refuses, nothing lost."""
-    import hyperspy_edxtomo.pipeline as pipeline
+    import hyperspy_edxtomo.workflow.pipeline as pipeline
 
     maps_file = tmp_path / "maps.hspy"
     datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, seed=1).save(maps_file)
@@ -494,7 +494,7 @@ def test_results_that_appear_during_a_run_are_not_replaced_without_overwrite(tmp
 
 
 def test_ctrl_c_after_the_results_are_in_place_says_they_are_complete(tmp_path, monkeypatch, capsys):
-    import hyperspy_edxtomo.pipeline as pipeline
+    import hyperspy_edxtomo.workflow.pipeline as pipeline
 
     maps_file = tmp_path / "maps.hspy"
     datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, seed=1).save(maps_file)

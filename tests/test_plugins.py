@@ -14,13 +14,13 @@ import types
 from pathlib import Path
 
 import numpy as np
-import pluggy
 import pytest
 
 import hyperspy_edxtomo as het
-from hyperspy_edxtomo import hookspecs, plugin_manager
-from hyperspy_edxtomo.algorithms import ReconstructionAlgorithm
-from hyperspy_edxtomo.plugin_manager import get_plugin_manager
+from hyperspy_edxtomo.plugins import hookspecs
+from hyperspy_edxtomo.plugins import manager as plugin_manager
+from hyperspy_edxtomo.plugins.contract import ReconstructionAlgorithm
+from hyperspy_edxtomo.plugins.manager import get_plugin_manager
 from hyperspy_edxtomo.signals import ElementVolume
 
 EXTERNAL_SOURCE = Path(__file__).resolve().parent / "external_plugin"
@@ -68,20 +68,23 @@ def _hookimpl_names(pm, module):
 # -- built-in plugins ----------------------------------------------------------------
 
 
-def test_builtin_plugins_are_registered_through_entry_points():
-    eps = {ep.name: ep for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT)}
-    assert BUILTINS <= set(eps)
+def test_builtin_plugins_are_registered_explicitly_beside_the_entry_points():
     pm = get_plugin_manager()
     listing = het.list_algorithms()
+    # none of the built-ins comes through the entry-point group other packages use
+    eps = {ep.value for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT)}
+    assert not any(v.startswith("hyperspy_edxtomo.") for v in eps)
     for name in sorted(BUILTINS):
-        assert eps[name].value == f"hyperspy_edxtomo_plugins.{name}"
-        module = importlib.import_module(eps[name].value)
-        # pluggy registers each entry point under its name: the module itself
-        assert pm.get_plugin(name) is module
+        module_name = f"hyperspy_edxtomo.reconstruction.algorithms.{name}"
+        assert module_name in plugin_manager.BUILTIN_PLUGINS
+        module = importlib.import_module(module_name)
+        assert pm.get_plugin(module_name) is module
         assert _hookimpl_names(pm, module) == ["edxtomo_reconstruction_algorithms"]
         (cls,) = module.edxtomo_reconstruction_algorithms()
         assert issubclass(cls, ReconstructionAlgorithm) and cls.name == name
-        assert listing[name]["plugin"] == eps[name].value
+        assert listing[name]["plugin"] == module_name
+    for module_name in plugin_manager.BUILTIN_PLUGINS:
+        assert pm.get_plugin(module_name) is not None
 
 
 def test_unknown_method_lists_the_installed_ones(maps):
@@ -103,16 +106,14 @@ def test_two_plugins_with_the_same_name_are_refused(monkeypatch, maps):
     other = types.ModuleType("other_sirt_plugin")
     other.edxtomo_reconstruction_algorithms = hookspecs.hookimpl(lambda: [OtherSIRT])
     # a fresh manager built like get_plugin_manager(), plus the clashing plugin
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+    pm = plugin_manager.build_plugin_manager()
     pm.register(other, name="other_sirt")
     monkeypatch.setattr(plugin_manager, "get_plugin_manager", lambda: pm)
     message = r"Two reconstruction algorithms are called 'sirt'"
     with pytest.raises(ValueError, match=message) as err:
         plugin_manager.reconstruction_algorithms()
     # both classes are named, with their modules: the user can tell which plugins clash
-    assert "hyperspy_edxtomo_plugins.sirt.SIRT" in str(err.value) and "OtherSIRT" in str(err.value)
+    assert "hyperspy_edxtomo.reconstruction.algorithms.sirt.SIRT" in str(err.value) and "OtherSIRT" in str(err.value)
     with pytest.raises(ValueError, match=message):
         het.list_algorithms()
     with pytest.raises(ValueError, match=message):
@@ -129,7 +130,7 @@ def test_external_algorithm_is_listed(example_plugin):
     module = sys.modules[EXTERNAL_MODULE]
     assert Path(module.__file__).parent == example_plugin  # the installed copy
     assert pm.get_plugin(EXTERNAL_METHOD) is module
-    assert _hookimpl_names(pm, module) == ["edxtomo_reconstruction_algorithms"]
+    assert _hookimpl_names(pm, module) == ["edxtomo_denoisers", "edxtomo_reconstruction_algorithms"]
 
     listing = het.list_algorithms()
     assert BUILTINS | {EXTERNAL_METHOD} <= set(listing)
@@ -184,6 +185,39 @@ def test_external_parameters_are_validated_like_builtins(example_plugin, maps, m
         maps.reconstruct(method=method, **parameters)
 
 
+def test_external_denoiser_gets_a_context_and_returns_a_result(example_plugin):
+    # under one count per pixel: the example picks a 3 px box, and records the pixel size it was given
+    counts = np.random.default_rng(0).poisson(0.3, (2, 5, 16, 16))
+    maps = het.element_maps_from_array(counts, [-40, -20, 0, 20, 40], ["S", "Zn"], pixel_size_nm=0.5)
+    out = maps.denoise("example_box", size=0)
+    step = out.history[-1]
+    assert step["step"] == "denoising" and step["method"] == "example_box"
+    # what the plugin chose from the counts and read from the context is recorded
+    assert step["parameters"]["size_used"] == 3 and step["parameters"]["size"] == 0
+    assert step["parameters"]["pixel_size_nm"] == pytest.approx(maps.pixel_size[0])
+    raw, den = maps.to_numpy().astype(float), out.to_numpy()
+    np.testing.assert_allclose(den.sum(axis=(2, 3)), raw.sum(axis=(2, 3)), rtol=1e-5)
+    assert den.std() < raw.std()
+
+
+class _ArrayReturner(ReconstructionAlgorithm):
+    name = "returns_an_array"
+    summary = "breaks the contract"
+
+    def reconstruct_series(self, counts, context):
+        return np.zeros((len(context.elements), context.projector.n_z, *counts.shape[2:]), np.float32), []
+
+
+def test_a_plugin_breaking_the_result_contract_is_named(monkeypatch, maps):
+    other = types.ModuleType("array_returner")
+    other.edxtomo_reconstruction_algorithms = hookspecs.hookimpl(lambda: [_ArrayReturner])
+    pm = plugin_manager.build_plugin_manager()
+    pm.register(other, name="array_returner")
+    monkeypatch.setattr(plugin_manager, "get_plugin_manager", lambda: pm)
+    with pytest.raises(TypeError, match=r"'returns_an_array' returned tuple.*ReconstructionResult"):
+        maps.reconstruct(method="returns_an_array")
+
+
 def test_cli_lists_algorithms(example_plugin, capsys):
     from hyperspy_edxtomo.cli import main
 
@@ -192,7 +226,7 @@ def test_cli_lists_algorithms(example_plugin, capsys):
     for name in BUILTINS | {EXTERNAL_METHOD}:
         assert f"{name}: " in out
     assert f"[{EXTERNAL_MODULE}]" in out
-    assert "[hyperspy_edxtomo_plugins.sirt]" in out
+    assert "[hyperspy_edxtomo.reconstruction.algorithms.sirt]" in out
     assert "normalise = True  (True or False)" in out
     assert "iterations = 50" in out
     assert "filter = 'ram-lak'" in out

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hyperspy_edxtomo.datasets import project
-from hyperspy_edxtomo.projector import Projector
+from hyperspy_edxtomo.reconstruction.projector import Projector
 
 TILTS = np.linspace(-60, 60, 13)
 
@@ -107,7 +107,7 @@ def test_projector_rejects_bad_input():
 @pytest.mark.parametrize("data_term", ["least_squares", "poisson"])
 def test_tv_fused_cpu_kernels_match_the_torch_path(rng, data_term):
     """The numba kernels (CPU) and the torch operations (the CUDA path) solve the same iteration."""
-    from hyperspy_edxtomo import solvers
+    from hyperspy_edxtomo.reconstruction import solvers
 
     P = Projector(TILTS, n_x=24, n_z=20)
     y = solvers.sinograms_to_cols(rng.poisson(0.4, (6, 13, 24)).astype(np.float32), "cpu")
@@ -118,7 +118,7 @@ def test_tv_fused_cpu_kernels_match_the_torch_path(rng, data_term):
 
 
 def test_sirt_fused_cpu_kernels_match_the_torch_path(rng):
-    from hyperspy_edxtomo import solvers
+    from hyperspy_edxtomo.reconstruction import solvers
 
     P = Projector(TILTS, n_x=24, n_z=20)
     y = solvers.sinograms_to_cols(rng.poisson(0.4, (6, 13, 24)).astype(np.float32), "cpu")
@@ -130,7 +130,7 @@ def test_sirt_fused_cpu_kernels_match_the_torch_path(rng):
 
 
 def test_gradient_and_divergence_are_adjoint():
-    from hyperspy_edxtomo.solvers import divergence3d, gradient3d
+    from hyperspy_edxtomo.reconstruction.solvers import divergence3d, gradient3d
 
     g = torch.randn(3, 5, 6, 7, dtype=torch.float64)
     v = torch.randn(5, 6, 7, dtype=torch.float64)

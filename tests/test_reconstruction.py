@@ -5,9 +5,10 @@ import pytest
 from scipy import ndimage
 
 import hyperspy_edxtomo as het
-from hyperspy_edxtomo import datasets, solvers
-from hyperspy_edxtomo.projector import Projector
-from hyperspy_edxtomo.regularisation import choose_strength, reference_strength
+from hyperspy_edxtomo import datasets
+from hyperspy_edxtomo.reconstruction import solvers
+from hyperspy_edxtomo.reconstruction.projector import Projector
+from hyperspy_edxtomo.reconstruction.strength import choose_strength, reference_strength
 from hyperspy_edxtomo.signals import ElementVolume
 
 
@@ -288,7 +289,7 @@ def test_list_algorithms_shows_parameters():
     assert {"fbp", "sirt", "tv", "l1"} <= set(listing)
     assert listing["sirt"]["parameters"]["iterations"]["default"] == 50
     assert "ram-lak" in listing["fbp"]["parameters"]["filter"]["allowed"]
-    assert listing["tv"]["plugin"] == "hyperspy_edxtomo_plugins.tv"
+    assert listing["tv"]["plugin"] == "hyperspy_edxtomo.reconstruction.algorithms.tv"
 
 
 def test_distributed_cluster_spreads_batches(qd):
@@ -345,7 +346,7 @@ def test_axis_offset_is_undone():
 def test_reconstruct_needs_element_maps():
     import hyperspy.api as hs
 
-    from hyperspy_edxtomo.reconstruction import reconstruct
+    from hyperspy_edxtomo.reconstruction.api import reconstruct
 
     with pytest.raises(TypeError, match="needs an ElementMapTiltSeries"):
         reconstruct(hs.signals.Signal2D(np.zeros((3, 8, 8))), "sirt")
@@ -380,7 +381,7 @@ def test_progress_goes_to_stderr_one_bar_per_step_and_ends_at_100_percent(qd, ca
 
 
 def test_projection_matching_bar_ends_at_100_percent_when_it_converges_early(capfd):
-    from hyperspy_edxtomo.alignment import estimate_projection_matching
+    from hyperspy_edxtomo.alignment.policy import estimate_projection_matching
 
     rng = np.random.default_rng(0)
     stack = ndimage.gaussian_filter(rng.random((5, 32, 32)), 3)
@@ -394,7 +395,7 @@ def test_projection_matching_bar_ends_at_100_percent_when_it_converges_early(cap
 
 def test_auto_strength_with_too_few_counts_falls_back_and_says_so():
     """Nothing to validate on (a few counts in all): the grid's centre, a warning, and the reason recorded."""
-    from hyperspy_edxtomo.regularisation import FALLBACK_RELATIVE, MIN_SPLIT_COUNTS
+    from hyperspy_edxtomo.reconstruction.strength import FALLBACK_RELATIVE, MIN_SPLIT_COUNTS
 
     sparse = np.zeros((1, 13, 16, 16), np.float32)
     sparse[0, ::2, 8, 8] = 1

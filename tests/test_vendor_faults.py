@@ -3,7 +3,7 @@
 Damaged copies of the real vendor files of ../shared/data/vendor are written
 into tmp_path (truncated, bytes flipped) and read with the real RosettaSciIO
 readers. Some of them crash the reader (segmentation fault, bus error): the
-vendor files are read in a child process (hyperspy_edxtomo.vendor_read), so
+vendor files are read in a child process (hyperspy_edxtomo.io.vendor_read), so
 the crash must come back as an OSError, never end the test process.
 """
 
@@ -25,8 +25,9 @@ needs_vendor = pytest.mark.skipif(
 
 hs = pytest.importorskip("hyperspy.api")
 
-from hyperspy_edxtomo import load_tilt_series, vendor_read  # noqa: E402
-from hyperspy_edxtomo.loading import check_zarr_codecs  # noqa: E402
+from hyperspy_edxtomo import load_tilt_series  # noqa: E402
+from hyperspy_edxtomo.io import vendor_read  # noqa: E402
+from hyperspy_edxtomo.io.loading import check_zarr_codecs  # noqa: E402
 
 TEM_BCF = "test_TEM.bcf"  # 332 kB; its spectrum image holds 26005 counts
 EMD = "Test_SI_16x16_215_kx.emd"
@@ -216,7 +217,7 @@ def _without_times(d):
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("name", [TEM_BCF, EMD, "16x16-diffraction_imagel_5x5x256x256_EDS.emi"])
 def test_child_read_equals_in_process_read(name, monkeypatch):
-    from hyperspy_edxtomo.loading import _Reader
+    from hyperspy_edxtomo.io.loading import _Reader
 
     path = str(VENDOR / name)
     results = {}
@@ -322,8 +323,8 @@ def test_zspy_with_pickle_codec_is_refused_and_runs_nothing(tmp_path, monkeypatc
     # as with numcodecs < 0.15.2 (or NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE=1): pickles are decoded
     monkeypatch.setattr(numcodecs.pickles, "ALLOW_UNSAFE_PICKLE_DECODE", True, raising=False)
     from hyperspy_edxtomo import cli
-    from hyperspy_edxtomo.loading import load_native
-    from hyperspy_edxtomo.pipeline import load_input
+    from hyperspy_edxtomo.io.loading import load_native
+    from hyperspy_edxtomo.workflow.pipeline import load_input
 
     calls = (lambda: load_tilt_series([path], tilts=[0]), lambda: check_zarr_codecs(path),
              lambda: load_native(path), lambda: load_input(path))  # a saved series, maps or volume
@@ -362,7 +363,7 @@ def test_zspy_saved_by_hyperspy_passes_the_check(tmp_path):
 def test_cli_load_path_lazy_emd(tmp_path):
     import shutil
 
-    from hyperspy_edxtomo.pipeline import load_input
+    from hyperspy_edxtomo.workflow.pipeline import load_input
 
     paths = []
     for name in "ab":
@@ -379,7 +380,7 @@ def test_cli_load_path_lazy_emd(tmp_path):
 
 @needs_vendor
 def test_cli_load_path_refuses_empty_bcf(tmp_path):
-    from hyperspy_edxtomo.pipeline import PipelineError, load_input
+    from hyperspy_edxtomo.workflow.pipeline import PipelineError, load_input
 
     bad = [_damaged(tmp_path, f"half_{i}.bcf", fraction=0.5) for i in range(3)]
     with pytest.raises(PipelineError, match=r"half_0\.bcf holds an empty EDX spectrum image"):

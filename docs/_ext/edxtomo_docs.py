@@ -74,7 +74,7 @@ class DenoisersDirective(Directive):
     has_content = False
 
     def run(self):
-        from hyperspy_edxtomo.denoisers import get_denoiser, list_denoisers
+        from hyperspy_edxtomo.denoising.api import get_denoiser, list_denoisers
 
         listing = {}
         for name, summary in list_denoisers().items():

@@ -18,10 +18,15 @@ The same analyses are methods of
 (``fourier_shell_correlation``, which makes the two reconstructions).
 """
 
-from .fsc import fourier_shell_correlation, fsc_from_tilt_series, fsc_curve, half_bit_threshold
-from .particles import Particle, ParticleList, find_particles
-from .quality import flag_particles, particle_flags
-from .shells import ShellMaps, shell_maps
+from hyperspy_edxtomo.analysis.fsc import (
+    fourier_shell_correlation,
+    fsc_curve,
+    fsc_from_tilt_series,
+    half_bit_threshold,
+)
+from hyperspy_edxtomo.analysis.particles import Particle, ParticleList, find_particles
+from hyperspy_edxtomo.analysis.quality import flag_particles, particle_flags
+from hyperspy_edxtomo.analysis.shells import ShellMaps, shell_maps
 
 __all__ = [
     "fourier_shell_correlation",

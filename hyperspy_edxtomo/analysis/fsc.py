@@ -34,9 +34,15 @@ where the FSC of the unmasked volumes, or the masked one, first falls below
 
 import numpy as np
 
-from ..counts import is_counts
-from ..metadata import NODE, append_history, get_history, plain_record
-from ._checks import positive, select_elements, volume_array
+from hyperspy_edxtomo.analysis.checks import positive, select_elements, volume_array
+from hyperspy_edxtomo.base.conventions import NODE
+from hyperspy_edxtomo.base.counts import is_counts
+from hyperspy_edxtomo.base.private_api import is_lazy, with_new_data
+from hyperspy_edxtomo.base.provenance import append_history, get_history, plain_record
+from hyperspy_edxtomo.reconstruction.api import DEFAULT_METHOD
+from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
+from hyperspy_edxtomo.signals.methods import signal_method
+from hyperspy_edxtomo.signals.volume import ElementVolume
 
 __all__ = ["fourier_shell_correlation", "fsc_from_tilt_series", "fsc_curve", "half_bit_threshold", "randomise_phases",
            "soft_mask", "fsc_sampling_problem"]
@@ -259,6 +265,7 @@ def _normalised_sum(data):
     return out
 
 
+@signal_method(ElementVolume)
 def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_dilation_nm=1.0, mask_edge_nm=1.0,
                               mask_correction=True):
     """Fourier shell correlation between two reconstructions of the same object.
@@ -374,7 +381,7 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
 
     from hyperspy.signals import Signal1D
 
-    from ..signals._tilts import element_axis_dict
+    from hyperspy_edxtomo.signals.tilts import element_axis_dict
 
     names = [els[i] for i in idx]
     freq_units = f"1/{units}"
@@ -475,7 +482,7 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
     maps : ElementMapTiltSeries
     split : {"counts", "tilts"}
         ``"counts"``: every count goes to one half or the other at random
-        (binomial thinning, :func:`hyperspy_edxtomo.solvers.count_split`):
+        (binomial thinning, :func:`hyperspy_edxtomo.reconstruction.solvers.count_split`):
         two series of the same views with half the dose each (needs integer
         counts); a background attached to the maps
         (``metadata.Tomography.background``) is halved with them. ``"tilts"``:
@@ -492,13 +499,13 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
     -------
     (ElementMapTiltSeries, ElementMapTiltSeries)
     """
-    from ..signals._background import set_background
-    from ..signals.element_maps import ElementMapTiltSeries
+    from hyperspy_edxtomo.signals.background import set_background
+    from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
 
     if not isinstance(maps, ElementMapTiltSeries):
         raise TypeError(f"Needs an ElementMapTiltSeries, got {type(maps).__name__}.")
     if split == "counts":
-        from ..solvers import count_split
+        from hyperspy_edxtomo.reconstruction.solvers import count_split
 
         source = maps if raw is None else raw
         counts = source.to_numpy()
@@ -521,8 +528,8 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
         background = source.background
         halves = []
         for k, (data, share) in enumerate(((first, fraction), (second, 1.0 - fraction))):
-            half = source._deepcopy_with_new_data(data)
-            if half._lazy:
+            half = with_new_data(source, data)
+            if is_lazy(half):
                 half.compute()
             set_background(half, None if background is None else np.float32(share) * background)
             if raw is not None:
@@ -546,7 +553,7 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
 
 
 def _warn_sampling(halves, split):
-    from ..errors import warn
+    from hyperspy_edxtomo.base.errors import warn
 
     problem = fsc_sampling_problem(halves[0].tilts, halves[1].tilts, split)
     if problem:
@@ -554,7 +561,8 @@ def _warn_sampling(halves, split):
              "resolution.")
 
 
-def fsc_from_tilt_series(maps, method="tv", split="counts", seed=0, raw=None, elements=None, mask="auto",
+@signal_method(ElementMapTiltSeries, name="fourier_shell_correlation")
+def fsc_from_tilt_series(maps, method=DEFAULT_METHOD, split="counts", seed=0, raw=None, elements=None, mask="auto",
                          mask_dilation_nm=1.0, mask_edge_nm=1.0, mask_correction=True, return_volumes=False,
                          **reconstruct_params):
     """Reconstruct two independent halves of a tilt series and their FSC.

@@ -14,8 +14,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..metadata import get_history
-from ._checks import coordinates_nm, history_entry, positive, select_elements, volume_array
+from hyperspy_edxtomo.analysis.checks import (
+    coordinates_nm,
+    history_entry,
+    positive,
+    select_elements,
+    volume_array,
+)
+from hyperspy_edxtomo.base.provenance import get_history
+from hyperspy_edxtomo.signals.methods import signal_method
+from hyperspy_edxtomo.signals.volume import ElementVolume
 
 __all__ = ["Particle", "ParticleList", "find_particles", "radial_profiles"]
 
@@ -127,6 +135,7 @@ def _normalised_sum(data):
     return out
 
 
+@signal_method(ElementVolume)
 def find_particles(volume, elements=None, threshold="otsu", smooth_nm=None, min_size_nm3=None, profile_max_nm=None,
                    min_relative_size=0.02):
     """Segment the particles of a volume.
@@ -278,7 +287,7 @@ def radial_profiles(data, elements, centre_index, scale, units, rmax, region=Non
     """
     from hyperspy.signals import Signal1D
 
-    from ..signals._tilts import element_axis_dict
+    from hyperspy_edxtomo.signals.tilts import element_axis_dict
 
     grids = np.meshgrid(*[np.arange(n) - c for n, c in zip(data.shape[1:], centre_index)], indexing="ij")
     r = np.sqrt(sum(g**2 for g in grids))

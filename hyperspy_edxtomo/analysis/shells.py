@@ -36,8 +36,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..metadata import get_history
-from ._checks import history_entry, positive, select_elements, volume_array
+from hyperspy_edxtomo.analysis.checks import (
+    history_entry,
+    positive,
+    select_elements,
+    volume_array,
+)
+from hyperspy_edxtomo.base.provenance import get_history
+from hyperspy_edxtomo.signals.methods import signal_method
+from hyperspy_edxtomo.signals.volume import ElementVolume
 
 __all__ = ["ShellMaps", "shell_maps", "direction_grid"]
 
@@ -246,6 +253,7 @@ def _one_particle(p, part, o, particles, data, idx, u, w, scale, step, level, ab
     return tuple(float(ax.offset + ax.scale * c) for ax, c in zip(axes[::-1], o[::-1]))
 
 
+@signal_method(ElementVolume)
 def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimuth=72, n_elevation=36, level=0.5,
                absent_below_nm=None, max_radius_nm=None, max_particles=None):
     """Shell thickness along every direction and shell coverage, per particle and element.
@@ -300,7 +308,7 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
     >>> shells.absent("Se")                          # the core is everywhere
     0.0
     """
-    from .particles import ParticleList, find_particles
+    from hyperspy_edxtomo.analysis.particles import ParticleList, find_particles
 
     data, scale, units, els = volume_array(volume)
     idx = select_elements(els, elements)
@@ -368,7 +376,7 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
     if not analysed:
         raise ValueError("No particle could be analysed: " + "; ".join(f"particle {k}: {v}" for k, v in skipped.items()))
     if skipped:
-        from ..errors import warn
+        from hyperspy_edxtomo.base.errors import warn
 
         warn(f"Shell maps: {len(skipped)} of {len(plist)} particles not analysed ("
              + "; ".join(f"particle {k}: {v}" for k, v in skipped.items())

@@ -43,11 +43,20 @@ Examples
 ['In', 'P', 'Se', 'S', 'Zn']
 """
 
-from .misalignment import misalign
-from .phantoms import KINDS, core_shell_phantom, nanorod_phantom
-from .real import QD1_CITATION, qd1
-from .scenes import MAP_KINDS, SCENES, scene_phantom, simulate_scene
-from .spectra import (
+from hyperspy_edxtomo.datasets.misalignment import misalign
+from hyperspy_edxtomo.datasets.phantoms import (
+    KINDS,
+    core_shell_phantom,
+    nanorod_phantom,
+)
+from hyperspy_edxtomo.datasets.real import QD1_CITATION, qd1
+from hyperspy_edxtomo.datasets.scenes import (
+    MAP_KINDS,
+    SCENES,
+    scene_phantom,
+    simulate_scene,
+)
+from hyperspy_edxtomo.datasets.spectra import (
     DEFAULT_COUNTS_PER_TILT,
     nanorod_tilt_series,
     project,

@@ -19,8 +19,8 @@ proportionally smaller particle if ``voxel_size_nm`` is kept.
 
 import numpy as np
 
-from ..metadata import plain_record, append_history
-from ..signals import volume_from_array
+from hyperspy_edxtomo.base.provenance import append_history, plain_record
+from hyperspy_edxtomo.signals import volume_from_array
 
 __all__ = ["KINDS", "LATTICE_CONSTANTS_NM", "DENSITY_UNIT_PER_NM3", "core_shell_phantom", "nanorod_phantom"]
 
@@ -31,7 +31,7 @@ LATTICE_CONSTANTS_NM = {"InP": 0.5869, "ZnSe": 0.5668, "ZnS": 0.5409, "CdSe": 0.
 DENSITY_UNIT_PER_NM3 = 4.0 / LATTICE_CONSTANTS_NM["ZnS"] ** 3
 
 # The box the default sizes are given for: 64 voxels of 0.189 nm.
-_REFERENCE_BOX_NM = 64 * 0.189
+REFERENCE_BOX_NM = 64 * 0.189
 
 _PHASE_ELEMENTS = {"InP": ("In", "P"), "ZnSe": ("Zn", "Se"), "ZnS": ("Zn", "S"), "CdSe": ("Cd", "Se")}
 
@@ -89,7 +89,7 @@ def _check_size(size):
     return int(size)
 
 
-def _check_positive(value, name):
+def check_positive(value, name):
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -282,13 +282,13 @@ def core_shell_phantom(
     kind = _check_kind(kind)
     spec = KINDS[kind]
     size = _check_size(size)
-    voxel_size_nm = _check_positive(voxel_size_nm, "voxel_size_nm")
-    box_scale = size * voxel_size_nm / _REFERENCE_BOX_NM
+    voxel_size_nm = check_positive(voxel_size_nm, "voxel_size_nm")
+    box_scale = size * voxel_size_nm / REFERENCE_BOX_NM
     n_shells = len(spec["layers"]) - 1
 
     if core_radius_nm is None:
         core_radius_nm = spec["core_radius_nm"] * box_scale
-    core_radius_nm = _check_positive(core_radius_nm, "core_radius_nm")
+    core_radius_nm = check_positive(core_radius_nm, "core_radius_nm")
     if shell_thickness_nm is None:
         shells = [t * box_scale for t in spec["shell_thickness_nm"]]
     else:
@@ -298,7 +298,7 @@ def core_shell_phantom(
                 f"{kind} has {n_shells} shell(s) {list(spec['layers'][1:])}: give {n_shells} "
                 f"shell thickness(es), got {len(shells)}."
             )
-    shells = [_check_positive(t, "shell_thickness_nm") for t in shells]
+    shells = [check_positive(t, "shell_thickness_nm") for t in shells]
     eccentricity = _check_fraction(eccentricity, "eccentricity", high_open=True)
     faceting = _check_fraction(faceting, "faceting")
     roughness = _check_fraction(roughness, "roughness", high=0.5, high_open=True)
@@ -449,11 +449,11 @@ def nanorod_phantom(
     [0.816, 0.408, 0.408]
     """
     size = _check_size(size)
-    voxel_size_nm = _check_positive(voxel_size_nm, "voxel_size_nm")
-    box_scale = size * voxel_size_nm / _REFERENCE_BOX_NM
-    length_nm = _check_positive(_NANOROD["length_nm"] * box_scale if length_nm is None else length_nm, "length_nm")
-    radius_nm = _check_positive(_NANOROD["radius_nm"] * box_scale if radius_nm is None else radius_nm, "radius_nm")
-    shell = _check_positive(
+    voxel_size_nm = check_positive(voxel_size_nm, "voxel_size_nm")
+    box_scale = size * voxel_size_nm / REFERENCE_BOX_NM
+    length_nm = check_positive(_NANOROD["length_nm"] * box_scale if length_nm is None else length_nm, "length_nm")
+    radius_nm = check_positive(_NANOROD["radius_nm"] * box_scale if radius_nm is None else radius_nm, "radius_nm")
+    shell = check_positive(
         _NANOROD["shell_thickness_nm"] * box_scale if shell_thickness_nm is None else shell_thickness_nm,
         "shell_thickness_nm",
     )

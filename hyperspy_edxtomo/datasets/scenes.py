@@ -27,13 +27,25 @@ fifth inside at 40, whole at 60.
 import numpy as np
 from scipy import ndimage
 
-from ..metadata import NODE, plain_record, append_history
-from ..signals import element_maps_from_array, volume_from_array
-from ..signals._tilts import tilt_axis_dict
-from .misalignment import misalign
-from .phantoms import _REFERENCE_BOX_NM, KINDS, core_shell_phantom, nanorod_phantom
-from .phantoms import _check_positive
-from .spectra import _attach_truth, _counts_per_tilt, _default_tilts, _int_dtype, project
+from hyperspy_edxtomo.base.conventions import NODE
+from hyperspy_edxtomo.base.provenance import append_history, plain_record
+from hyperspy_edxtomo.datasets.misalignment import misalign
+from hyperspy_edxtomo.datasets.phantoms import (
+    KINDS,
+    REFERENCE_BOX_NM,
+    check_positive,
+    core_shell_phantom,
+    nanorod_phantom,
+)
+from hyperspy_edxtomo.datasets.spectra import (
+    attach_truth,
+    default_tilts,
+    int_dtype,
+    per_element_counts,
+    project,
+)
+from hyperspy_edxtomo.signals import element_maps_from_array, volume_from_array
+from hyperspy_edxtomo.signals.tilts import tilt_axis_dict
 
 __all__ = ["SCENES", "MAP_KINDS", "scene_phantom", "simulate_scene"]
 
@@ -49,7 +61,7 @@ _BACKGROUND_WINDOW_RATIO = 2
 _HAADF_EXPONENT = 1.7
 _CDSE = KINDS["CdSe/ZnS"]
 # outer radius of a default CdSe/ZnS dot as a fraction of its box
-_DOT_RADIUS = (_CDSE["core_radius_nm"] + sum(_CDSE["shell_thickness_nm"])) / _REFERENCE_BOX_NM
+_DOT_RADIUS = (_CDSE["core_radius_nm"] + sum(_CDSE["shell_thickness_nm"])) / REFERENCE_BOX_NM
 
 
 def _choice(value, choices, name):
@@ -143,7 +155,7 @@ def scene_phantom(scene, size=64, voxel_size_nm=0.189, seed=0, field_margin=None
         raise ValueError(f"size must be an integer number of pixels >= {MIN_SIZE} (the particles need it), "
                          f"got {size!r}")
     size = int(size)
-    voxel_size_nm = _check_positive(voxel_size_nm, "voxel_size_nm")
+    voxel_size_nm = check_positive(voxel_size_nm, "voxel_size_nm")
     layout = _layout(scene, size)
     needed = 0  # the fewest voxels that hold every particle's box in x and z, as placed below
     while not all(0 <= s and s + n <= size + 2 * needed for _, n, c in layout
@@ -292,12 +304,12 @@ def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="c
     if not np.isfinite(rotation_deg):
         raise ValueError("rotation_deg must be a finite number (degrees)")
     if haadf_snr is not None:
-        haadf_snr = _check_positive(haadf_snr, "haadf_snr")
-    tilts = np.sort(_default_tilts(tilts))
+        haadf_snr = check_positive(haadf_snr, "haadf_snr")
+    tilts = np.sort(default_tilts(tilts))
     phantom = scene_phantom(scene, size, voxel_size_nm, seed, field_margin)
     record = phantom.metadata.Simulation.scene.as_dictionary()
     elements, m, voxel_size_nm = list(ELEMENTS), record["field_margin_px"], record["voxel_size_nm"]
-    counts = _counts_per_tilt(counts_per_tilt, elements)
+    counts = per_element_counts(counts_per_tilt, elements)
     rng_shift, rng_counts, rng_bg, rng_haadf = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
 
@@ -325,7 +337,7 @@ def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="c
     estimate = (rng_bg.poisson(k * np.broadcast_to(bg, sampled.shape)) / k).astype(np.float32)
     extra = {}
     if map_kind == "counts":
-        out = sampled.astype(_int_dtype(sampled.max(initial=0)))
+        out = sampled.astype(int_dtype(sampled.max(initial=0)))
     elif map_kind == "background_subtracted":
         out = np.clip(sampled - estimate, 0, None).astype(np.float32)
     elif map_kind == "normalised":
@@ -349,7 +361,7 @@ def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="c
         "max_shift_px": max_shift_px, "haadf_snr": haadf_snr, "haadf_exponent": _HAADF_EXPONENT,
         "seed": seed, "voxel_size_nm": voxel_size_nm, "field_margin": m, **extra,
     }
-    _attach_truth(maps, truth, "simulate_scene", parameters)
+    attach_truth(maps, truth, "simulate_scene", parameters)
     maps.metadata.set_item("Simulation.scene", record)
     # what each view holds (after misalignment and the field crop, without background): scores edge effects
     maps.metadata.set_item("Simulation.expected_counts_per_view", expected.sum(axis=(2, 3)).astype(np.float32))

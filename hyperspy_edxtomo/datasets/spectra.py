@@ -18,10 +18,15 @@ import inspect
 
 import numpy as np
 
-from ..metadata import plain_record, append_history, get_history
-from ..signals import ElementVolume, element_maps_from_array, tilt_series_from_array
-from .phantoms import _check_positive as _positive
-from .phantoms import core_shell_phantom, nanorod_phantom
+from hyperspy_edxtomo.base.private_api import is_lazy
+from hyperspy_edxtomo.base.provenance import append_history, get_history, plain_record
+from hyperspy_edxtomo.datasets.phantoms import check_positive as _positive
+from hyperspy_edxtomo.datasets.phantoms import core_shell_phantom, nanorod_phantom
+from hyperspy_edxtomo.signals import (
+    ElementVolume,
+    element_maps_from_array,
+    tilt_series_from_array,
+)
 
 # docstring fragment shared by the simulators (HyperSpy's convention)
 PHANTOM_TILTS_ARGS = """phantom : ElementVolume
@@ -55,8 +60,8 @@ _DEFAULT_BACKGROUND_FRACTION = 0.25
 _DETECTOR_CUTOFF_KEV = 0.35
 
 
-def _default_tilts(tilts):
-    from ..signals._tilts import check_tilts
+def default_tilts(tilts):
+    from hyperspy_edxtomo.signals.tilts import check_tilts
 
     return check_tilts(np.linspace(-60.0, 60.0, 13) if tilts is None else tilts)
 
@@ -163,7 +168,7 @@ def _check_phantom(phantom):
     data = phantom.to_numpy()
     if not np.all(np.isfinite(data)) or np.any(data < 0):
         raise ValueError("The phantom must hold finite, non-negative densities.")
-    if phantom._lazy:
+    if is_lazy(phantom):
         phantom = phantom.deepcopy()
         phantom.compute()
     value, units = phantom.voxel_size
@@ -171,7 +176,7 @@ def _check_phantom(phantom):
     return phantom, data, list(phantom.elements), pixel_size_nm
 
 
-def _counts_per_tilt(counts_per_tilt, elements):
+def per_element_counts(counts_per_tilt, elements):
     """{element: expected main-line counts per tilt}, validated."""
     def check(value, what):
         try:
@@ -210,11 +215,11 @@ def _expected_maps(data, tilts, elements, counts):
     return proj, np.divide(proj * scale, totals, out=np.zeros_like(proj), where=totals > 0)
 
 
-def _int_dtype(max_value):
+def int_dtype(max_value):
     return np.uint16 if max_value < np.iinfo(np.uint16).max else np.uint32
 
 
-def _attach_truth(signal, phantom, method, parameters):
+def attach_truth(signal, phantom, method, parameters):
     truth = phantom.deepcopy()
     signal.metadata.set_item("Simulation.ground_truth", truth)
     signal.metadata.set_item("Simulation.parameters", plain_record(parameters))
@@ -265,16 +270,16 @@ def simulate_element_maps(phantom, tilts=None, counts_per_tilt=None, seed=0, laz
     (['Cd', 'Se', 'S', 'Zn'], 13)
     """
     phantom, data, elements, pixel_size_nm = _check_phantom(phantom)
-    tilts = _default_tilts(tilts)
-    counts = _counts_per_tilt(counts_per_tilt, elements)
+    tilts = default_tilts(tilts)
+    counts = per_element_counts(counts_per_tilt, elements)
     _, expected = _expected_maps(data, tilts, elements, counts)
     sampled = _rng(seed).poisson(expected)
-    sampled = sampled.astype(_int_dtype(sampled.max(initial=0)))
+    sampled = sampled.astype(int_dtype(sampled.max(initial=0)))
     if lazy:
         sampled = _lazy(sampled, (1, -1, -1, -1))
     maps = element_maps_from_array(sampled, tilts, elements, pixel_size_nm=pixel_size_nm, title="Simulated element maps")
     parameters = {"tilts_deg": tilts, "counts_per_tilt": counts, "seed": seed}
-    _attach_truth(maps, phantom, "simulate_element_maps", parameters)
+    attach_truth(maps, phantom, "simulate_element_maps", parameters)
     return maps
 
 
@@ -451,8 +456,8 @@ def simulate_tilt_series(
     ((13, 32, 32, 1024), dtype('uint16'))
     """
     phantom, data, elements, pixel_size_nm = _check_phantom(phantom)
-    tilts = _default_tilts(tilts)
-    counts = _counts_per_tilt(counts_per_tilt, elements)
+    tilts = default_tilts(tilts)
+    counts = per_element_counts(counts_per_tilt, elements)
     beam_energy_keV = _positive(beam_energy_keV, "beam_energy_keV")
     energy_scale_keV = _positive(energy_scale_keV, "energy_scale_keV")
     energy_resolution_MnKa_eV = _positive(energy_resolution_MnKa_eV, "energy_resolution_MnKa_eV")
@@ -515,7 +520,7 @@ def simulate_tilt_series(
         events.append(_draw_events(n_bg, lambda n: rng.choice(n_channels, size=n, p=p_channel), n_channels))
 
     # histogram: no channel can hold more counts than its pixel
-    out = np.zeros(shape + (n_channels,), dtype=_int_dtype(pixel_totals.max(initial=0)))
+    out = np.zeros(shape + (n_channels,), dtype=int_dtype(pixel_totals.max(initial=0)))
     np.add.at(out.reshape(-1), np.concatenate(events), 1)
     if lazy:
         out = _lazy(out, (1, -1, -1, -1))
@@ -549,7 +554,7 @@ def simulate_tilt_series(
         "xray_lines": line_table,
         "seed": seed,
     }
-    _attach_truth(s, phantom, "simulate_tilt_series", parameters)
+    attach_truth(s, phantom, "simulate_tilt_series", parameters)
     return s
 
 

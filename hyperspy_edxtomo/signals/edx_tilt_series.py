@@ -11,8 +11,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", r"Importing `Lazy\w*Signal1D` from `hyperspy\._signals", Warning)
     from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
 
-from .._docstrings import SHOW_PROGRESSBAR_ARG
-from ._tilts import TiltSeriesMixin, check_tilts, tilt_axis_dict
+from hyperspy_edxtomo.signals.tilts import TiltSeriesMixin, check_tilts, tilt_axis_dict
 
 SIGNAL_TYPE = "EDX_tilt_series"
 
@@ -65,111 +64,6 @@ class EDXTiltSeries(TiltSeriesMixin, EDSTEMSpectrum):
         """
         with self._as_eds_tem():
             return super().get_take_off_angle()
-
-    def get_element_maps(
-        self,
-        elements=None,
-        xray_lines=None,
-        integration_windows=2.0,
-        background_windows="auto",
-        negative="clip",
-        show_progressbar=None,
-        subtract_background=False,
-    ):
-        """X-ray line maps of every element at every tilt.
-
-        The counts in a window around each element's X-ray line (exspy's
-        ``get_lines_intensity``): raw integer counts by default, with the
-        background under each line, measured in two windows beside it
-        (exspy's ``estimate_background_windows``), attached as a term of the
-        forward model ``y ~ Poisson(A x + b)`` rather than subtracted.
-
-        Parameters
-        ----------
-        elements : None or list of str
-            Chemical symbols, e.g. ``["Se", "S", "Zn"]``. If None, the
-            elements in ``metadata.Sample.elements`` are used.
-        xray_lines : None or list of str
-            One line per element, e.g. ``["Se_Ka", "S_Ka", "Zn_Ka"]``. If
-            None, exspy picks for each element its highest-energy alpha line
-            below half the beam energy.
-        integration_windows : float
-            Window width in units of the line's FWHM (detector resolution).
-        background_windows : "auto", None or array
-            ``"auto"``: two windows beside each line (exspy's
-            ``estimate_background_windows(line_width=[2, 2], windows_width=1)``);
-            an array as returned by ``estimate_background_windows``, one row
-            per element; or None: no background at all (raw window counts,
-            nothing attached).
-        negative : {"clip", "keep", "raise"}
-            With ``subtract_background=True`` only: what to do with pixels
-            whose background-subtracted value is negative (common at a few
-            counts per pixel): ``"clip"`` sets them to 0 (the count total
-            then slightly overestimates the line counts), ``"keep"`` keeps
-            them (an unbiased estimate, but not counts), ``"raise"`` raises a
-            ValueError.
-        %s
-        subtract_background : bool
-            False (default): the maps are the raw window counts (exact Poisson
-            counts, what ``lam="auto"``, the count-split FSC and ``two_step``
-            need) and the background estimate ``b`` (exspy's two side windows
-            interpolated under the line, clipped at 0), per element, tilt and
-            pixel, is attached as ``metadata.Tomography.background``
-            (:attr:`ElementMapTiltSeries.background
-            <hyperspy_edxtomo.signals.ElementMapTiltSeries.background>`).
-            True: the maps are counts minus ``b`` (``negative`` applies) and
-            carry no background; the same as
-            ``get_element_maps().subtract_background()``.
-
-        Returns
-        -------
-        ElementMapTiltSeries
-            Shape (element, tilt, y, x), element names in
-            ``metadata.Sample.elements``, lines in ``metadata.Sample.xray_lines``,
-            lazy when this series is lazy (and then so is the background).
-            The last ``history`` step records ``background``: ``"attached"``,
-            ``"subtracted"`` or ``"none"``.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from hyperspy_edxtomo import datasets
-        >>> s = datasets.quantum_dot_tilt_series(size=32, seed=0)
-        >>> maps = s.get_element_maps(["Se", "S", "Zn"])
-        >>> maps.elements
-        ['Se', 'S', 'Zn']
-        >>> bool(np.all(maps.data == np.round(maps.data))), maps.background.shape == maps.data.shape
-        (True, True)
-        >>> net = s.get_element_maps(["Se", "S", "Zn"], subtract_background=True)
-        >>> net.background is None
-        True
-        """
-        from . import element_maps as _maps
-
-        return _maps.maps_from_tilt_series(
-            self,
-            elements=elements,
-            xray_lines=xray_lines,
-            integration_windows=integration_windows,
-            background_windows=background_windows,
-            negative=negative,
-            subtract_background=subtract_background,
-            show_progressbar=show_progressbar,
-        )
-
-    get_element_maps.__doc__ %= SHOW_PROGRESSBAR_ARG
-
-    def align(self, method="auto", show_progressbar=None, **kwargs):
-        """Align the views; see :func:`hyperspy_edxtomo.alignment.align`."""
-        from ..alignment import align
-
-        return align(self, method=method, show_progressbar=show_progressbar, **kwargs)
-
-    def apply_alignment(self, other):
-        """Move ``other`` (a series of the same views) by this series' stored alignment."""
-        from ..alignment import apply_alignment
-
-        return apply_alignment(other, self)
 
 
 class LazyEDXTiltSeries(EDXTiltSeries, LazyEDSTEMSpectrum):

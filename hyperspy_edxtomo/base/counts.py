@@ -1,0 +1,193 @@
+"""X-ray counts: what the statistics of the whole package rest on.
+
+The one place that decides whether maps are Poisson counts, splits counts
+binomially and measures how well expected counts explain observed ones.
+Maps that are not counts (background-subtracted, normalised, smoothed,
+quantified) are handled too: :func:`data_kind` tells them apart, and the
+methods that need counts fall back to criteria that hold for any maps
+(held-out views instead of held-out counts).
+"""
+
+import numpy as np
+
+#: what :func:`data_kind` returns
+DATA_KINDS = ("counts", "scaled_counts", "continuous")
+#: a value is an integer when it is this close to one (float32 maps of counts)
+INTEGER_TOLERANCE = 1e-3
+#: more counts than this in one pixel of one map: not X-ray counts in disguise
+MAX_COUNTS_PER_PIXEL = 1e5
+#: views of one series whose totals differ by more than this factor are named in a warning
+#: (another dose or dwell time, a failed frame): alignment and reconstruction weigh every view alike
+DOSE_RATIO_WARN = 10.0
+#: An empty view of counts is refused as a failed frame only when Poisson chance cannot explain it:
+#: the other views' median total is at least this (exp(-14) < 1e-6); below, it is warned about.
+EMPTY_VIEW_COUNTS = 14.0
+#: steps of 1/2 ... 1/16 of a unit are taken for counts only in maps normalised to a maximum of 1
+AMBIGUOUS_STEPS = 16
+
+
+def is_counts(values):
+    """True when ``values`` are finite, non-negative integers (X-ray counts).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo.base.counts import is_counts
+    >>> is_counts(np.array([0, 1, 3])), is_counts(np.array([0.5, 1.0])), is_counts(np.array([-1, 2]))
+    (True, False, False)
+    """
+    v = np.asarray(values)
+    if np.issubdtype(v.dtype, np.integer):
+        return bool(v.size == 0 or v.min() >= 0)
+    if not np.issubdtype(v.dtype, np.floating) or not np.all(np.isfinite(v)):
+        return False
+    return bool(np.all(v >= 0) and np.all(np.abs(v - np.round(v)) <= INTEGER_TOLERANCE))
+
+
+def counts_quantum(values):
+    """The value of one count when ``values`` are counts times a positive scale.
+
+    Maps normalised by their maximum (or exported in counts per second, or
+    per pixel area) are counts in disguise: every value is a whole multiple of
+    the smallest step between values. Returns that step, or None when the
+    values are not such multiples (background-subtracted, smoothed,
+    quantified maps) or hold fewer than two distinct non-zero values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo.base.counts import counts_quantum
+    >>> counts = np.random.default_rng(0).poisson(0.7, (4, 16, 16))
+    >>> q = counts_quantum(counts / counts.max())
+    >>> bool(np.isclose(q, 1 / counts.max()))
+    True
+    >>> counts_quantum(counts + 0.3) is None
+    True
+    """
+    v = np.asarray(values, np.float64)
+    if v.size == 0 or not np.all(np.isfinite(v)) or np.any(v < 0):
+        return None
+    positive = np.unique(v[v > 0])
+    if positive.size < 2:
+        return None
+    # the smallest positive value may itself be several counts: the step is the
+    # greatest common divisor of the values, found as the smallest positive
+    # difference between distinct values, checked against all of them
+    steps = np.diff(np.concatenate([[0.0], positive]))
+    q = float(steps[steps > positive.max() * 1e-9].min())
+    # that difference carries the rounding error of the values (float32: ~1e-7 of the largest),
+    # which grows with the count: refit the step by least squares on ever larger values, so
+    # that the error times the count stays well under half a count at every stage
+    span = 8.0
+    while positive[0] + span * q < positive.max():
+        sel = positive[positive <= positive[0] + span * q]
+        n = np.round(sel / q)
+        if not n.any():
+            return None  # no value near a whole number of steps: not counts
+        q = float((sel * n).sum() / (n * n).sum())
+        span *= 4.0
+    ratio = v / q
+    if ratio.max() > MAX_COUNTS_PER_PIXEL:
+        return None  # a step this small relative to the values: continuous values, not counts
+    # float32 maps carry a relative rounding error of about 1e-7 on top of the absolute tolerance
+    if not np.all(np.abs(ratio - np.round(ratio)) <= INTEGER_TOLERANCE + 1e-6 * ratio):
+        return None
+    # a step of 1/k (k a small integer) is ambiguous: counts minus a background estimated in
+    # windows k times wider than the line also come in steps of 1/k without being counts. The
+    # safer reading wins (not counts), unless the maps are normalised to a maximum of 1.
+    k = 1.0 / q
+    if abs(k - round(k)) <= 1e-4 * k and round(k) <= AMBIGUOUS_STEPS and abs(v.max() - 1.0) > 1e-4:
+        return None
+    return q
+
+
+def as_counts(values, quantum):
+    """``values / quantum`` rounded to whole counts (see :func:`counts_quantum`): the
+    counts behind maps that are counts times a scale, free of the scale's rounding error.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo.base.counts import as_counts, counts_quantum
+    >>> c = np.random.default_rng(0).poisson(300.0, (8, 8)).astype(np.float32)
+    >>> scaled = (c / c.max()).astype(np.float32)
+    >>> bool(np.array_equal(as_counts(scaled, counts_quantum(scaled)), c))
+    True
+    """
+    return np.round(np.asarray(values, np.float64) / quantum).astype(np.float32)
+
+
+def data_kind(values):
+    """``"counts"`` (integers), ``"scaled_counts"`` (counts times a scale, see
+    :func:`counts_quantum`) or ``"continuous"`` (anything else).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo.base.counts import data_kind
+    >>> c = np.random.default_rng(1).poisson(2.0, (8, 8))
+    >>> data_kind(c), data_kind(c / c.max()), data_kind(c * 0.137), data_kind(c - 0.4)
+    ('counts', 'scaled_counts', 'scaled_counts', 'continuous')
+    """
+    if is_counts(values):
+        return "counts"
+    if counts_quantum(values) is not None:
+        return "scaled_counts"
+    return "continuous"
+
+
+def check_counts(counts, what="counts"):
+    """``counts`` as float64 after checking they are X-ray counts; a
+    ValueError naming the problem otherwise."""
+    c = np.asarray(counts)
+    if not np.all(np.isfinite(c)):
+        raise ValueError(f"The {what} contain NaN or infinite values.")
+    if np.any(c < 0):
+        raise ValueError(f"The {what} contain negative values: X-ray counts are >= 0.")
+    if not is_counts(c):
+        raise ValueError(
+            f"The {what} are not integer X-ray counts (background-subtracted, normalised or smoothed maps). "
+            "Keep raw counts with get_element_maps() (the default keeps them and models the background), "
+            "or use a method that works on any maps."
+        )
+    return np.round(c).astype(np.float64)
+
+
+def count_split(counts, fraction=0.5, seed=0):
+    """Split integer counts binomially into (fit, held-out) parts.
+
+    Each detected count goes to the fit part with probability ``fraction``;
+    both parts are independent Poisson data of the same object, with
+    ``fraction`` and ``1 - fraction`` of its expected counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo.base.counts import count_split
+    >>> fit, held = count_split(np.array([[3, 0], [1, 5]]), 0.5, seed=0)
+    >>> (fit + held).astype(int).tolist()
+    [[3, 0], [1, 5]]
+    """
+    c = check_counts(counts, "maps to split")
+    rng = np.random.default_rng(seed)
+    fit = rng.binomial(c.astype(np.int64), fraction)
+    return fit.astype(np.float32), (c - fit).astype(np.float32)
+
+
+def poisson_deviance(counts, expected, eps=1e-9, axis=None):
+    """Poisson deviance ``2 sum(y log(y / mu) - (y - mu))`` (lower is better).
+
+    ``axis`` sums over those axes only (e.g. one value per view); None sums all.
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo.base.counts import poisson_deviance
+    >>> poisson_deviance([2, 0], [2, 0]) < 1e-6, poisson_deviance([2, 0], [1, 1]) > 0
+    (True, True)
+    """
+    y = np.asarray(counts, np.float64)
+    mu = np.clip(np.asarray(expected, np.float64), eps, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0) - (y - mu)
+    out = 2 * np.sum(term, axis=axis)
+    return float(out) if axis is None else out

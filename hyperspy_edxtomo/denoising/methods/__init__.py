@@ -1,0 +1,1 @@
+"""The built-in denoisers, one per module, registered as plugins (``plugins.manager``)."""

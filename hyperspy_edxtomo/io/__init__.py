@@ -1,0 +1,1 @@
+"""Files: vendor and native loading, exports, writing results safely."""

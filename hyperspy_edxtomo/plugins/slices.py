@@ -1,0 +1,95 @@
+"""Running a slice-wise reconstruction algorithm over batches of slices.
+
+What :meth:`ReconstructionAlgorithm.reconstruct_series
+<hyperspy_edxtomo.plugins.contract.ReconstructionAlgorithm.reconstruct_series>`
+does by default: per element, ``prepare`` on every sinogram, then batches of
+slices as dask tasks (``map_overlap`` when the algorithm couples neighbouring
+slices), so that a ``dask.distributed`` client spreads them over its workers.
+"""
+
+import numpy as np
+
+from hyperspy_edxtomo.base.progress import compute
+
+__all__ = ["reconstruct_elements", "default_batch"]
+
+
+def reconstruct_elements(algorithm, counts, elements, projector, batch_size=None, show_progressbar=False, label=None,
+                         background=None):
+    """Reconstruct every element of ``counts`` (element, tilt, y, x) slice by slice.
+
+    What :meth:`ReconstructionAlgorithm.reconstruct_series` does by default:
+    per element, :meth:`~ReconstructionAlgorithm.prepare` on all its
+    sinograms, then batches of slices through dask (``map_overlap`` when the
+    algorithm couples neighbouring slices). ``background`` (shaped like
+    ``counts``) goes to algorithms that model it (``accepts_background``);
+    the others get ``counts - background``.
+
+    Returns
+    -------
+    volumes : ndarray
+        ``(element, z, y, x)`` float32.
+    used : list of dict
+        Per element, the parameters used (with what ``prepare`` chose).
+    """
+    import dask.array as da
+
+    n_el, n_t, n_y, n_x = counts.shape
+    if batch_size is None:
+        batch_size = default_batch(projector)
+    batch_size = int(min(max(1, batch_size), n_y))
+    label = label or algorithm.name
+    if background is not None and not algorithm.accepts_background:
+        counts, background = np.asarray(counts, np.float32) - background, None
+    volumes, used = [], []
+    for e, element in enumerate(elements):
+        alg = algorithm.clone_traits()
+        # slices are rows: (y, tilt, x)
+        sino = np.ascontiguousarray(counts[e].transpose(1, 0, 2), dtype=np.float32)
+        if background is None:
+            alg.prepare(sino, projector, show_progressbar=show_progressbar)
+            n_views = n_t
+        else:
+            b = np.ascontiguousarray(background[e].transpose(1, 0, 2), dtype=np.float32)
+            alg.prepare(sino, projector, show_progressbar=show_progressbar, background=b)
+            # the background travels with its slices: views then background views along the tilt axis
+            sino, n_views = np.concatenate([sino, b], axis=1), 2 * n_t
+        used.append(alg.parameter_values())
+        dsino = da.from_array(sino, chunks=(batch_size, n_views, n_x))
+        kwargs = dict(dtype=np.float32, chunks=(batch_size, projector.n_z, n_x), meta=np.empty((0, 0, 0), np.float32))
+        if alg.slice_halo and n_y > batch_size:
+            halo = min(alg.slice_halo, batch_size)
+            vol = dsino.map_overlap(
+                _run_batch, depth={0: halo, 1: 0, 2: 0}, boundary="none", algorithm=alg, projector=projector,
+                trim=True, **kwargs,
+            )
+        else:
+            vol = dsino.map_blocks(_run_batch, algorithm=alg, projector=projector, **kwargs)
+        # slices (y, z, x) -> (z, y, x)
+        volumes.append(_compute(vol, show_progressbar, f"{label} {element}").transpose(1, 0, 2))
+    return np.stack(volumes), used
+
+
+def _run_batch(block, algorithm, projector):
+    if block.shape[0] == 0:
+        return np.zeros((0, projector.n_z, projector.n_x), np.float32)
+    block = np.asarray(block, np.float32)
+    n_t = projector.n_tilts
+    if block.shape[1] == 2 * n_t:  # views, then their background
+        out = algorithm.reconstruct_slices(block[:, :n_t], projector, background=block[:, n_t:])
+    else:
+        out = algorithm.reconstruct_slices(block, projector)
+    return np.asarray(out, np.float32)
+
+
+def _compute(darr, show, label):
+    # locally, one batch at a time: each already uses every core (torch,
+    # numba, BLAS), and two threaded batches would fight over them; on a
+    # distributed cluster the batches go to its workers
+    return compute(darr, desc=f"Reconstructing ({label})", show=show, scheduler="synchronous")
+
+
+def default_batch(projector):
+    # ~256 MB of float32 per batch for the slices and a few work copies
+    per_slice = 4 * (projector.n_z * projector.n_x * 4 + projector.n_tilts * projector.n_x * 2)
+    return int(max(1, min(256, (256 * 2**20) // per_slice)))

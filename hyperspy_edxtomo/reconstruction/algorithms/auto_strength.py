@@ -1,0 +1,155 @@
+"""What the regularised plugins (tv, l1) share: ``lam`` ("auto" or a number),
+the data term that suits the maps, the background term and a convergence check."""
+
+import numpy as np
+from traits.api import Enum, Range, Union
+
+from hyperspy_edxtomo.base.errors import warn
+from hyperspy_edxtomo.reconstruction import solvers
+from hyperspy_edxtomo.reconstruction.strength import (
+    brightest_slices,
+    choose_strength,
+    select_criterion,
+)
+
+#: the objective may still change by this fraction over the last half of the iterations
+CONVERGENCE_TOL = 0.01
+
+
+def strength_trait(what):
+    return Union(
+        Enum("auto"),
+        Range(0.0, None, exclude_low=True),
+        default_value="auto",
+        desc=f"{what} strength; 'auto' chooses it by cross-validation on held-out counts (integer counts) or "
+             "held-out views (any other maps)",
+    )
+
+
+def data_term_trait():
+    return Enum("auto", *solvers.DATA_TERMS,
+                desc="'auto': on counts (also counts times a scale) with lam='auto', the Poisson likelihood unless "
+                     "least squares predicts held-out counts better by more than 2 standard errors; least squares "
+                     "for other maps or a strength given as a number; or 'least_squares' / 'poisson'")
+
+
+class AutoStrength:
+    """Mixin: per element, resolve the data term and ``lam="auto"`` once, check
+    convergence on the brightest slices, then solve every batch.
+
+    The class defines ``lam`` (:func:`strength_trait`), ``iterations`` and
+    ``_solve(projector, y_cols, lam, iterations, data_term, background_cols,
+    return_info=False)``; ``data_term`` (:func:`data_term_trait`) if it
+    offers a choice, otherwise it solves least squares.
+    """
+
+    #: the background b of y ~ Poisson(A x + b) goes into the model
+    accepts_background = True
+    #: the candidates are solved with as many iterations as the reconstruction (at most this
+    #: many): a strong regulariser far from convergence gives another volume, and the strength
+    #: validated must be the one the reconstruction gets
+    selection_iterations = 200
+    #: ... on at most this many slices (the brightest), and at most a quarter of them
+    selection_slices = 32
+
+    def _slab_size(self, n_slices):
+        return int(min(self.selection_slices, max(8, n_slices // 4)))
+
+    def _data_terms(self, kind, negative):
+        """The data terms to try: the one given, or for ``"auto"`` with ``lam="auto"`` on counts both
+        (the held-out counts choose); least squares for other maps and for a strength given as a number."""
+        given = getattr(self, "data_term", "least_squares")
+        if given != "auto":
+            if given == "poisson" and negative:
+                # a quasi-likelihood for any non-negative maps (e.g. denoised expected counts), but no
+                # likelihood at all for negative values
+                raise ValueError(f"{self.name}: data_term='poisson' needs maps >= 0; these hold negative values "
+                                 "(background-subtracted with negative='keep'?): use data_term='least_squares'.")
+            return [given]
+        if self.lam == "auto" and kind in ("counts", "scaled_counts"):
+            return ["poisson", "least_squares"]
+        return ["least_squares"]
+
+    def prepare(self, sinograms, projector, show_progressbar=False, background=None):
+        _, kind, quantum = select_criterion(sinograms)
+        terms = self._data_terms(kind, bool(np.any(np.asarray(sinograms) < 0)))
+        its = min(self.iterations, self.selection_iterations)
+        trials = []
+        for data_term in terms:
+            # the Poisson likelihood of counts in disguise is that of the counts: solve on them
+            unit = quantum if (data_term == "poisson" and quantum not in (None, 1.0)) else 1.0
+            lam, record = self.lam, None
+            if lam == "auto":
+                lam, record = choose_strength(
+                    lambda P, y, lam, b, dt=data_term: self._solve(P, y, lam, its, dt, b),
+                    sinograms,
+                    projector,
+                    data_term=data_term,
+                    background=background,
+                    max_slices=self._slab_size(sinograms.shape[0]),
+                )
+            trials.append((min(record["scores"]) if record else 0.0, data_term, float(lam), record, unit))
+        selection = None
+        if len(trials) > 1:
+            trials, selection = _choose_data_term(trials)
+        score, data_term, lam, record, unit = trials[0]
+        chosen = {"data_term": data_term, "data_kind": kind, "counts_quantum": None if unit == 1.0 else unit}
+        if selection:
+            chosen["data_term_selection"] = selection
+        if record is not None:
+            chosen.update(lam=lam, lam_selection=record, lam_selection_iterations=its)
+        chosen["convergence"] = self._check_convergence(sinograms, background, projector, lam, data_term, unit)
+        self.chosen = chosen
+
+    def _check_convergence(self, sinograms, background, projector, lam, data_term, unit):
+        """Solve the brightest slices at the chosen strength; record the convergence measure, warn when unmet."""
+        sub, sub_b, start = brightest_slices(sinograms, self._slab_size(sinograms.shape[0]), background)
+        y = solvers.sinograms_to_cols(sub / unit, projector.device)
+        b = None if sub_b is None else solvers.sinograms_to_cols(sub_b / unit, projector.device)
+        _, info = self._solve(projector, y, lam, self.iterations, data_term, b, return_info=True)
+        info = {**info, "iterations": int(self.iterations), "tolerance": CONVERGENCE_TOL,
+                "measured_on_slices": [int(start), int(sub.shape[0])]}
+        info["converged"] = bool(abs(info["relative_change"]) <= CONVERGENCE_TOL)
+        if not info["converged"]:
+            warn(
+                f"{self.name} has not converged at lam={lam:.4g} after {self.iterations} iterations: its objective "
+                f"still changed by {100 * info['relative_change']:.1f} % over the last half of them (tolerance "
+                f"{100 * CONVERGENCE_TOL:.0f} %). Raise iterations."
+            )
+        return info
+
+    def reconstruct_slices(self, sinograms, projector, background=None):
+        chosen = self.chosen
+        lam = chosen.get("lam", self.lam)
+        data_term = chosen["data_term"]
+        unit = chosen.get("counts_quantum") or 1.0
+        y = solvers.sinograms_to_cols(np.asarray(sinograms) / unit, projector.device)
+        b = None if background is None else solvers.sinograms_to_cols(np.asarray(background) / unit, projector.device)
+        x = self._solve(projector, y, lam, self.iterations, data_term, b)
+        return solvers.cols_to_slices(x, projector.slice_shape) * np.float32(unit)
+
+
+def _choose_data_term(trials):
+    """Counts are Poisson: the Poisson likelihood stays unless least squares predicts the same held-out
+    counts better by more than two standard errors of the paired difference over the views (one
+    count split is noisy; a gain within its noise is no gain). Returns (trials, best first; record)."""
+    by = {t[1]: t for t in trials}
+    views = {}
+    for name, t in by.items():
+        record = t[3]
+        views[name] = np.asarray(record["fold_scores"][record["candidates"].index(record["chosen"])], float)
+    d = views["least_squares"] - views["poisson"]
+    se = float(np.std(d, ddof=1) * np.sqrt(d.size)) if d.size > 1 else float("inf")
+    gain = float(-d.sum())
+    winner = "least_squares" if gain > 2 * se else "poisson"
+    record = {
+        "criterion": "held-out Poisson deviance at each data term's best strength, paired over the views",
+        "scores": {name: float(v.sum()) for name, v in views.items()},
+        "strengths": {name: t[2] for name, t in by.items()},
+        "least_squares_gain": gain,
+        "standard_error": se,
+        "reason": (f"least squares predicts the held-out counts better by {gain:.1f} +- {se:.1f}" if winner ==
+                   "least_squares" else f"least squares gains {gain:.1f} +- {se:.1f}, not more than 2 standard "
+                   "errors: the Poisson likelihood of counts stays"),
+    }
+    return [by[winner]] + [t for n, t in by.items() if n != winner], record

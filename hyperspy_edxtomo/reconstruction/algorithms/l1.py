@@ -1,0 +1,31 @@
+"""L1: the paper's MBIR, min 1/2||Ax + b - y||^2 + lam ||x||_1 with x >= 0 (FISTA)."""
+
+from traits.api import Bool, Range
+
+from hyperspy_edxtomo.plugins.contract import ReconstructionAlgorithm
+from hyperspy_edxtomo.plugins.hookspecs import hookimpl
+from hyperspy_edxtomo.reconstruction import solvers
+from hyperspy_edxtomo.reconstruction.algorithms.auto_strength import (
+    AutoStrength,
+    strength_trait,
+)
+
+
+class L1(AutoStrength, ReconstructionAlgorithm):
+    """Sparsity-regularised least squares with the matched adjoint (FISTA)."""
+
+    name = "l1"
+    summary = "L1-regularised least squares (the paper's MBIR), non-negative (FISTA)"
+    lam = strength_trait("L1")
+    iterations = Range(1, 100_000, 200, desc="FISTA iterations")
+    constrain = Bool(True, desc="non-negativity, enforced exactly in the proximal step")
+    quick_parameters = {"iterations": 100}
+
+    def _solve(self, projector, y, lam, iterations, data_term="least_squares", background=None, return_info=False):
+        return solvers.l1(projector, y, lam, iterations, constrain=self.constrain, background=background,
+                          return_info=return_info)
+
+
+@hookimpl
+def edxtomo_reconstruction_algorithms():
+    return [L1]

@@ -1,0 +1,34 @@
+"""TV: 3D isotropic total variation with non-negativity (Chambolle-Pock)."""
+
+from traits.api import Range
+
+from hyperspy_edxtomo.plugins.contract import ReconstructionAlgorithm
+from hyperspy_edxtomo.plugins.hookspecs import hookimpl
+from hyperspy_edxtomo.reconstruction import solvers
+from hyperspy_edxtomo.reconstruction.algorithms.auto_strength import (
+    AutoStrength,
+    data_term_trait,
+    strength_trait,
+)
+
+
+class TV(AutoStrength, ReconstructionAlgorithm):
+    """min_{x>=0} D(Ax + b, y) + lam TV(x), D the Poisson likelihood (counts) or least squares."""
+
+    name = "tv"
+    summary = "3D total-variation regularised reconstruction, non-negative (Chambolle-Pock)"
+    lam = strength_trait("total-variation")
+    iterations = Range(1, 100_000, 200, desc="Chambolle-Pock iterations")
+    data_term = data_term_trait()
+    # 3D TV couples neighbouring slices: batches overlap by this many slices
+    slice_halo = 4
+    quick_parameters = {"iterations": 100}
+
+    def _solve(self, projector, y, lam, iterations, data_term, background=None, return_info=False):
+        return solvers.tv(projector, y, lam, iterations, data_term=data_term, background=background,
+                          return_info=return_info)
+
+
+@hookimpl
+def edxtomo_reconstruction_algorithms():
+    return [TV]

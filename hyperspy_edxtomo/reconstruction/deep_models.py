@@ -1,0 +1,439 @@
+"""The paper's deep reconstructions: the stages of ``two_step`` and the
+end-to-end 3D network ``T``.
+
+``two_step`` (Han et al. 2021, Fig. 1d, eqs. 3-5)::
+
+    y  --Q^D-->  y_d  --MBIR-->  M  --R (every 1 deg)-->  R M  --Q^S-->  enhanced  --FBP-->  volume
+
+``Q^S`` is a 2D U-Net on projection images (elements as channels) trained
+*only* on self-consistency at the measured angles, ``Q^S(P_theta M) ~ y_d``,
+with a Poisson likelihood loss; no ground truth. It is multiplicative
+(``Q^S(p) = p exp(net(p))``, the last layer starting at zero): untrained it
+is the identity, so whatever it changes it learned from the measured views,
+and it cannot put counts where the MBIR volume projects none.
+
+End-to-end (Fig. 1c, eq. 6): a residual 3D U-Net ``T`` learns
+``FBP(Q^D y) -> two_step volume`` on the user's own series, then
+reconstructs a new series in one pass. :func:`train_end_to_end` builds the
+pairs by running ``two_step``; :class:`EndToEndModel` saves and loads the
+weights (with the elements, voxel size and the trained ``Q^D``).
+"""
+
+import time
+
+import numpy as np
+
+from hyperspy_edxtomo.base.counts import poisson_deviance
+from hyperspy_edxtomo.deep.networks import (
+    build_unet,
+    crop_to,
+    load_state,
+    load_weights,
+    pad_to_multiple,
+    random_flips,
+    save_weights,
+    seed_everything,
+    torch_device,
+    train,
+)
+
+FORMAT = "hyperspy_edxtomo.end_to_end"
+VERSION = 1
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def dense_angles(step_deg):
+    """Re-projection angles: every ``step_deg`` over [-90, 90)."""
+    n = int(round(180.0 / float(step_deg)))
+    return -90.0 + np.arange(n) * (180.0 / n)
+
+
+# -- Q^S: projection enhancement --------------------------------------------------------------
+def train_enhancer(inputs, targets, channels=16, levels=3, steps=300, batch_size=8, patch_size=64,
+                   learning_rate=1e-3, seed=0, device="cpu", show_progressbar=False):
+    """Train Q^S on the measured angles: ``inputs`` are the MBIR re-projections
+    ``P_theta M`` and ``targets`` the (denoised) measured views, both
+    ``(tilt, element, y, x)``, non-negative, same dose.
+
+    Returns
+    -------
+    net : torch.nn.Module
+        Apply with :func:`apply_enhancer`.
+    scale : ndarray
+        Per-element normalisation (mean of the inputs).
+    log : dict
+        Losses, and the Poisson deviance of the targets under the plain
+        re-projection and under the enhanced one, per element.
+    """
+    torch = _torch()
+    t0 = time.perf_counter()
+    rng = seed_everything(seed)
+    n_t, n_e, ny, nx = inputs.shape
+    scale = np.maximum(inputs.mean(axis=(0, 2, 3)), 1e-12)
+    norm = scale[None, :, None, None]
+    x_all = torch.from_numpy((inputs / norm).astype(np.float32))
+    t_all = torch.from_numpy((targets / norm).astype(np.float32))
+    net = build_unet(2, n_e, n_e, channels, levels).to(device)
+    multiple = 2 ** (int(levels) - 1)
+    patch = min(int(patch_size), ny, nx)
+    patch -= patch % multiple
+    if patch < multiple:
+        raise ValueError(f"Views of {ny}x{nx} pixels are too small for a U-Net with {levels} levels.")
+
+    def batches():
+        ti = rng.integers(0, n_t, batch_size)
+        yi = rng.integers(0, ny - patch + 1, batch_size)
+        xi = rng.integers(0, nx - patch + 1, batch_size)
+        xb = torch.stack([x_all[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
+        tb = torch.stack([t_all[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
+        # mirror images are projections of the mirrored object: valid views
+        xb, tb = random_flips(rng, (-1, -2), xb, tb)
+        return xb.to(device), tb.to(device)
+
+    def poisson_nll(net, x, t):
+        mu = _enhance(net, x)
+        return (mu - t * torch.log(mu)).mean()  # constants dropped
+
+    losses = train(net, batches, poisson_nll, steps, learning_rate, "Training Q^S (projection enhancer)", show_progressbar)
+    enhanced = apply_enhancer(net, scale, inputs, device)
+    log = {
+        "losses": losses,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "deviance_reprojection": deviance_per_element(targets, inputs),
+        "deviance_enhanced": deviance_per_element(targets, enhanced),
+    }
+    return net, scale, log
+
+
+def _enhance(net, x, floor=1e-3):
+    torch = _torch()
+    return (x + floor) * torch.exp(net(x).clamp(-8, 8))
+
+
+def apply_enhancer(net, scale, projections, device="cpu", batch=4):
+    """Q^S on every projection ``(angle, element, y, x)``; same shape out."""
+    torch = _torch()
+    levels = len(net.enc)
+    norm = scale[None, :, None, None]
+    out = np.empty(projections.shape, np.float32)
+    with torch.no_grad():
+        for i in range(0, projections.shape[0], batch):
+            x = torch.from_numpy((projections[i : i + batch] / norm).astype(np.float32)).to(device)
+            x, sizes = pad_to_multiple(x, 2 ** (levels - 1))
+            y = crop_to(_enhance(net, x), sizes)
+            out[i : i + batch] = (y.cpu().numpy() * norm).astype(np.float32)
+    return out
+
+
+def deviance_per_element(counts, expected):
+    """Poisson deviance of projections shaped (view, element, y, x), one value per element."""
+    return [float(d) for d in poisson_deviance(counts, expected, axis=(0, 2, 3))]
+
+
+def wedge_check(reprojections, enhanced, angles_deg, measured_deg):
+    """How much Q^S changes the re-projections, inside the measured range and
+    in the missing wedge: ``sum |Q^S(R) - R| / sum R`` per element."""
+    angles = np.asarray(angles_deg)
+    lo, hi = float(np.min(measured_deg)), float(np.max(measured_deg))
+    inside = (angles >= lo - 1e-6) & (angles <= hi + 1e-6)
+    rows = {}
+    for name, sel in (("measured range", inside), ("missing wedge", ~inside)):
+        if not np.any(sel):
+            continue
+        diff = np.abs(enhanced[sel] - reprojections[sel]).sum(axis=(0, 2, 3))
+        ref = np.maximum(reprojections[sel].sum(axis=(0, 2, 3)), 1e-12)
+        rows[name] = [float(v) for v in diff / ref]
+    per_angle = np.abs(enhanced - reprojections).sum(axis=(1, 2, 3)) / np.maximum(
+        reprojections.sum(axis=(1, 2, 3)), 1e-12
+    )
+    return {"relative_change": rows, "relative_change_per_angle": per_angle.tolist(), "angles_deg": angles.tolist()}
+
+
+# -- T: the end-to-end network ----------------------------------------------------------------
+DEFAULT_E2E = {
+    "channels": 8,
+    "levels": 3,
+    "steps": 400,
+    "batch_size": 2,
+    "patch_size": 32,
+    "learning_rate": 2e-3,
+    "seed": 0,
+}
+
+
+class EndToEndModel:
+    """Residual 3D U-Net ``T``: ``FBP(Q^D y)`` to the ``two_step`` volume, the
+    elements as channels.
+
+    Parameters
+    ----------
+    elements : list of str
+        Channel order.
+    voxel_size_nm : float or None
+        Voxel size of the training volumes (new data must match within 10 %).
+    **config
+        ``channels``, ``levels``, ``steps``, ``batch_size``, ``patch_size``,
+        ``learning_rate``, ``seed`` (see :data:`DEFAULT_E2E`).
+    """
+
+    def __init__(self, elements, voxel_size_nm=None, **config):
+        unknown = set(config) - set(DEFAULT_E2E)
+        if unknown:
+            raise ValueError(f"Unknown end-to-end settings {sorted(unknown)}; known: {sorted(DEFAULT_E2E)}.")
+        self.elements = [str(e) for e in elements]
+        self.voxel_size_nm = None if voxel_size_nm is None else float(voxel_size_nm)
+        self.config = {**DEFAULT_E2E, **config}
+        self.net = None
+        self.training_log = {}
+        self.denoiser_blob = None  # the Q^D model trained with it, as saved bytes
+
+    def _new_net(self):
+        c = self.config
+        n = len(self.elements)
+        return build_unet(3, n, n, int(c["channels"]), int(c["levels"]))
+
+    @property
+    def is_trained(self):
+        return self.net is not None
+
+    def check_compatible(self, elements, voxel_size_nm=None):
+        """The channel order for ``elements``; ValueError for other elements or voxel sizes."""
+        elements = [str(e) for e in elements]
+        if sorted(elements) != sorted(self.elements):
+            raise ValueError(
+                f"These end-to-end weights were trained on elements {self.elements}, the data hold {elements}. "
+                "Train weights for these elements with hyperspy_edxtomo.train_end_to_end(...)."
+            )
+        if self.voxel_size_nm and voxel_size_nm and abs(voxel_size_nm / self.voxel_size_nm - 1) > 0.1:
+            raise ValueError(
+                f"These end-to-end weights were trained at {self.voxel_size_nm:.4g} nm voxels, the data have "
+                f"{voxel_size_nm:.4g} nm: the network's learned feature sizes would not match. Rebin the maps "
+                "or train weights at this pixel size with train_end_to_end(...)."
+            )
+        return [self.elements.index(e) for e in elements]
+
+    # -- training ---------------------------------------------------------------
+    def fit(self, inputs, targets, cuda=None, show_progressbar=False):
+        """Train on pairs: lists of ``(element, z, y, x)`` arrays (FBP inputs,
+        two_step targets) in this model's element order."""
+        torch = _torch()
+        c = self.config
+        t0 = time.perf_counter()
+        device = torch_device(cuda)
+        rng = seed_everything(c["seed"])
+        n_e = len(self.elements)
+        xs, ts = [], []
+        for x, t in zip(inputs, targets):
+            x, t = np.asarray(x, np.float32), np.asarray(t, np.float32)
+            if x.shape != t.shape or x.ndim != 4 or x.shape[0] != n_e:
+                raise ValueError(f"Training pair of shapes {x.shape} and {t.shape}: need equal (element={n_e}, z, y, x).")
+            s = _scale(x)[:, None, None, None]
+            xs.append(torch.from_numpy(x / s))
+            ts.append(torch.from_numpy(t / s))
+        if not xs:
+            raise ValueError("No training pairs.")
+        multiple = 2 ** (int(c["levels"]) - 1)
+        patch = min(int(c["patch_size"]), *[min(x.shape[1:]) for x in xs])
+        patch -= patch % multiple
+        if patch < multiple:
+            raise ValueError(f"Volumes too small for a 3D U-Net with {c['levels']} levels.")
+        self.net = self._new_net().to(device)
+        # patches where the particle is: half the batch centred on voxels with signal
+        weights = [np.clip(t.sum(0).numpy(), 0, None).ravel() for t in ts]
+
+        def batches():
+            xb, tb = [], []
+            for b in range(int(c["batch_size"])):
+                k = int(rng.integers(0, len(xs)))
+                start = _patch_start(xs[k].shape[1:], patch, rng, weights[k] if b % 2 == 0 else None)
+                sl = (slice(None),) + tuple(slice(s0, s0 + patch) for s0 in start)
+                xb.append(xs[k][sl])
+                tb.append(ts[k][sl])
+            # flips map a missing wedge symmetric about z onto itself: valid pairs
+            xb, tb = random_flips(rng, (-1, -2, -3), torch.stack(xb), torch.stack(tb))
+            return xb.to(device), tb.to(device)
+
+        def residual_mse(net, x, t):
+            return torch.mean((x + net(x) - t) ** 2)
+
+        losses = train(self.net, batches, residual_mse, c["steps"], c["learning_rate"],
+                       "Training T (end-to-end 3D U-Net)", show_progressbar)
+        self.net = self.net.cpu().eval()
+        self.training_log = {
+            "losses": losses,
+            "n_pairs": len(xs),
+            "device": device.type,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        return self
+
+    # -- inference --------------------------------------------------------------
+    def predict(self, volume, elements=None, cuda=None, constrain=True):
+        """``T`` on an FBP volume ``(element, z, y, x)`` (elements in the order
+        given, default the model's); same shape out."""
+        torch = _torch()
+        if not self.is_trained:
+            raise RuntimeError("These end-to-end weights are not trained: call fit() or load() first.")
+        order = self.check_compatible(self.elements if elements is None else elements)
+        volume = np.asarray(volume, np.float32)
+        if volume.ndim != 4 or volume.shape[0] != len(order):
+            raise ValueError(f"volume must be shaped ({len(order)}, z, y, x), got {volume.shape}.")
+        device = torch_device(cuda)
+        x = volume[np.argsort(order)]
+        s = _scale(x)[:, None, None, None]
+        xt = torch.from_numpy(x / s)[None]
+        multiple = 2 ** (int(self.config["levels"]) - 1)
+        self.net.to(device)
+        try:
+            with torch.no_grad():
+                xt, sizes = pad_to_multiple(xt.to(device), multiple)
+                y = crop_to(xt + self.net(xt), sizes)[0].cpu().numpy()
+        finally:
+            self.net.cpu()
+        y = y * s
+        if constrain:
+            np.maximum(y, 0, out=y)
+        return y[order].astype(np.float32)
+
+    # -- persistence ------------------------------------------------------------
+    def save(self, path):
+        """Write the weights, elements, voxel size, settings (and ``Q^D``) to ``path``."""
+        if not self.is_trained:
+            raise RuntimeError("Nothing to save: these end-to-end weights are not trained.")
+        save_weights(path, FORMAT, VERSION, self.net, self.training_log, elements=self.elements,
+                     voxel_size_nm=self.voxel_size_nm, config=dict(self.config), denoiser=self.denoiser_blob)
+
+    @classmethod
+    def load(cls, path):
+        """Weights written by :meth:`save`; clear errors for anything else."""
+        blob = load_weights(path, FORMAT, VERSION, "an end-to-end weights file", missing=(
+            "Train them with hyperspy_edxtomo.train_end_to_end(series, out=path) (it runs two_step on your "
+            "series first)."))
+        model = cls(blob["elements"], blob.get("voxel_size_nm"), **blob["config"])
+        model.net = load_state(model._new_net(), blob["state_dict"], path)
+        model.training_log = dict(blob.get("training", {}))
+        model.denoiser_blob = blob.get("denoiser")
+        return model
+
+    # -- the Q^D trained with it ------------------------------------------------
+    def set_denoiser(self, denoiser_model):
+        """Keep a trained ``CountSplitDenoiserModel`` inside the weights file."""
+        if denoiser_model is None:
+            self.denoiser_blob = None
+            return
+        import os
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            p = os.path.join(tmp, "qd.pt")
+            denoiser_model.save(p)
+            with open(p, "rb") as f:
+                self.denoiser_blob = f.read()
+
+    def get_denoiser(self):
+        """The stored ``Q^D`` model, or None."""
+        if not self.denoiser_blob:
+            return None
+        import os
+        import tempfile
+
+        from hyperspy_edxtomo.denoising.count_split_net import CountSplitDenoiserModel
+
+        with tempfile.TemporaryDirectory() as tmp:
+            p = os.path.join(tmp, "qd.pt")
+            with open(p, "wb") as f:
+                f.write(bytes(self.denoiser_blob))
+            return CountSplitDenoiserModel.load(p)
+
+    def __repr__(self):
+        state = "trained" if self.is_trained else "untrained"
+        return f"EndToEndModel(elements={self.elements}, {state}, voxel_size_nm={self.voxel_size_nm}, {self.config})"
+
+
+def _scale(x):
+    """Per-element scale of a volume: its 99.9th percentile of |x| (robust to FBP streaks)."""
+    s = np.array([np.percentile(np.abs(v), 99.9) for v in x], np.float32)
+    return np.where(s > 0, s, 1.0).astype(np.float32)
+
+
+def _patch_start(shape, patch, rng, weights=None):
+    if weights is not None and weights.sum() > 0:
+        idx = int(rng.choice(weights.size, p=weights / weights.sum()))
+        centre = np.unravel_index(idx, shape)
+        return [int(np.clip(c - patch // 2, 0, n - patch)) for c, n in zip(centre, shape)]
+    return [int(rng.integers(0, n - patch + 1)) for n in shape]
+
+
+def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cuda=None, **config):
+    """Train the end-to-end network ``T`` on your own tilt series.
+
+    Each series is reconstructed with ``two_step`` (the target) and by FBP of
+    its ``Q^D``-denoised maps (the input); ``T`` learns input to target.
+
+    Parameters
+    ----------
+    series : ElementMapTiltSeries or list of them
+        Raw-count element maps (same elements, same pixel size).
+    out : str or path, optional
+        Where to save the weights (:meth:`EndToEndModel.save`).
+    two_step : dict, optional
+        Parameters for the ``two_step`` reconstructions.
+    show_progressbar : None or bool
+    cuda : None or bool
+        None: CUDA when present.
+    **config
+        Settings of ``T``: see :data:`DEFAULT_E2E`.
+
+    Returns
+    -------
+    EndToEndModel
+        Trained; ``training_log`` holds the losses and timings.
+
+    Examples
+    --------
+    >>> import hyperspy_edxtomo as het
+    >>> from hyperspy_edxtomo import datasets
+    >>> maps = datasets.quantum_dot_element_maps(size=32, counts_per_tilt=20000, seed=1)
+    >>> model = het.train_end_to_end(maps, steps=5, two_step={"enhancer_steps": 5,
+    ...     "denoiser": "gaussian", "lam": 0.1, "mbir_iterations": 10})
+    """
+    from hyperspy_edxtomo.base.progress import show_progress
+    from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
+
+    if isinstance(series, ElementMapTiltSeries):
+        series = [series]
+    series = list(series)
+    if not series:
+        raise ValueError("train_end_to_end needs at least one tilt series.")
+    for s in series:
+        if not isinstance(s, ElementMapTiltSeries):
+            raise TypeError(f"train_end_to_end needs ElementMapTiltSeries, got {type(s).__name__}.")
+    elements = list(series[0].elements)
+    for s in series[1:]:
+        if sorted(s.elements) != sorted(elements):
+            raise ValueError(f"All series must hold the same elements: {elements} vs {list(s.elements)}.")
+    show = show_progress(show_progressbar)
+    t0 = time.perf_counter()
+    params = dict(two_step or {})
+    inputs, targets, qd = [], [], None
+    for s in series:
+        vol, inter = s.reconstruct(method="two_step", return_intermediates=True, cuda=cuda,
+                                   show_progressbar=show, **params)
+        order = [list(s.elements).index(e) for e in elements]
+        inputs.append(inter["fbp_denoised"].data[order])
+        targets.append(vol.to_numpy()[order])
+        qd = inter.get("denoiser_model") or qd
+    scale, units = series[0].pixel_size
+    model = EndToEndModel(elements, scale if units == "nm" else None, **config)
+    model.fit(inputs, targets, cuda=cuda, show_progressbar=show)
+    model.set_denoiser(qd)
+    model.training_log["two_step_parameters"] = params
+    model.training_log["seconds_total"] = round(time.perf_counter() - t0, 3)
+    if out is not None:
+        model.save(out)
+    return model

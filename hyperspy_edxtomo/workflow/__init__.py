@@ -1,0 +1,1 @@
+"""The whole job: input to report (``pipeline``), figures (``figures``)."""
