@@ -51,7 +51,7 @@ reference images) and on QD1 (the authors' manual alignment as a check, not
 used to tune anything). Protocol: the counts are split 50/50 (binomial); every
 alignment (each method, and ``auto``, which splits its half again) is
 estimated on the *fit* half only; each is scored by the held-out-view
-criterion (:class:`~hyperspy_edxtomo.alignment.policy.HeldOutCriterion`: SIRT 100 of
+criterion (:class:`~hyperspy_edxtomo.alignment.criterion.HeldOutCriterion`: SIRT 100 of
 the fit half's other views, binned to 64 px, predicting each view between the
 extreme tilts) against the *held* half, which no alignment saw, on the pixels
 every alignment of the row predicts. Columns: deviance relative to doing
@@ -78,11 +78,12 @@ QD1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "qd1_element_map
 
 
 def centre_rms(stack, tilts):
-    from hyperspy_edxtomo.alignment import policy as al
+    from hyperspy_edxtomo.alignment.estimators import centre_of_mass, rigid_path_fit
+    from hyperspy_edxtomo.alignment.views import background_free
 
-    sm = al._background_free(stack, 3.0)
-    cy, cx = al._com(sm)
-    return al.rigid_path_fit(cy, cx, tilts)[2]
+    sm = background_free(stack, 3.0)
+    cy, cx = centre_of_mass(sm)
+    return rigid_path_fit(cy, cx, tilts)[2]
 
 
 def manual_forward(img, d, t):
@@ -99,7 +100,7 @@ def deviance(fit_aligned, held_raw, tilts, inverse, elements):
     """fit_aligned (el, t, y, x) full res; inverse(img_binned, t) -> raw frame (binned)."""
     import hyperspy_edxtomo as het
     from hyperspy_edxtomo.reconstruction.projector import Projector
-    from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance
+    from hyperspy_edxtomo.base.counts import poisson_deviance
 
     fb = bin2(fit_aligned)
     maps = het.element_maps_from_array(fb, tilts, elements)
@@ -123,7 +124,7 @@ def deviance_counts(fit, held, tilts, move, elements, method="sirt", blur=0.0, *
     reconstruction (SIRT 50 by default)."""
     import hyperspy_edxtomo as het
     from hyperspy_edxtomo.reconstruction.projector import Projector
-    from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance
+    from hyperspy_edxtomo.base.counts import poisson_deviance
 
     rng_f, rng_h = np.random.default_rng(1), np.random.default_rng(2)
     n = len(tilts)
@@ -155,7 +156,7 @@ def deviance_views(counts, tilts, move, elements, iterations=50, blur=1.0):
     when the views agree on one object."""
     import hyperspy_edxtomo as het
     from hyperspy_edxtomo.reconstruction.projector import Projector
-    from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance
+    from hyperspy_edxtomo.base.counts import poisson_deviance
 
     rng = np.random.default_rng(1)
     n = len(tilts)
@@ -214,11 +215,11 @@ def particle_centres(stack, sigma=4.0, radius=28, n_particles=2, iters=30):
 
 def particle_rms(stack, tilts):
     """Rigid-path rms of each whole particle, then of their midpoint (the pair is one rigid body)."""
-    from hyperspy_edxtomo.alignment import policy as al
+    from hyperspy_edxtomo.alignment.estimators import rigid_path_fit
 
     c = particle_centres(stack)
     c = np.concatenate([c, c.mean(0, keepdims=True)])
-    return [al.rigid_path_fit(c[p, :, 0], c[p, :, 1], tilts)[2] for p in range(len(c))]
+    return [rigid_path_fit(c[p, :, 0], c[p, :, 1], tilts)[2] for p in range(len(c))]
 
 
 def print_table(title, header, rows):
@@ -234,8 +235,9 @@ def print_table(title, header, rows):
 
 def qd1():
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.alignment import policy as al
-    from hyperspy_edxtomo.reconstruction.solvers import count_split
+    from hyperspy_edxtomo import alignment as al
+    from hyperspy_edxtomo.alignment.transform import transform_counts
+    from hyperspy_edxtomo.base.counts import count_split
 
     d = np.load(QD1)
     counts = d["counts"].astype(np.float32)
@@ -265,7 +267,7 @@ def qd1():
         return ndimage.rotate(img, -float(d["ref_rotation_deg"][t]), order=1, reshape=False)
 
     def move_manual(img, t, rng):
-        return al.transform_counts(img, -float(d["ref_rotation_deg"][t]), float(d["ref_shift_y_px"][t]),
+        return transform_counts(img, -float(d["ref_rotation_deg"][t]), float(d["ref_shift_y_px"][t]),
                                    float(d["ref_shift_x_px"][t]), rng)
 
     man = fwd_all(counts).sum(0)
@@ -293,7 +295,7 @@ def qd1():
             return ndimage.rotate(img, rot, order=1, reshape=False) if rot else img
 
         def move(img, t, rng, sx=sx, sy=sy, rot=rot):
-            return al.transform_counts(img, rot, sy[t], sx[t], rng)
+            return transform_counts(img, rot, sy[t], sx[t], rng)
 
         label = "auto (default)" if method == "auto" else method
         se = a.get("rotation_se_deg")
@@ -340,7 +342,7 @@ def qd1():
 
 def simulated(seeds=(0, 1, 2, 3)):
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.alignment import policy as al
+    from hyperspy_edxtomo import alignment as al
     from hyperspy_edxtomo import datasets
 
     ph = datasets.core_shell_phantom(size=48, seed=1, eccentricity=0.6)
@@ -360,6 +362,8 @@ def _simulated_rows(het, al, datasets, ph, dose, seeds, haadf_snr=None):
     With ``haadf_snr``, the series also carries HAADF reference images (the moved
     total density plus Gaussian noise, peak signal / noise = ``haadf_snr``),
     which ``align`` estimates on."""
+    from hyperspy_edxtomo.alignment.transform import transform_view
+
     maps0 = datasets.simulate_element_maps(ph, counts_per_tilt=1e7, seed=0)
     expected = maps0.to_numpy().astype(np.float64)
     doses = {"Se": 1500, "S": 800, "Zn": 2400} if dose is None else dict.fromkeys(maps0.elements, dose)
@@ -402,7 +406,7 @@ def _simulated_rows(het, al, datasets, ph, dose, seeds, haadf_snr=None):
                     yy, xx = np.mgrid[:ny, :nx]
                     for t in range(len(sx)):
                         blob = np.exp(-((yy - (ny - 1) / 2 - sy[t]) ** 2 + (xx - (nx - 1) / 2 - sx[t]) ** 2) / 18)
-                        moved = al.transform_view(blob, a["rotation_deg"], 0, 0)
+                        moved = transform_view(blob, a["rotation_deg"], 0, 0)
                         ry[t] = (moved * yy).sum() / moved.sum() - (ny - 1) / 2
                         rx[t] = (moved * xx).sum() / moved.sum() - (nx - 1) / 2
                 ex = np.asarray(a["shift_x_px"]) + rx
@@ -425,7 +429,7 @@ def etspy_comparison():
         print(f"\n## etspy comparison skipped: {err}")
         return
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.alignment import policy as al
+    from hyperspy_edxtomo import alignment as al
     from hyperspy_edxtomo.reconstruction.projector import Projector
 
     raw_s = eds.get_needle_data(False)
@@ -485,9 +489,9 @@ def _losses(crit, candidates):
 def _ideal(sx, sy, rot, shape):
     """Shifts that undo a misalignment (rotate by ``rot`` about the centre, then shift by ``(sy, sx)``)
     once the views are turned back by ``rot``: ``-M^T s`` with the rotation matrix of ``transform_view``."""
-    from hyperspy_edxtomo.alignment.policy import _rotation_matrix
+    from hyperspy_edxtomo.alignment.transform import rotation_matrix
 
-    o = np.stack([sy, sx], 1) @ _rotation_matrix(rot)
+    o = np.stack([sy, sx], 1) @ rotation_matrix(rot)
     return -o[:, 0], -o[:, 1]
 
 
@@ -504,9 +508,9 @@ def _shift_error(a, sx, sy, tilts, shape):
 
 def _validated_scene(scene, rot, counts_per_tilt, snr, seed=1):
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.alignment import policy as al
+    from hyperspy_edxtomo import alignment as al
     from hyperspy_edxtomo import datasets
-    from hyperspy_edxtomo.reconstruction.solvers import count_split
+    from hyperspy_edxtomo.base.counts import count_split
 
     maps = datasets.simulate_scene(scene, size=64, counts_per_tilt=counts_per_tilt, rotation_deg=rot, max_shift_px=3,
                                    haadf_snr=snr, seed=seed)
@@ -571,8 +575,8 @@ def validated(quick=False):
 
 def qd1_validated():
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.alignment import policy as al
-    from hyperspy_edxtomo.reconstruction.solvers import count_split
+    from hyperspy_edxtomo import alignment as al
+    from hyperspy_edxtomo.base.counts import count_split
 
     d = np.load(QD1)
     counts = d["counts"].astype(np.float32)

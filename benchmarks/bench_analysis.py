@@ -2,7 +2,7 @@
 
 For each dataset (elements Se, S, Zn):
 
-1. the counts are split binomially into two halves (``solvers.count_split``);
+1. the counts are split binomially into two halves (``base.counts.count_split``);
    for QD1 the split is made on the raw counts and both halves are moved by
    the alignment estimated on the full series (``maps.align()``), since
    aligned maps are interpolated and can no longer be split;
@@ -43,7 +43,7 @@ warnings.filterwarnings("ignore")
 import hyperspy_edxtomo as het  # noqa: E402
 from hyperspy_edxtomo import datasets, plotting  # noqa: E402
 from hyperspy_edxtomo.analysis.fsc import split_tilt_series  # noqa: E402
-from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance  # noqa: E402
+from hyperspy_edxtomo.base.counts import poisson_deviance  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qd1_element_maps.npz"
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/edxtomo_bench_analysis")

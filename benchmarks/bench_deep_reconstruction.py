@@ -39,7 +39,7 @@ import numpy as np
 import hyperspy_edxtomo as het
 from hyperspy_edxtomo import datasets
 from hyperspy_edxtomo.analysis import metrics
-from hyperspy_edxtomo.reconstruction import solvers
+from hyperspy_edxtomo.base.counts import count_split, poisson_deviance
 from hyperspy_edxtomo.reconstruction.projector import Projector
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -125,7 +125,7 @@ def qd1(out):
     aligned = maps.align(show_progressbar=False)
     print(f"QD1 aligned in {time.perf_counter() - t0:.0f} s: rotation {aligned.metadata.Tomography.alignment.rotation_deg:+.2f} deg")
     counts = aligned.to_numpy()[:, :, CROP[0], CROP[1]]
-    fit, held = solvers.count_split(counts, 0.5, seed=0)
+    fit, held = count_split(counts, 0.5, seed=0)
     elements = maps.elements
     halves = [het.element_maps_from_array(h, maps.tilts, elements, pixel_size_nm=maps.pixel_size[0]) for h in (fit, held)]
     weights = out / "e2e_simulated_Se_S_Zn.pt"
@@ -142,7 +142,7 @@ def qd1(out):
         for e, el in enumerate(elements):
             v = vols[0].data[e]
             mu = P.forward(np.ascontiguousarray(v.transpose(1, 0, 2))).transpose(1, 0, 2)  # (tilt, y, x)
-            dev = solvers.poisson_deviance(held[e], np.clip(mu, 0, None))
+            dev = poisson_deviance(held[e], np.clip(mu, 0, None))
             rows.append([method, el, f"{dev:.1f}", f"{res.resolution_0143[el]:.2f}", f"{res.resolution_half_bit[el]:.2f}",
                          f"{dt:.0f}"])
         volume_cuts(vols[0], out / f"qd1_{method}_cuts.png")

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 import hyperspy_edxtomo as het
-from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance
+from hyperspy_edxtomo.base.counts import count_split, poisson_deviance
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ELEMENTS = ["Se", "S", "Zn"]
@@ -109,7 +109,7 @@ def run_method(maps, spec, score, frames=None):
     if spec == "gaussian_cv":
         # what a user can do without held-out data: sigma chosen on a count split of the input itself
         counts = np.round(maps.to_numpy()).astype(np.int64)
-        fit = np.random.default_rng(0).binomial(counts, 0.5)
+        fit, _ = count_split(counts, 0.5, seed=0)
         half = het.element_maps_from_array(fit, maps.tilts, maps.elements)
         best = min((poisson_deviance(counts - fit, half.denoise("gaussian", sigma=s).data), s) for s in SIGMAS)
         return maps.denoise("gaussian", sigma=best[1]).data, f"sigma={best[1]}"
@@ -297,9 +297,7 @@ def reachable_table(ks, best_baseline):
 def _qd1_half():
     f = np.load(DATA / "qd1_element_maps.npz")
     counts = f["counts"].astype(np.int64)
-    rng = np.random.default_rng(0)
-    fit = rng.binomial(counts, 0.5)
-    held = counts - fit
+    fit, held = count_split(counts, 0.5, seed=0)
     maps = het.element_maps_from_array(fit, f["tilts_deg"], [str(e) for e in f["elements"]])
     return counts, maps, held
 

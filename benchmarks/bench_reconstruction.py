@@ -74,36 +74,11 @@ class Timer:
         self.s = time.perf_counter() - self.t0
 
 
-def otsu_threshold(values):
-    """Otsu's threshold: skimage when installed, else the same in numpy (256 bins)."""
-    v = np.asarray(values, np.float64).ravel()
-    try:
-        from skimage.filters import threshold_otsu
-
-        return float(threshold_otsu(v))
-    except ImportError:
-        pass
-    hist, edges = np.histogram(v, bins=256)
-    centers = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist).astype(float)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centers)
-    mu0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
-    mu1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
-    between = w0 * w1 * (mu0 - mu1) ** 2
-    return float(centers[np.argmax(between[:-1])])
-
-
 def quality(rec, truth):
-    """Pearson r, NRMSE after the least-squares scale, Dice of Otsu masks."""
-    r = np.asarray(rec, np.float64).ravel()
-    t = np.asarray(truth, np.float64).ravel()
-    pearson = float(np.corrcoef(r, t)[0, 1]) if r.std() > 0 else float("nan")
-    s = float(r @ t / (r @ r)) if r @ r > 0 else 0.0
-    nrmse = float(np.linalg.norm(s * r - t) / np.linalg.norm(t))
-    mr, mt = r > otsu_threshold(r), t > otsu_threshold(t)
-    dice = float(2 * np.sum(mr & mt) / max(mr.sum() + mt.sum(), 1))
-    return pearson, nrmse, dice
+    """Pearson r, NRMSE after the least-squares scale, Dice of Otsu masks (hyperspy_edxtomo.analysis.metrics)."""
+    from hyperspy_edxtomo.analysis.metrics import dice, nrmse, pearson
+
+    return pearson(rec, truth), nrmse(rec, truth), dice(rec, truth, level="otsu")
 
 
 def rel_diff(a, ref):
@@ -386,7 +361,7 @@ def align_qd1(d):
 def section_qd1(args):
     import hyperspy_edxtomo as het
     from hyperspy_edxtomo.reconstruction.projector import Projector
-    from hyperspy_edxtomo.reconstruction.solvers import count_split, poisson_deviance
+    from hyperspy_edxtomo.base.counts import count_split, poisson_deviance
 
     if not QD1.is_file():
         print(f"\n# 3. QD1: skipped, {QD1} is absent")

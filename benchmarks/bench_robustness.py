@@ -52,6 +52,9 @@ warnings.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reconstruction import table  # noqa: E402  (one table printer for the benchmarks)
+
+from hyperspy_edxtomo.analysis.metrics import nrmse, pearson  # noqa: E402  (the package's metrics)
+
 SECTIONS = ("scenes", "kinds", "convergence", "qd1", "frames")
 #: the elements scored: a core element and a shell element
 SCORED = ("Se", "Zn")
@@ -59,19 +62,6 @@ SCORED = ("Se", "Zn")
 
 # ---------------------------------------------------------------------------------
 # scoring
-
-
-def nrmse(rec, truth):
-    """NRMSE after the least-squares scale (the volume's units are arbitrary)."""
-    from hyperspy_edxtomo.analysis.metrics import nrmse as _nrmse
-
-    return float(_nrmse(rec, truth))
-
-
-def pearson(rec, truth):
-    from hyperspy_edxtomo.analysis.metrics import pearson as _pearson
-
-    return float(_pearson(rec, truth))
 
 
 def register_to(volumes, truths):
@@ -184,7 +174,7 @@ def run_scenes(size, only=None, seed=1):
     """Defaults against doing nothing and the best hand-tuned choice: the single alignment method (or
     none) whose tv volume is closest to the truth, then the data term and strength closest to it."""
     from hyperspy_edxtomo import datasets
-    from hyperspy_edxtomo.alignment.policy import apply_alignment
+    from hyperspy_edxtomo.alignment import apply_alignment
 
     rows, checks = [], []
     for name, kw in scenarios(size):
@@ -319,7 +309,7 @@ def _qd1(data_dir, crop=(slice(64, 192), slice(64, 192))):
         print(f"(QD1 skipped: {path} not found)")
         return None
     z = np.load(path)
-    from hyperspy_edxtomo.alignment.policy import transform_counts
+    from hyperspy_edxtomo.alignment.transform import transform_counts
 
     counts = z["counts"].astype(np.float32)
     # the authors' manual alignment (rotate counter-clockwise, then shift), every count moved

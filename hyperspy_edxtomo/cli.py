@@ -31,8 +31,9 @@ import traceback
 import warnings
 from pathlib import Path
 
+from hyperspy_edxtomo.base.errors import EdxtomoError, InputError
 from hyperspy_edxtomo.base.private_api import is_lazy
-from hyperspy_edxtomo.base.provenance import jsonable, record_command_line
+from hyperspy_edxtomo.base.provenance import record_command_line
 from hyperspy_edxtomo.io.staging import check_not_inputs, input_files, staged_output
 from hyperspy_edxtomo.reconstruction.api import DEFAULT_METHOD
 
@@ -86,6 +87,7 @@ def _targets_free(targets, inputs, overwrite):
 def cmd_demo(args):
     from hyperspy_edxtomo import datasets
     from hyperspy_edxtomo.plugins.manager import get_algorithm
+    from hyperspy_edxtomo.workflow.config import PipelineConfig
     from hyperspy_edxtomo.workflow.pipeline import run_pipeline
 
     t0 = time.perf_counter()
@@ -109,10 +111,11 @@ def cmd_demo(args):
     # keep the demo quick: the FSC halves reuse the chosen strength (halved) with half the iterations
     quick = get_algorithm(args.method).quick_parameters
     fsc_params = {k: v for k, v in quick.items() if k not in params} or None
+    config = PipelineConfig(out=out, elements=elements, method=args.method, parameters=params,
+                            fsc_parameters=fsc_params, align=align, fsc=not args.no_fsc, seed=args.seed,
+                            overwrite=True, truth=truth, show_progressbar=not args.quiet, exports=args.export)
     # run_pipeline writes the folder whole (temporary folder, then rename); the simulated spectra follow
-    run_pipeline(series, out=out, elements=elements, method=args.method, parameters=params,
-                 fsc_parameters=fsc_params, align=align, fsc=not args.no_fsc, seed=args.seed,
-                 overwrite=True, truth=truth, show_progressbar=not args.quiet, exports=args.export)
+    run_pipeline(series, config)
     if keep_spectra:
         with staged_output(out, "files") as work:
             series.save(work / "tilt_series.hspy", overwrite=True)
@@ -121,15 +124,14 @@ def cmd_demo(args):
 
 
 def cmd_maps(args):
-    from hyperspy_edxtomo.workflow.pipeline import load_input
+    from hyperspy_edxtomo.workflow.steps import load_input
 
     out = Path(args.out)
     _targets_free([out / "element_maps.hspy", out / "element_maps.png"], input_files(args.files), args.overwrite)
     # vendor files (one per tilt) or a saved EDX tilt series, as for `run`
-    background = "none" if args.no_background else "subtract" if args.subtract_background else "model"
     source = args.files[0] if len(args.files) == 1 else args.files
-    maps, _, _ = load_input(source, elements=args.elements, tilts=args.tilts, lazy=args.lazy, background=background,
-                            show_progressbar=not args.quiet)
+    maps, _, _ = load_input(source, elements=args.elements, tilts=args.tilts, lazy=args.lazy,
+                            background=_background(args), show_progressbar=not args.quiet)
     if is_lazy(maps):
         maps.compute()
     with staged_output(out, "files", protect=input_files(args.files)) as work:
@@ -146,7 +148,7 @@ def _parse_params(items):
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--param needs NAME=VALUE, got {item!r}")
+            raise InputError(f"--param needs NAME=VALUE, got {item!r}")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -158,13 +160,8 @@ def _load_maps(path):
     from hyperspy_edxtomo.io.loading import load_native
     from hyperspy_edxtomo.signals import ElementMapTiltSeries
 
-    maps = load_native(path)
-    if not isinstance(maps, ElementMapTiltSeries):
-        raise ValueError(
-            f"{path} holds a {type(maps).__name__}, not element maps: make them with 'edxtomo maps' or "
-            "get_element_maps() and save them as .hspy/.zspy."
-        )
-    return maps
+    return load_native(path, expected=ElementMapTiltSeries,
+                       hint="make element maps with 'edxtomo maps' or get_element_maps() and save them as .hspy/.zspy.")
 
 
 def cmd_reconstruct(args):
@@ -207,11 +204,8 @@ def _load_volume(path):
     from hyperspy_edxtomo.io.loading import load_native
     from hyperspy_edxtomo.signals import ElementVolume
 
-    vol = load_native(path)
-    if not isinstance(vol, ElementVolume):
-        raise ValueError(f"{path} holds a {type(vol).__name__}, not an element volume: make one with "
-                         "'edxtomo reconstruct' or 'edxtomo run'.")
-    return vol
+    return load_native(path, expected=ElementVolume,
+                       hint="make an element volume with 'edxtomo reconstruct' or 'edxtomo run'.")
 
 
 def _check_free(paths, overwrite):
@@ -241,10 +235,10 @@ def _add_background_options(p):
 
 
 def cmd_run(args):
+    from hyperspy_edxtomo.workflow.config import PipelineConfig
     from hyperspy_edxtomo.workflow.pipeline import run_pipeline
 
-    res = run_pipeline(
-        args.files if len(args.files) > 1 else args.files[0],
+    config = PipelineConfig(
         out=args.out, elements=args.elements, tilts=args.tilts, method=args.method,
         parameters=_parse_params(args.param), align=not args.no_align, align_method=args.align_method,
         denoiser=args.denoiser, denoiser_parameters=_parse_params(args.denoiser_param),
@@ -252,7 +246,8 @@ def cmd_run(args):
         seed=args.seed, shell_elements=args.shell_elements, exports=args.export, background=_background(args),
         lazy=args.lazy, overwrite=args.overwrite, show_progressbar=not args.quiet,
     )
-    return 0 if res else 1
+    run_pipeline(args.files if len(args.files) > 1 else args.files[0], config)
+    return 0
 
 
 def _se_text(info):
@@ -270,6 +265,8 @@ def _se_text(info):
 def cmd_align(args):
     import numpy as np
 
+    from hyperspy_edxtomo.alignment import Alignment
+
     out = Path(args.out)
     stem = "element_maps_aligned"
     inputs = input_files(args.maps)
@@ -277,13 +274,14 @@ def cmd_align(args):
     maps = _load_maps(args.maps)
     t0 = time.perf_counter()
     aligned = maps.align(method=args.method, show_progressbar=not args.quiet, rotation=args.rotation)
-    info = aligned.metadata.Tomography.alignment
+    info = Alignment.from_metadata(aligned)
     with staged_output(out, "files", protect=inputs) as work:
         _save_maps(aligned, work, stem)
-    shifts = np.hypot(np.asarray(info.shift_x_px, float), np.asarray(info.shift_y_px, float))
-    print(f"Aligned {len(maps.tilts)} views ({info.get_item('method', args.method)}): shifts up to "
-          f"{shifts.max():.2f} px, tilt-axis offset {float(info.get_item('axis_offset_px', 0.0)):.2f} px, "
-          f"rotation {float(info.get_item('rotation_deg', 0.0)):.2f} deg{_se_text(info)} "
+    shifts = np.hypot(info.shift_x_px, info.shift_y_px)
+    offset = info.axis_offset_px if info.axis_offset_px is not None else 0.0
+    print(f"Aligned {len(maps.tilts)} views ({info.method or args.method}): shifts up to "
+          f"{shifts.max():.2f} px, tilt-axis offset {float(offset):.2f} px, "
+          f"rotation {info.rotation_deg:.2f} deg{_se_text(aligned.metadata.Tomography.alignment)} "
           f"({time.perf_counter() - t0:.1f} s)")
     print(f"Wrote {out / f'{stem}.hspy'} and {out / f'{stem}.png'}")
     return 0
@@ -313,14 +311,11 @@ ANALYSIS_FILES = ("report.md", "report.html", "results.json", "fsc.hspy", "fsc.p
 
 
 def cmd_analyse(args):
-    import json
-
     from hyperspy_edxtomo.analysis import fourier_shell_correlation
     from hyperspy_edxtomo.workflow import figures as plotting
-    from hyperspy_edxtomo.workflow.pipeline import (
-        analyse_volume,
-        write_report,
-    )
+    from hyperspy_edxtomo.workflow import steps
+    from hyperspy_edxtomo.workflow.report import write_report, write_results_json
+    from hyperspy_edxtomo.workflow.results import Results
 
     out = Path(args.out)
     inputs = input_files([args.volume] + ([args.half2] if args.half2 else []))
@@ -331,35 +326,34 @@ def cmd_analyse(args):
     t0 = time.perf_counter()
     numbers = {"input": str(args.volume), "elements": list(vol.elements), "method": vol.history[-1].get("method", "?")
                if vol.history else "?", "volume_shape": list(vol.data.shape[1:]), "pixel_size": list(vol.voxel_size)}
-    files, timings = {}, {}
+    files, timings, fsc = {}, {}, None
     with staged_output(out, "files", protect=inputs) as work:
         if other is not None:
             fsc = fourier_shell_correlation(vol, other)
-            info = fsc.metadata.Tomography.FSC
-            numbers["fsc"] = {"split": f"given volumes {Path(args.volume).name} and {Path(args.half2).name}",
-                              "method": numbers["method"], "seed": "-", "units": info.units,
-                              "resolution_0143": {el: float(info.resolution_0143[el]) for el in vol.elements},
-                              "resolution_half_bit": {el: float(info.resolution_half_bit[el]) for el in vol.elements},
-                              "nyquist_limited_0143": {el: bool(info.nyquist_limited_0143[el]) for el in vol.elements}}
-            fsc.save(work / "fsc.hspy", overwrite=True)
-            files["FSC"] = work / "fsc.hspy"
-            files["FSC curves"] = plotting.fsc_plot(fsc, work / "fsc.png")
+            done = steps.record_fsc(fsc, list(vol.elements), work, method=numbers["method"], seed="-",
+                                    split=f"given volumes {Path(args.volume).name} and {Path(args.half2).name}")
+            numbers.update(done.numbers)
+            files.update(done.files)
+            units = fsc.metadata.Tomography.FSC.units
             for el in vol.elements:
-                print(f"  {el:>2}: FSC {numbers['fsc']['resolution_0143'][el]:.2f} {info.units} (0.143), "
-                      f"{numbers['fsc']['resolution_half_bit'][el]:.2f} {info.units} (1/2-bit)")
+                print(f"  {el:>2}: FSC {numbers['fsc']['resolution_0143'][el]:.2f} {units} (0.143), "
+                      f"{numbers['fsc']['resolution_half_bit'][el]:.2f} {units} (1/2-bit)")
         else:
             numbers["fsc"] = "skipped: give the reconstruction of the other half with --half2"
         timings["fsc"] = round(time.perf_counter() - t0, 2)
+        # the report's table per element has these columns; a volume alone has no counts
         numbers["counts_per_tilt"] = {el: float("nan") for el in vol.elements}
         numbers["counts_total"] = {el: float("nan") for el in vol.elements}
         t1 = time.perf_counter()
-        particles, shells = analyse_volume(vol, args.shell_elements, numbers, files, work,
-                                           max_particles=args.max_particles)
+        analysed = steps.analyse(vol, work, shell_elements=args.shell_elements, fsc=numbers["fsc"],
+                                 max_particles=args.max_particles, verbose=False, keep_going=False)
+        numbers.update(analysed.numbers)
+        files.update(analysed.files)
         timings["shells"] = round(time.perf_counter() - t1, 2)
-        if particles is not None:
-            print(particles)
-        if shells is not None:
-            print(shells)
+        if analysed.particles is not None:
+            print(analysed.particles)
+        if analysed.shells is not None:
+            print(analysed.shells)
         else:
             print(f"No shell maps: {numbers.get('shells')}")
         for label, reason in numbers.get("shells_skipped", {}).items():
@@ -367,9 +361,10 @@ def cmd_analyse(args):
         files["volume cuts"] = plotting.volume_cuts(vol, work / "volume_cuts.png")
         files["maximum projections"] = plotting.max_projections(vol, work / "max_projections.png")
         timings["total"] = round(time.perf_counter() - t0, 2)
-        (work / "results.json").write_text(json.dumps(jsonable({"numbers": numbers, "timings": timings}), indent=1))
-        write_report({"numbers": numbers, "timings": timings, "files": files}, work,
-                     title=f"Analysis of {Path(args.volume).name}")
+        results = Results(out=out, volume=vol, fsc=fsc, particles=analysed.particles, shells=analysed.shells,
+                          files=files, numbers=numbers, timings=timings, steps={"analyse": analysed})
+        write_results_json(results, work, keys=("numbers", "timings"))
+        write_report(results, work, title=f"Analysis of {Path(args.volume).name}")
     print(f"Wrote {out / 'report.md'} and {out / 'report.html'} ({timings['total']:.1f} s)")
     return 0
 
@@ -381,18 +376,18 @@ def cmd_export(args):
     out = Path(args.out) if args.out else Path(args.volume).parent
     if args.name is not None and (Path(args.name).name != args.name or args.name in ("", ".", "..")):
         # a name, not a path: the files go into --out, never beside or above it
-        raise ValueError(f"--name {args.name!r} must be a file name without folders; choose the folder with --out.")
+        raise InputError(f"--name {args.name!r} must be a file name without folders; choose the folder with --out.")
     stem = args.name or Path(args.volume).stem
     inputs = input_files(args.volume)
     suffixes = []
     for fmt in args.format:
         suffix = "." + fmt.lower().lstrip(".")
         if suffix not in FORMATS:
-            raise ValueError(f"Unknown format {fmt!r}: choose among {', '.join(f.lstrip('.') for f in FORMATS)}.")
+            raise InputError(f"Unknown format {fmt!r}: choose among {', '.join(f.lstrip('.') for f in FORMATS)}.")
         suffixes.append(suffix)
     elements = [args.element] if args.element else list(vol.elements)
     if args.element and args.element not in vol.elements:
-        raise ValueError(f"--element {args.element!r} is not in the volume's elements {vol.elements}.")
+        raise InputError(f"--element {args.element!r} is not in the volume's elements {vol.elements}.")
     targets = [t for s in suffixes for t in export_targets(out / f"{stem}{s}", s, elements)]
     _targets_free(targets, inputs, args.overwrite)
     with staged_output(out, "files", protect=inputs) as work:
@@ -618,8 +613,10 @@ def build_parser():
     return parser
 
 
-#: exceptions that mean bad input (the message names the file or option): exit code 2
-BAD_INPUT = (ValueError, OSError, KeyError)
+#: exceptions that mean bad input (the message names the file or option): exit code 2. The package's
+#: own errors (bad data or arguments, damaged files, refused outputs) and the file system's; anything
+#: else is a failure of the package, exit code 1
+BAD_INPUT = (EdxtomoError, OSError)
 
 
 def _where(args):

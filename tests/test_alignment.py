@@ -6,8 +6,22 @@ import numpy as np
 import pytest
 
 import hyperspy_edxtomo as het
-from hyperspy_edxtomo.alignment import policy as al
 from hyperspy_edxtomo import datasets
+from hyperspy_edxtomo.alignment import (
+    Alignment,
+    HeldOutCriterion,
+    alignment_score,
+    apply_alignment,
+    estimate_alignment,
+)
+from hyperspy_edxtomo.alignment.criterion import ROTATION_SE_WARN_DEG
+from hyperspy_edxtomo.alignment.estimators import centre_of_mass, rigid_path_fit
+from hyperspy_edxtomo.alignment.transform import (
+    transform_counts,
+    transform_stack,
+    transform_view,
+)
+from hyperspy_edxtomo.alignment.views import background_free, summed_counts
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +70,7 @@ def test_coarse_methods_recover_shifts(clean, method):
 def test_com_keeps_axis_at_centre(clean):
     # the simulated axis runs along the centre column: no constant shift left
     maps, sx, sy = _observed(clean)
-    a = al.estimate_alignment(maps, method="com")
+    a = estimate_alignment(maps, method="com")
     ex = np.asarray(a["shift_x_px"]) + sx
     th = np.deg2rad(maps.tilts)
     A = np.stack([np.ones_like(th), np.cos(th), np.sin(th)], 1)
@@ -65,7 +79,7 @@ def test_com_keeps_axis_at_centre(clean):
 
 def test_axis_rotation_and_auto(clean):
     maps, sx, sy = _observed(clean, rotation=-2.0)
-    a = al.estimate_alignment(maps, method="axis")
+    a = estimate_alignment(maps, method="axis")
     assert abs(a["rotation_deg"] - (-2.0)) < 0.5
     aligned = maps.align(score_bin_to=32)  # auto: the validated chain
     b = aligned.metadata.Tomography.alignment.as_dictionary()
@@ -74,14 +88,14 @@ def test_axis_rotation_and_auto(clean):
     rotation_stage = [st for st in b["validation"]["stages"] if st["stage"] == "rotation"][0]
     assert abs(b["rotation_deg"] - (-2.0)) < 0.5 if rotation_stage["accepted"] else b["rotation_deg"] == 0.0
     # the aligned views match the unshifted truth up to a rigid move
-    ex, ey = _errors(al.estimate_alignment(aligned, method="com", rotation=0.0), np.zeros(13), np.zeros(13),
+    ex, ey = _errors(estimate_alignment(aligned, method="com", rotation=0.0), np.zeros(13), np.zeros(13),
                      maps.tilts)
     assert ex < 0.5 and ey < 0.5
 
 
 def test_projection_matching_recovers_shifts(clean):
     maps, sx, sy = _observed(clean)
-    a = al.estimate_alignment(maps, method="projection_matching", pm_iterations=3)
+    a = estimate_alignment(maps, method="projection_matching", pm_iterations=3)
     ex, ey = _errors(a, sx, sy, maps.tilts)
     assert ex < 0.4 and ey < 0.4
 
@@ -91,7 +105,7 @@ def test_apply_alignment_and_counts(clean):
     aligned = maps.align(method="com")
     again = aligned.apply_alignment(maps)
     np.testing.assert_allclose(again.data, aligned.data, atol=1e-5)
-    again2 = al.apply_alignment(maps, aligned.metadata.Tomography.alignment)
+    again2 = apply_alignment(maps, aligned.metadata.Tomography.alignment)
     np.testing.assert_allclose(again2.data, aligned.data, atol=1e-5)
     # the object stays in the field of view: counts conserved
     np.testing.assert_allclose(aligned.data.sum((2, 3)), maps.data.sum((2, 3)), rtol=1e-4)
@@ -104,7 +118,7 @@ def test_no_wraparound():
     counts = np.zeros((1, 3, 16, 16), np.float32)
     counts[:, :, 8, 14] = 1
     maps = het.element_maps_from_array(counts, [-30, 0, 30], ["Zn"])
-    out = al.apply_alignment(maps, {"shift_x_px": [4.0] * 3, "shift_y_px": [0.0] * 3, "rotation_deg": 0.0})
+    out = apply_alignment(maps, {"shift_x_px": [4.0] * 3, "shift_y_px": [0.0] * 3, "rotation_deg": 0.0})
     assert out.data.sum() == 0  # moved out of the field of view, not around to the left
 
 
@@ -125,8 +139,8 @@ def test_edx_series_and_reference_images():
     a = sa.metadata.Tomography.alignment.as_dictionary()
     assert a["estimated_on"] == ("reference_images" if refs is not None else "summed_counts")
     # every energy channel moved like the summed counts
-    summed = al.apply_alignment(s, a).data.sum(-1)
-    direct = al.transform_stack(np.asarray(s.data, np.float32).sum(-1), a["rotation_deg"],
+    summed = apply_alignment(s, a).data.sum(-1)
+    direct = transform_stack(np.asarray(s.data, np.float32).sum(-1), a["rotation_deg"],
                                 a["shift_y_px"], a["shift_x_px"])
     np.testing.assert_allclose(summed, direct, rtol=1e-3, atol=1e-3)
     lazy = s.as_lazy().align(method="com")
@@ -160,16 +174,16 @@ def test_bad_inputs(clean):
     with pytest.raises(ValueError, match="same size"):
         m.align(method="com")
     with pytest.raises(ValueError, match="views"):
-        al.apply_alignment(m, {"shift_x_px": [0.0], "shift_y_px": [0.0], "rotation_deg": 0.0})
+        apply_alignment(m, {"shift_x_px": [0.0], "shift_y_px": [0.0], "rotation_deg": 0.0})
 
 
 def test_qd1_com_follows_rigid_path(shared_data):
     d = np.load(shared_data / "qd1_element_maps.npz")
     maps = het.element_maps_from_array(d["counts"], d["tilts_deg"], [str(e) for e in d["elements"]])
     aligned = maps.align(method="com")
-    sm = al._background_free(al._summed_counts(aligned), 3.0)
-    cy, cx = al._com(sm)
-    _, _, rms = al.rigid_path_fit(cy, cx, aligned.tilts)
+    sm = background_free(summed_counts(aligned), 3.0)
+    cy, cx = centre_of_mass(sm)
+    _, _, rms = rigid_path_fit(cy, cx, aligned.tilts)
     assert rms < 1.0
 
 
@@ -222,38 +236,38 @@ def test_alignment_mismatched_tilts_is_refused(clean):
     a = maps.align(method="com").metadata.Tomography.alignment.as_dictionary()
     other = het.element_maps_from_array(np.asarray(maps.data), np.asarray(maps.tilts) + 5, maps.elements)
     with pytest.raises(ValueError, match="other tilt angles"):
-        al.apply_alignment(other, a)
+        apply_alignment(other, a)
     with pytest.raises(ValueError, match="lacks"):
-        al.apply_alignment(maps, {"shift_x_px": a["shift_x_px"]})
+        apply_alignment(maps, {"shift_x_px": a["shift_x_px"]})
 
 
 def test_integer_maps_stay_poisson_counts_after_alignment():
     maps = datasets.quantum_dot_element_maps(kind="CdSe/ZnS", size=32, seed=2)
     alignment = {"shift_x_px": np.linspace(-2.3, 1.7, 13).tolist(), "shift_y_px": np.linspace(1.1, -0.6, 13).tolist(),
                  "rotation_deg": 3.0}
-    moved = al.apply_alignment(maps, alignment)
+    moved = apply_alignment(maps, alignment)
     data = moved.to_numpy()
     assert moved.metadata.Tomography.alignment.resample == "counts"
     np.testing.assert_array_equal(data, np.round(data))  # whole counts
     # counts are conserved except those moved out of the field of view
     assert 0.97 * maps.data.sum() <= data.sum() <= maps.data.sum()
     # seeded: the same draws again, and lazily
-    np.testing.assert_array_equal(al.apply_alignment(maps, alignment).data, data)
-    np.testing.assert_array_equal(al.apply_alignment(maps.as_lazy(), alignment).to_numpy(), data)
+    np.testing.assert_array_equal(apply_alignment(maps, alignment).data, data)
+    np.testing.assert_array_equal(apply_alignment(maps.as_lazy(), alignment).to_numpy(), data)
     # in expectation, the bilinear transform (pure shifts: the same operator)
     shifts = dict(alignment, rotation_deg=0.0)
     view = maps.to_numpy()[3, 6].astype(float)
-    mean = np.mean([al.transform_counts(view, 0.0, 1.1, -2.3, np.random.default_rng(k)) for k in range(300)], axis=0)
-    bilinear = al.transform_view(view, 0.0, 1.1, -2.3)
+    mean = np.mean([transform_counts(view, 0.0, 1.1, -2.3, np.random.default_rng(k)) for k in range(300)], axis=0)
+    bilinear = transform_view(view, 0.0, 1.1, -2.3)
     assert np.abs(mean - bilinear).max() < 6 * np.sqrt(bilinear.max() / 300) + 0.05
     # non-integer maps are interpolated, and count-splitting methods keep working after alignment
-    assert al.apply_alignment(maps, shifts, resample="bilinear").metadata.Tomography.alignment.resample == "bilinear"
+    assert apply_alignment(maps, shifts, resample="bilinear").metadata.Tomography.alignment.resample == "bilinear"
     vol = moved.inav[:, 3].reconstruct("tv", iterations=20)
     selection = vol.history[-1]["parameters"]["parameters"]["lam_selection"]
     selection = selection.get("criterion", "") if isinstance(selection, dict) else selection
     assert "count" in selection and "split" in selection.replace("-", "_")
     with pytest.raises(ValueError, match="Unknown resample"):
-        al.apply_alignment(maps, alignment, resample="nearest")
+        apply_alignment(maps, alignment, resample="nearest")
 
 
 def _integer_observed(dose, rotation=0.0, seed=3):
@@ -269,32 +283,32 @@ def _integer_observed(dose, rotation=0.0, seed=3):
 
 
 def test_rotation_standard_error_and_warning():
-    high = al.estimate_alignment(_integer_observed(20000), method="axis")
+    high = estimate_alignment(_integer_observed(20000), method="axis")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        low = al.estimate_alignment(_integer_observed(100), method="axis")
+        low = estimate_alignment(_integer_observed(100), method="axis")
     assert isinstance(high["rotation_se_deg"], float) and isinstance(low["rotation_se_deg"], float)
     # fewer counts, a less certain rotation
     assert 0 < high["rotation_se_deg"] < low["rotation_se_deg"]
-    assert high["rotation_se_deg"] < al.ROTATION_SE_WARN_DEG
+    assert high["rotation_se_deg"] < ROTATION_SE_WARN_DEG
     warned = [w for w in caught if "uncertain" in str(w.message)]
-    assert bool(warned) == (low["rotation_se_deg"] > al.ROTATION_SE_WARN_DEG)
+    assert bool(warned) == (low["rotation_se_deg"] > ROTATION_SE_WARN_DEG)
     assert low["rotation_given"] is False
 
 
 def test_given_rotation_is_kept(clean):
     maps, sx, sy = _observed(clean, rotation=-2.0)
-    a = al.estimate_alignment(maps, method="auto", rotation=-2.0, score_bin_to=32)
+    a = estimate_alignment(maps, method="auto", rotation=-2.0, score_bin_to=32)
     assert a["rotation_deg"] == -2.0 and a["rotation_given"] is True and a["rotation_se_deg"] is None
-    aligned = al.apply_alignment(maps, a)
-    ex, ey = _errors(al.estimate_alignment(aligned, method="com", rotation=0.0), np.zeros(13), np.zeros(13), maps.tilts)
+    aligned = apply_alignment(maps, a)
+    ex, ey = _errors(estimate_alignment(aligned, method="com", rotation=0.0), np.zeros(13), np.zeros(13), maps.tilts)
     assert ex < 0.5 and ey < 0.5
     # with rotation=0 on unrotated views, the shifts are those of the plain chain
     maps0, sx0, sy0 = _observed(clean)
-    b = al.estimate_alignment(maps0, method="com", rotation=0.0)
+    b = estimate_alignment(maps0, method="com", rotation=0.0)
     assert max(_errors(b, sx0, sy0, maps0.tilts)) < 0.3
     with pytest.raises(ValueError, match="rotation must be a finite number"):
-        al.estimate_alignment(maps0, method="axis", rotation=float("nan"))
+        estimate_alignment(maps0, method="axis", rotation=float("nan"))
 
 
 def test_auto_applies_only_a_validated_rotation():
@@ -303,7 +317,7 @@ def test_auto_applies_only_a_validated_rotation():
     # test_auto_accepts_and_recovers_a_true_rotation)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        low = al.estimate_alignment(_integer_observed(300), method="auto", score_bin_to=32)
+        low = estimate_alignment(_integer_observed(300), method="auto", score_bin_to=32)
     stage = [st for st in low["validation"]["stages"] if st["stage"] == "rotation"][0]
     # few counts: no rotation is confirmed, so none is applied, and the record says why
     assert low["rotation_deg"] == 0.0 and not stage["accepted"] and stage["reason"]
@@ -341,7 +355,7 @@ def test_auto_no_rotation_for_a_chain_along_the_axis(chain_auto):
     assert a["validation"]["difference_vs_start"] < 0
     # and the criterion would have refused the kind of rotation that hurt real data
     views, tilts = maps.to_numpy().sum(0), maps.tilts
-    wrong = al.alignment_score(views, tilts, 20.0, a["shift_y_px"], a["shift_x_px"], reference=a, bin_to=32)
+    wrong = alignment_score(views, tilts, 20.0, a["shift_y_px"], a["shift_x_px"], reference=a, bin_to=32)
     assert wrong["difference"] > 0 and not wrong["better"]
 
 
@@ -362,7 +376,7 @@ def _compact_particle(rotation, dose, size=40, seed=0, max_shift_px=2.0):
 
 def test_auto_accepts_and_recovers_a_true_rotation():
     maps, sx, sy = _compact_particle(8.0, dose=20000)
-    a = al.estimate_alignment(maps)
+    a = estimate_alignment(maps)
     assert _stage(a, "rotation")["accepted"]
     assert abs(a["rotation_deg"] - 8.0) < 1.0
     assert a["validation"]["difference_vs_start"] < 0
@@ -370,7 +384,7 @@ def test_auto_accepts_and_recovers_a_true_rotation():
 
 def test_auto_keeps_an_aligned_series_near_identity():
     maps = datasets.simulate_scene("dot", size=32, counts_per_tilt=2000, seed=4)
-    a = al.estimate_alignment(maps)
+    a = estimate_alignment(maps)
     assert abs(a["rotation_deg"]) < 1.0
     assert np.sqrt(np.mean(np.square(a["shift_x_px"]))) < 0.5 and np.sqrt(np.mean(np.square(a["shift_y_px"]))) < 0.5
 
@@ -378,7 +392,7 @@ def test_auto_keeps_an_aligned_series_near_identity():
 def test_auto_estimates_on_haadf_when_present():
     # HAADF images with a good signal beside few counts: the HAADF estimate wins, the counts judge it
     maps = datasets.simulate_scene("dot", size=32, counts_per_tilt=300, max_shift_px=2, haadf_snr=20, seed=5)
-    a = al.estimate_alignment(maps)
+    a = estimate_alignment(maps)
     assert a["validation"]["sources"] == ["reference_images", "summed_counts"]
     assert _stage(a, "shifts")["accepted"] and a["estimated_on"] == "reference_images"
     assert max(_shift_errors(a, maps)) < 0.3
@@ -390,7 +404,7 @@ def test_auto_logs_one_line_per_stage(chain_auto, caplog):
     import logging
 
     with caplog.at_level(logging.INFO, logger="hyperspy_edxtomo.alignment.policy"):
-        al.estimate_alignment(maps.inav[:, 2:11], score_bin_to=16, pm_iterations=1)
+        estimate_alignment(maps.inav[:, 2:11], score_bin_to=16, pm_iterations=1)
     lines = [r.getMessage() for r in caplog.records if r.name == "hyperspy_edxtomo.alignment.policy"]
     for stage in ("shifts", "axis offset", "rotation", "projection matching", "result"):
         assert sum(line.startswith(f"auto alignment, {stage}:") for line in lines) == 1, lines
@@ -423,20 +437,20 @@ def test_criterion_prefers_the_true_correction_and_is_not_fooled_by_lost_counts(
     views, tilts = maps.to_numpy().sum(0), maps.tilts
     mis = maps.metadata.Simulation.misalignment
     sy, sx = -np.asarray(mis.shift_y_px), -np.asarray(mis.shift_x_px)
-    truth = al.alignment_score(views, tilts, 0.0, sy, sx)
+    truth = alignment_score(views, tilts, 0.0, sy, sx)
     assert truth["better"] and truth["difference"] < 0
     assert len(truth["fold_losses"]) == 11  # one fold per view between the extreme tilts
     # moving the particle out of the field removes counts; it must not look better for it
-    out = al.alignment_score(views, tilts, 0.0, sy, sx + 14.0, reference=(0.0, sy, sx))
+    out = alignment_score(views, tilts, 0.0, sy, sx + 14.0, reference=(0.0, sy, sx))
     assert out["difference"] > 0 and not out["better"]
     # a view at a tenth of the dose: the true correction still wins (each view is compared at its own dose)
     low = views.copy()
     low[5] = np.random.default_rng(0).binomial(low[5].astype(np.int64), 0.1)
-    assert al.alignment_score(low, tilts, 0.0, sy, sx)["better"]
+    assert alignment_score(low, tilts, 0.0, sy, sx)["better"]
     with pytest.raises(ValueError, match="one shift per view"):
-        al.alignment_score(views, tilts, 0.0, sy[:3], sx)
+        alignment_score(views, tilts, 0.0, sy[:3], sx)
     with pytest.raises(ValueError, match="target_background"):
-        al.HeldOutCriterion(views, tilts, targets=views, background=np.zeros_like(views))
+        HeldOutCriterion(views, tilts, targets=views, background=np.zeros_like(views))
 
 
 # ---------------------------------------------------------------------------------
@@ -458,7 +472,7 @@ def test_identical_views_keep_identity_with_a_warning(n_views):
     maps = het.element_maps_from_array(np.repeat(view[None, None], n_views, axis=1), tilts, ["Zn"])
     for method in ("auto", "axis", "com"):
         with pytest.warns(UserWarning, match="nothing to align on"):
-            a = al.estimate_alignment(maps, method=method)
+            a = estimate_alignment(maps, method=method)
         assert a["rotation_deg"] == 0.0 and not np.any(a["shift_x_px"]) and not np.any(a["shift_y_px"])
         assert a["validation"]["nothing_to_align_on"] is True
     # with identical HAADF images beside them (the rotation guard used to be skipped: -71 deg applied)
@@ -471,7 +485,7 @@ def test_identical_views_keep_identity_with_a_warning(n_views):
     # the same image drawn again (Poisson noise only): no rotation is fitted to the noise
     noisy = np.stack([_blob_view(seed=s) for s in range(n_views)])[None]
     with pytest.warns(UserWarning, match="cannot be told apart from Poisson noise"):
-        a = al.estimate_alignment(het.element_maps_from_array(noisy, tilts, ["Zn"]), method="axis")
+        a = estimate_alignment(het.element_maps_from_array(noisy, tilts, ["Zn"]), method="axis")
     assert a["rotation_deg"] == 0.0 and "views_indistinct" in a
 
 
@@ -482,7 +496,7 @@ def test_low_dose_views_are_still_shifted():
     from hyperspy_edxtomo import datasets
 
     maps = datasets.simulate_scene("dot", size=128, counts_per_tilt=50, max_shift_px=4, seed=2)
-    a = al.estimate_alignment(maps, method="com")
+    a = estimate_alignment(maps, method="com")
     assert a["rotation_deg"] == 0.0 and "views_indistinct" in a
     mis = maps.metadata.Simulation.misalignment
     before = np.sqrt(np.mean(np.square(mis.shift_y_px)))
@@ -498,7 +512,7 @@ def test_identical_haadf_beside_real_counts_is_not_used(chain_auto):
     m.metadata.set_item("Tomography.reference_images",
                         hs.signals.Signal2D(np.repeat(np.ones((1, 32, 32), np.float32), 13, axis=0)))
     with pytest.warns(UserWarning, match="HAADF reference images are all the same image"):
-        a = al.estimate_alignment(m, method="com")
+        a = estimate_alignment(m, method="com")
     assert a["estimated_on"] == "summed_counts" and max(_shift_errors(a, maps)) < 0.3
 
 
@@ -508,22 +522,22 @@ def test_dose_differences_are_named(chain_auto):
     data[:, 4] = np.random.default_rng(0).binomial(data[:, 4].astype(np.int64), 0.05)
     m = het.element_maps_from_array(data, maps.tilts, maps.elements)
     with pytest.warns(UserWarning, match=r"View\(s\) \[4\] .* more than 10x fewer counts"):
-        a = al.estimate_alignment(m, method="com")
+        a = estimate_alignment(m, method="com")
     mis = maps.metadata.Simulation.misalignment
     ex, ey = _errors(a, np.asarray(mis.shift_x_px), np.asarray(mis.shift_y_px), maps.tilts)
     assert ex < 0.5 and ey < 0.5
     # equal doses: no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        al.estimate_alignment(maps, method="com")
+        estimate_alignment(maps, method="com")
 
 
 def test_single_method_validation_is_recorded_and_warns_when_worse():
     maps = datasets.simulate_scene("chain", size=32, counts_per_tilt=3000, seed=7)
     with pytest.warns(UserWarning, match="worse than no alignment"):
-        a = al.estimate_alignment(maps, method="com", rotation=25.0, validate=True, score_bin_to=16)
+        a = estimate_alignment(maps, method="com", rotation=25.0, validate=True, score_bin_to=16)
     assert a["validation"]["worse_than_identity"] is True and a["rotation_deg"] == 25.0  # the result is not changed
-    assert "validation" not in al.estimate_alignment(maps, method="com")
+    assert "validation" not in estimate_alignment(maps, method="com")
 
 
 # ---------------------------------------------------------------------------------
@@ -541,26 +555,26 @@ def test_apply_alignment_moves_the_background(form):
         maps = het.element_maps_from_array(maps.data, maps.tilts, maps.elements, background=bg)
     alignment = {"shift_x_px": np.linspace(-2.3, 1.7, 13).tolist(), "shift_y_px": np.linspace(1.1, -0.6, 13).tolist(),
                  "rotation_deg": 3.0}
-    moved = al.apply_alignment(maps, alignment)
+    moved = apply_alignment(maps, alignment)
     node = moved.metadata.get_item("Tomography.background", None)
     if form == "none":
         assert node is None
         return
     assert type(node) is type(maps.metadata.Tomography.background)
     data = node.data if form == "signal" else node
-    expected = np.stack([al.transform_stack(bg[e], 3.0, alignment["shift_y_px"], alignment["shift_x_px"])
+    expected = np.stack([transform_stack(bg[e], 3.0, alignment["shift_y_px"], alignment["shift_x_px"])
                          for e in range(shape[0])])
     np.testing.assert_allclose(data, expected, atol=1e-6)
     assert not np.allclose(data, bg)
     # lazy maps: the same
-    lazy = al.apply_alignment(maps.as_lazy(), alignment)
+    lazy = apply_alignment(maps.as_lazy(), alignment)
     node = lazy.metadata.Tomography.background
     arr = node.data if hasattr(node, "data") else node
     np.testing.assert_allclose(np.asarray(arr.compute() if hasattr(arr, "compute") else arr), expected, atol=1e-6)
     # a background that no longer belongs to the data is refused, not moved wrongly
     maps.metadata.set_item("Tomography.background", bg[:, :5])
     with pytest.raises(ValueError, match="shaped"):
-        al.apply_alignment(maps, alignment)
+        apply_alignment(maps, alignment)
 
 
 def test_a_separate_haadf_series_aligns_and_is_moved():
@@ -585,3 +599,83 @@ def test_a_separate_haadf_series_aligns_and_is_moved():
         bare.align(method="xcorr", haadf=haadf.isig[:20, :20])
     with pytest.raises(ValueError, match="13 views but this series has 12"):
         carried.apply_alignment(haadf.inav[:12])
+
+
+# ---------------------------------------------------------------------------------
+# the record (Alignment) and the estimators' one signature
+
+
+def test_alignment_reads_and_writes_exactly_the_stored_record(chain_auto, tmp_path):
+    import hyperspy.api as hs
+
+    maps, aligned = chain_auto
+    stored = aligned.metadata.Tomography.alignment.as_dictionary()
+    a = Alignment.from_metadata(aligned)
+    assert a.method == "auto" and a.resample == "counts" and a.n_views == 13
+    assert [s.stage for s in a.stages] == ["shifts", "axis offset", "rotation", "projection matching"]
+    assert a.stage("shifts").accepted and a.stage("shifts").to_metadata() == stored["validation"]["stages"][0]
+    written = a.to_metadata()
+    assert set(written) == set(stored)  # no key added, none lost (rotation_se_deg: None is kept)
+    np.testing.assert_equal(written, {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in stored.items()})
+    # the same after saving and loading
+    aligned.save(tmp_path / "aligned.hspy")
+    assert set(Alignment.from_metadata(hs.load(tmp_path / "aligned.hspy")).to_metadata()) == set(stored)
+    # estimate_alignment's dict is the record, and round-trips unchanged
+    for method in ("com", "axis"):
+        record = estimate_alignment(maps, method=method)
+        assert Alignment.from_metadata(record).to_metadata() == record
+    with pytest.raises(ValueError, match="carries no metadata"):
+        Alignment.from_metadata(maps)
+
+
+def test_records_of_earlier_versions_still_load_and_apply(clean):
+    maps, _, _ = _observed(clean)
+    n = maps.tilts.size
+    # what the first alignment module stored (no rotation_given, no rotation_se_deg), and a key unknown here
+    old = {"method": "com", "shift_x_px": np.linspace(-1.5, 1.0, n).tolist(), "shift_y_px": [0.25] * n,
+           "axis_offset_px": 0.0, "rotation_deg": 1.0, "tilts_deg": maps.tilts.tolist(),
+           "view_shape": list(maps.data.shape[2:]), "estimated_on": "summed_counts", "binning": 1,
+           "projection_matching_iterations": 0, "order": "rotate, then shift", "seconds": 0.1, "note": "kept"}
+    a = Alignment.from_metadata(old)
+    assert a.to_metadata() == old and a.extra == {"note": "kept"}
+    moved = apply_alignment(maps, old)
+    stored = moved.metadata.Tomography.alignment.as_dictionary()
+    assert set(stored) == set(old) | {"resample", "resample_seed"}
+    bare = {k: old[k] for k in ("shift_x_px", "shift_y_px", "rotation_deg")}
+    np.testing.assert_array_equal(moved.data, apply_alignment(maps, bare).data)
+    np.testing.assert_array_equal(moved.data, apply_alignment(maps, a).data)  # an Alignment is accepted too
+
+
+def test_every_estimator_takes_views_tilts_and_the_alignment_so_far(clean):
+    from hyperspy_edxtomo.alignment.estimators import (
+        AxisOffset,
+        CentreOfMass,
+        CommonLine,
+        CrossCorrelation,
+        FixedRotation,
+        ProjectionMatching,
+        estimate_com,
+        method_estimators,
+    )
+    from hyperspy_edxtomo.alignment.views import prepare_views
+
+    maps, _, _ = _observed(clean)
+    tilts = maps.tilts
+    views = prepare_views(summed_counts(maps), 1, 1.5)  # what estimate_alignment gives the estimators here
+    start = Alignment.identity(tilts.size)
+    for estimator in (CentreOfMass(), CrossCorrelation(), AxisOffset(), CommonLine(),
+                      FixedRotation(1.0, CentreOfMass()), ProjectionMatching(max_iter=1)):
+        a = estimator.estimate(views, tilts, start)
+        assert isinstance(a, Alignment) and a.n_views == tilts.size and a is not start, estimator
+    com = CentreOfMass().estimate(views, tilts, start)
+    np.testing.assert_array_equal(com.shift_x_px, estimate_com(views, tilts)[1])
+    # a method is its estimators in turn
+    a = start
+    for estimator in method_estimators("axis"):
+        a = estimator.estimate(views, tilts, a)
+    record = estimate_alignment(maps, method="axis")
+    assert record["binning"] == 1 and record["rotation_deg"] == a.rotation_deg
+    np.testing.assert_array_equal(record["shift_x_px"], a.shift_x_px)
+    # a held rotation is kept
+    held = CommonLine(hold_rotation=True).estimate(views, tilts, com.replace(rotation_deg=2.0))
+    assert held.rotation_deg == 2.0

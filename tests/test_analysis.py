@@ -6,7 +6,6 @@ from scipy import ndimage
 
 import hyperspy_edxtomo as het
 from hyperspy_edxtomo import datasets
-from hyperspy_edxtomo.workflow import figures as plotting
 from hyperspy_edxtomo.analysis import (
     find_particles,
     fourier_shell_correlation,
@@ -15,6 +14,7 @@ from hyperspy_edxtomo.analysis import (
     shell_maps,
 )
 from hyperspy_edxtomo.analysis.fsc import crossing, randomise_phases, split_tilt_series
+from hyperspy_edxtomo.workflow import figures as plotting
 
 VOXEL = 0.2
 
@@ -322,21 +322,22 @@ def test_one_bad_particle_does_not_stop_the_others():
 
 
 def test_analyse_volume_reports_the_particle_it_cannot_analyse():
-    from hyperspy_edxtomo.workflow.pipeline import _tables, analyse_volume
+    from hyperspy_edxtomo.workflow.report import report_tables
+    from hyperspy_edxtomo.workflow.steps import analyse_volume
 
     vol, _ = _ball_and_ring()
     numbers = {}
     particles, shells = analyse_volume(vol, numbers=numbers)
     # the ring is measured from inside it, and the report says so
     assert len(numbers["particles"]) == 2 and {row["particle"] for row in numbers["shells"]} == {1, 2}
-    rows = dict((r[0], r[1]) for heading, _, rs in _tables({"numbers": numbers, "timings": {}}) for r in rs
+    rows = dict((r[0], r[1]) for heading, _, rs in report_tables({"numbers": numbers, "timings": {}}) for r in rs
                 if heading == "Shell coverage")
     assert "particle 2: the centroid lies outside the particle" in rows["note"]
     # a particle that cannot be analysed is reported beside the others
     numbers["shells_skipped"] = {"2": "some reason"}
     numbers["shells_note"] = "not analysed: particle 2: some reason"
     numbers["shells"] = [r for r in numbers["shells"] if r["particle"] == 1]
-    rows = dict((r[0], r[1]) for heading, _, rs in _tables({"numbers": numbers, "timings": {}}) for r in rs
+    rows = dict((r[0], r[1]) for heading, _, rs in report_tables({"numbers": numbers, "timings": {}}) for r in rs
                 if heading == "Shell coverage")
     assert "particle 2: some reason" in rows["note"]
 

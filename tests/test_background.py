@@ -287,9 +287,9 @@ def test_load_input_background_modes(simulated):
 
 
 def test_cli_maps_background_options(simulated, tmp_path, capsys):
-    from hyperspy_edxtomo.cli import main
-
     from exspy.signals import EDSTEMSpectrum
+
+    from hyperspy_edxtomo.cli import main
 
     # one spectrum image per tilt, as exspy saves them (what 'edxtomo maps' reads, like vendor files)
     files = []

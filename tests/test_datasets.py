@@ -5,6 +5,7 @@ import pytest
 from scipy import ndimage
 
 from hyperspy_edxtomo import datasets
+from hyperspy_edxtomo.analysis.metrics import pearson
 from hyperspy_edxtomo.signals import (
     EDXTiltSeries,
     ElementMapTiltSeries,
@@ -25,9 +26,6 @@ def series():
 def series_maps(series):
     return series.get_element_maps(["Se", "S", "Zn"], show_progressbar=False)
 
-
-def _pearson(a, b):
-    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
 
 
 def _smooth(images, sigma=1.5):
@@ -204,11 +202,11 @@ def test_maps_from_spectra_correlate_with_projections(series, series_maps):
     proj = datasets.project(truth.data, series.tilts)
     maps = series_maps.to_numpy()
     for i, el in enumerate(series_maps.elements):
-        r = _pearson(_smooth(maps[i]), _smooth(proj[truth.elements.index(el)]))
+        r = pearson(_smooth(maps[i]), _smooth(proj[truth.elements.index(el)]))
         assert r > 0.8, (el, r)
     # and the ZnS shell (S) is told apart from the ZnSe shell (Se): wrong pairing scores lower
-    s_vs_s = _pearson(_smooth(maps[1]), _smooth(proj[truth.elements.index("S")]))
-    s_vs_in = _pearson(_smooth(maps[1]), _smooth(proj[truth.elements.index("In")]))
+    s_vs_s = pearson(_smooth(maps[1]), _smooth(proj[truth.elements.index("S")]))
+    s_vs_in = pearson(_smooth(maps[1]), _smooth(proj[truth.elements.index("In")]))
     assert s_vs_s > s_vs_in
 
 

@@ -5,8 +5,8 @@ import pytest
 
 import hyperspy_edxtomo as het
 from hyperspy_edxtomo import datasets
+from hyperspy_edxtomo.base.counts import poisson_deviance
 from hyperspy_edxtomo.denoising.api import NotCountsWarning, list_denoisers
-from hyperspy_edxtomo.reconstruction.solvers import poisson_deviance
 
 TINY = dict(levels=2, channels=8, steps=250, patch_size=32, batch_size=8, eval_every=50, tta=False, seed=3, learning_rate=5e-3)
 

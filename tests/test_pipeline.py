@@ -9,8 +9,13 @@ import pytest
 
 from hyperspy_edxtomo import datasets
 from hyperspy_edxtomo.cli import build_parser, main
-from hyperspy_edxtomo.workflow.pipeline import PipelineError, run_pipeline, write_report
 from hyperspy_edxtomo.signals import ElementMapTiltSeries, ElementVolume
+from hyperspy_edxtomo.workflow.pipeline import (
+    PipelineConfig,
+    PipelineError,
+    run_pipeline,
+    write_report,
+)
 
 FAST = ["--method", "sirt", "--param", "iterations=15"]
 
@@ -75,9 +80,13 @@ def test_report_holds_the_numbers(run_dir):
     assert numbers["particles"][0]["flags"] == [] and "| no flag |" in md
     assert 0 <= numbers["particles"][0]["quality"]["outer_fraction"] < 0.5
     assert "<img src='volume_cuts.png'" in page and "<table>" in page
-    assert numbers["timings"] if "timings" in numbers else True
+    # the timings name every step, in the order they ran, and the steps took no longer than the whole run
     timings = json.loads((run_dir / "results.json").read_text())["timings"]
-    assert timings["total"] >= timings["reconstruct"] > 0
+    steps = ["load and maps", "pictures", "align", "denoise", "reconstruct", "fsc", "shells", "exports"]
+    assert list(timings) == steps + ["total"]
+    assert min(timings[s] for s in steps) >= 0 and timings["reconstruct"] > 0 and timings["fsc"] > 0
+    assert sum(timings[s] for s in steps) <= timings["total"] + 0.01 * len(steps)  # each rounded to 10 ms
+    assert all(f"| {s} | {timings[s]:.1f} |" in md for s in steps + ["total"])
 
 
 def test_report_is_a_record(run_dir, series_file):
@@ -152,8 +161,19 @@ def test_run_pipeline_api_denoises_once_and_returns_results(tmp_path):
     steps = [h["step"] for h in res["volume"].history]
     assert steps.count("denoising") == 1 and steps[-1] == "reconstruction"
     assert res["numbers"]["denoiser"]["method"] == "gaussian"
-    assert (tmp_path / "element_maps_denoised_gaussian.hspy").exists()
-    assert res["fsc"] is None and res["timings"]["denoise"] >= 0
+    assert res["fsc"] is None and res.volume is res["volume"] and res["numbers"] is res.numbers
+    # the denoise step recorded its method, and the maps it handed on differ from those it was given
+    denoised = res.steps["denoise"]
+    assert denoised.method == "gaussian" and not denoised.inside
+    assert denoised.files == {"denoised element maps": tmp_path / "element_maps_denoised_gaussian.hspy"}
+    given, handed_on = res["maps"].to_numpy(), denoised.maps.to_numpy()
+    assert handed_on.shape == given.shape and not np.allclose(handed_on, given)
+    np.testing.assert_allclose(hs.load(tmp_path / "element_maps_denoised_gaussian.hspy").data, handed_on)
+    # every step is timed (the skipped ones too), and together they took no longer than the whole run
+    timings = res["timings"]
+    names = ["load and maps", "pictures", "align", "denoise", "reconstruct", "fsc", "shells", "exports"]
+    assert list(timings) == names + ["total"]
+    assert sum(timings[s] for s in names) <= timings["total"] + 0.01 * len(names)  # each rounded to 10 ms
     # written through a temporary folder, the volume still remembers its file in out (a plain save() goes there)
     tp = res["volume"].tmp_parameters
     assert Path(tp.folder) == tmp_path and tp.filename == "volume" and tp.extension == ".hspy"
@@ -164,6 +184,35 @@ def test_two_step_takes_the_denoiser_as_its_own_stage():
     # the conflict is caught before any work
     with pytest.raises(PipelineError, match="denoises itself"):
         run_pipeline(maps, method="two_step", denoiser="gaussian", parameters={"denoiser": "deep"}, verbose=False)
+    # given once, the denoiser is the algorithm's parameter, and no step of its own
+    config = PipelineConfig(method="two_step", denoiser="gaussian", denoiser_parameters={"sigma": 1.5})
+    assert config.internal_denoiser and config.parameters == {}
+    assert config.reconstruction_parameters == {"denoiser": "gaussian", "denoiser_parameters": {"sigma": 1.5}}
+    assert config.arguments(maps)["parameters"] == config.reconstruction_parameters
+
+
+def test_pipeline_config_is_checked_before_any_work_and_options_replace_its_fields(tmp_path):
+    for options, message in [({"background": "both"}, "background must be one of"),
+                             ({"parameters": [("lam", 1)]}, "parameters must be a dict of NAME: value"),
+                             ({"exports": ["docx"]}, r"Unknown export format\(s\) \['docx'\]"),
+                             ({"method": "nope"}, "--method:"), ({"denoiser": "nope"}, "--denoiser:"),
+                             ({"fsc_method": "nope"}, "--fsc-method:"), ({"parameters": {"nope": 1}}, "--param:")]:
+        with pytest.raises(PipelineError, match=message):
+            PipelineConfig(**options)
+    with pytest.raises(TypeError, match="no_such_option"):
+        PipelineConfig(no_such_option=1)
+    config = PipelineConfig(method="fbp", align=False, fsc=False, verbose=False, exports=[".NPY", "npy"],
+                            background=True)
+    assert config.exports == ("npy",) and config.background == "model" and config.out == Path("edxtomo_output")
+    maps = datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, seed=1)
+    res = run_pipeline(maps, config, out=tmp_path / "o", elements=["S", "Zn"])
+    assert res.config.out == tmp_path / "o" and res.config.method == "fbp" and config.out == Path("edxtomo_output")
+    assert res.record["arguments"]["exports"] == ["npy"] and res.record["arguments"]["out"] == str(tmp_path / "o")
+    assert res.files["export volume.npy"] == tmp_path / "o" / "volume.npy" and res.files["export volume.npy"].exists()
+    assert res["numbers"]["fsc"] == "skipped (--no-fsc)" and res.steps["fsc"].fsc is None
+    # the folder as second argument, as before there was a PipelineConfig
+    again = run_pipeline(maps, tmp_path / "p", method="fbp", align=False, fsc=False, verbose=False)
+    assert again.out == tmp_path / "p" and (tmp_path / "p" / "report.md").exists()
 
 
 @pytest.mark.parametrize(
@@ -250,6 +299,11 @@ def test_step_commands(run_dir, tmp_path, capsys):
     assert "FSC 0.143" in md and "| 1 | S |" in md and "Shell coverage" in md
     fsc = hs.load(out / "analysis" / "fsc.hspy")
     assert np.all(np.abs(fsc.data[:, 1:8] - 1) < 1e-6)  # a volume with itself: FSC 1
+    # the same FSC numbers and report as a run's, the halves named by their files; no record of a run
+    saved = json.loads((out / "analysis" / "results.json").read_text())
+    assert list(saved) == ["numbers", "timings"] and list(saved["timings"]) == ["fsc", "shells", "total"]
+    assert saved["numbers"]["fsc"]["split"] == "given volumes volume.hspy and volume.hspy"
+    assert saved["numbers"]["fsc"]["seed"] == "-" and "parameters" not in saved["numbers"]["fsc"]
     assert main(["--quiet", "analyse", str(vol), "--out", str(out / "analysis2")]) == 0
     assert "skipped" in (out / "analysis2" / "report.md").read_text()
 
@@ -329,8 +383,8 @@ def test_run_without_a_particle_completes_and_says_so(background_only_file, tmp_
 
 
 def test_a_volume_without_particles_is_reported_not_fatal(tmp_path):
-    from hyperspy_edxtomo.workflow.pipeline import analyse_volume
     from hyperspy_edxtomo.signals import volume_from_array
+    from hyperspy_edxtomo.workflow.pipeline import analyse_volume
 
     numbers = {}
     empty = volume_from_array(np.zeros((2, 16, 16, 16)), ["Se", "Zn"], voxel_size_nm=0.2)
@@ -345,7 +399,9 @@ def _snapshot(folder):
 
 
 def test_interrupted_or_failed_run_leaves_earlier_results_untouched(tmp_path, monkeypatch, capsys):
-    import hyperspy_edxtomo.workflow.pipeline as pipeline
+    from hyperspy_edxtomo.workflow import (
+        steps,  # the analysis step calls analyse_volume from here
+    )
 
     maps_file = tmp_path / "maps.hspy"
     datasets.quantum_dot_element_maps("CdSe/ZnS", size=32, seed=1).save(maps_file)
@@ -360,7 +416,7 @@ def test_interrupted_or_failed_run_leaves_earlier_results_untouched(tmp_path, mo
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "analyse_volume", interrupted)  # after the new volume is written
+    monkeypatch.setattr(steps, "analyse_volume", interrupted)  # after the new volume is written
     assert main(args + ["--method", "sirt", "--overwrite"]) == 130
     assert capsys.readouterr().err.strip() == f"edxtomo run: interrupted; {out} left unchanged"
     assert _snapshot(out) == before
@@ -381,7 +437,7 @@ def test_interrupted_or_failed_run_leaves_earlier_results_untouched(tmp_path, mo
 
     # a failing particle analysis does not cost the volume: the run completes and the report says why
     monkeypatch.undo()
-    monkeypatch.setattr(pipeline, "analyse_volume", broken)
+    monkeypatch.setattr(steps, "analyse_volume", broken)
     assert main(args + ["--overwrite"]) == 0
     # the command line prints each warning as one line naming the command
     assert "edxtomo run: warning: The particle and shell analysis failed" in capsys.readouterr().err
@@ -472,20 +528,22 @@ def test_run_lazy_gives_the_same_volume(series_file, run_dir, tmp_path):
 
 def test_results_that_appear_during_a_run_are_not_replaced_without_overwrite(tmp_path, monkeypatch):
     """Two runs into one folder without --overwrite: the one that finishes second refuses, nothing lost."""
-    import hyperspy_edxtomo.workflow.pipeline as pipeline
+    from hyperspy_edxtomo.workflow import (
+        steps,  # the analysis step calls analyse_volume from here
+    )
 
     maps_file = tmp_path / "maps.hspy"
     datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, seed=1).save(maps_file)
     out = tmp_path / "D"
     args = ["--quiet", "run", str(maps_file), "--method", "fbp", "--no-align", "--no-fsc", "--out", str(out)]
-    real = pipeline.analyse_volume
+    real = steps.analyse_volume
 
     def other_run_finishes_first(*a, **k):
-        monkeypatch.setattr(pipeline, "analyse_volume", real)
+        monkeypatch.setattr(steps, "analyse_volume", real)
         assert main(args) == 0  # the other run, started later, finishes first
         return real(*a, **k)
 
-    monkeypatch.setattr(pipeline, "analyse_volume", other_run_finishes_first)
+    monkeypatch.setattr(steps, "analyse_volume", other_run_finishes_first)
     with pytest.raises(FileExistsError, match="appeared while this run was working"):
         run_pipeline(maps_file, out=out, method="sirt", parameters={"iterations": 5}, align=False, fsc=False,
                      verbose=False)
@@ -494,19 +552,21 @@ def test_results_that_appear_during_a_run_are_not_replaced_without_overwrite(tmp
 
 
 def test_ctrl_c_after_the_results_are_in_place_says_they_are_complete(tmp_path, monkeypatch, capsys):
-    import hyperspy_edxtomo.workflow.pipeline as pipeline
+    from hyperspy_edxtomo.workflow import (
+        steps,  # every line the pipeline prints goes through steps.log
+    )
 
     maps_file = tmp_path / "maps.hspy"
     datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, seed=1).save(maps_file)
     out = tmp_path / "D"
-    real_log = pipeline._log
+    real_log = steps.log
 
     def log(verbose, message):
         if message.startswith("Wrote "):  # after the folder has been moved into place
             raise KeyboardInterrupt
         real_log(verbose, message)
 
-    monkeypatch.setattr(pipeline, "_log", log)
+    monkeypatch.setattr(steps, "log", log)
     assert main(["--quiet", "run", str(maps_file), "--method", "fbp", "--no-align", "--no-fsc", "--out", str(out)]) == 130
     assert f"interrupted after its results were written to {out} (complete)" in capsys.readouterr().err
     assert json.loads((out / "results.json").read_text())["numbers"]["method"] == "fbp"

@@ -6,6 +6,7 @@ from scipy import ndimage
 
 import hyperspy_edxtomo as het
 from hyperspy_edxtomo import datasets
+from hyperspy_edxtomo.analysis.metrics import pearson
 from hyperspy_edxtomo.reconstruction import solvers
 from hyperspy_edxtomo.reconstruction.projector import Projector
 from hyperspy_edxtomo.reconstruction.strength import choose_strength, reference_strength
@@ -18,9 +19,6 @@ def qd():
     maps = datasets.quantum_dot_element_maps(kind="CdSe/ZnS", size=32, seed=0)
     return maps, maps.metadata.Simulation.ground_truth
 
-
-def _pearson(a, b):
-    return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
 
 
 def _clean_maps(truth, tilts=np.linspace(-60, 60, 13)):
@@ -44,7 +42,7 @@ def test_methods_reconstruct_noise_free_projections(qd, method, params, min_r):
     vol = maps.reconstruct(method, **params)
     assert isinstance(vol, ElementVolume)
     assert vol.data.shape == (1, 32, 32, 32)
-    assert _pearson(vol.to_numpy()[0], truth.element("Zn").to_numpy()[0]) > min_r
+    assert pearson(vol.to_numpy()[0], truth.element("Zn").to_numpy()[0]) > min_r
 
 
 @pytest.mark.parametrize("lazy", [False, True])
@@ -76,7 +74,7 @@ def test_sirt_is_non_negative_and_fits_the_data(qd):
     data = zn.to_numpy()[0].transpose(1, 0, 2)
     # clipping negative values biases the total up a little, never much
     assert np.abs(reproj.sum() - data.sum()) < 0.1 * data.sum()
-    assert _pearson(reproj, data) > 0.5
+    assert pearson(reproj, data) > 0.5
 
 
 def test_batches_do_not_change_independent_slices(qd):
@@ -223,7 +221,7 @@ def test_background_is_modelled_by_tv_and_subtracted_for_sirt(qd):
     modelled = with_b.reconstruct("tv", iterations=60)
     ignored = noisy.reconstruct("tv", iterations=60)
     assert modelled.history[-1]["parameters"]["background"].startswith("modelled")
-    assert _pearson(modelled.to_numpy(), t) > _pearson(ignored.to_numpy(), t) + 0.02
+    assert pearson(modelled.to_numpy(), t) > pearson(ignored.to_numpy(), t) + 0.02
     s_b = with_b.reconstruct("sirt", iterations=20)
     assert s_b.history[-1]["parameters"]["background"] == "subtracted before reconstruction"
     minus = noisy.deepcopy()
@@ -325,8 +323,8 @@ def test_in_plane_rotation_of_the_tilt_axis_is_undone():
     turned.data = np.stack([[rotate(v, 7.0, reshape=False, order=1) for v in el] for el in maps.data])
     plain = turned.reconstruct("sirt", iterations=30).to_numpy()
     fixed = turned.reconstruct("sirt", iterations=30, rotation_deg=7.0).to_numpy()
-    assert _pearson(fixed, reference) > 0.95
-    assert _pearson(fixed, reference) > _pearson(plain, reference) + 0.1
+    assert pearson(fixed, reference) > 0.95
+    assert pearson(fixed, reference) > pearson(plain, reference) + 0.1
     assert turned.reconstruct("sirt", iterations=1, rotation_deg=7.0).history[-1]["parameters"]["rotation_deg"] == 7.0
 
 
@@ -339,8 +337,8 @@ def test_axis_offset_is_undone():
     moved.data = shift(maps.data.astype(float), (0, 0, 0, 2.0), order=1)  # axis 2 px right
     fixed = moved.reconstruct("sirt", iterations=30, axis_offset_px=2.0).to_numpy()
     plain = moved.reconstruct("sirt", iterations=30).to_numpy()
-    assert _pearson(fixed, reference) > 0.97
-    assert _pearson(fixed, reference) > _pearson(plain, reference) + 0.1
+    assert pearson(fixed, reference) > 0.97
+    assert pearson(fixed, reference) > pearson(plain, reference) + 0.1
 
 
 def test_reconstruct_needs_element_maps():
@@ -361,7 +359,7 @@ def test_negative_values_from_background_subtraction(qd):
     vol = zn.reconstruct("tv", iterations=40)
     params = vol.history[-1]["parameters"]["parameters"]
     assert params["data_term"] == "least_squares" and params["lam_selection"]["criterion"] == "held_out_views"
-    assert _pearson(vol.to_numpy(), truth.element("Zn").to_numpy()) > 0.8
+    assert pearson(vol.to_numpy(), truth.element("Zn").to_numpy()) > 0.8
     with pytest.raises(ValueError, match="needs maps >= 0.*least_squares"):
         zn.reconstruct("tv", data_term="poisson", lam=1.0)
 
@@ -381,7 +379,7 @@ def test_progress_goes_to_stderr_one_bar_per_step_and_ends_at_100_percent(qd, ca
 
 
 def test_projection_matching_bar_ends_at_100_percent_when_it_converges_early(capfd):
-    from hyperspy_edxtomo.alignment.policy import estimate_projection_matching
+    from hyperspy_edxtomo.alignment.estimators import estimate_projection_matching
 
     rng = np.random.default_rng(0)
     stack = ndimage.gaussian_filter(rng.random((5, 32, 32)), 3)
@@ -395,7 +393,10 @@ def test_projection_matching_bar_ends_at_100_percent_when_it_converges_early(cap
 
 def test_auto_strength_with_too_few_counts_falls_back_and_says_so():
     """Nothing to validate on (a few counts in all): the grid's centre, a warning, and the reason recorded."""
-    from hyperspy_edxtomo.reconstruction.strength import FALLBACK_RELATIVE, MIN_SPLIT_COUNTS
+    from hyperspy_edxtomo.reconstruction.strength import (
+        FALLBACK_RELATIVE,
+        MIN_SPLIT_COUNTS,
+    )
 
     sparse = np.zeros((1, 13, 16, 16), np.float32)
     sparse[0, ::2, 8, 8] = 1

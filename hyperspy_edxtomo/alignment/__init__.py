@@ -1,15 +1,26 @@
-"""Stage: aligning the views of a tilt series (shifts, tilt-axis offset and rotation)."""
+"""Stage: aligning the views of a tilt series (shifts, tilt-axis offset and rotation).
 
-from hyperspy_edxtomo.alignment.policy import (
-    LOSSES,
+Modules: ``api`` (``align``, ``apply_alignment``, ``estimate_alignment``,
+``with_reference_images``), ``policy`` (``method="auto"``: which stage is
+accepted and why), ``estimators`` (one ``estimate(views, tilts, alignment)``
+each), ``criterion`` (the held-out criterion), ``result`` (:class:`Alignment`,
+the record in ``metadata.Tomography.alignment``), ``views`` (input checks and
+the prepared views) and ``transform`` (moving views).
+"""
+
+from hyperspy_edxtomo.alignment.api import (
     METHODS,
-    HeldOutCriterion,
     align,
-    alignment_score,
     apply_alignment,
     estimate_alignment,
     with_reference_images,
 )
+from hyperspy_edxtomo.alignment.criterion import (
+    LOSSES,
+    HeldOutCriterion,
+    alignment_score,
+)
+from hyperspy_edxtomo.alignment.result import Alignment
 
 __all__ = ["METHODS", "LOSSES", "align", "apply_alignment", "estimate_alignment", "alignment_score",
-           "HeldOutCriterion", "with_reference_images"]
+           "HeldOutCriterion", "with_reference_images", "Alignment"]

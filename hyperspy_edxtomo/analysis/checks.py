@@ -2,6 +2,10 @@
 
 import numpy as np
 
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError
+from hyperspy_edxtomo.base.provenance import plain_record
+from hyperspy_edxtomo.signals.volume import ElementVolume
+
 
 def volume_array(volume, what="volume"):
     """``(data, voxel_size, units, elements)`` of an ElementVolume, validated.
@@ -10,20 +14,18 @@ def volume_array(volume, what="volume"):
     the volume is lazy). Raises a ValueError for a signal that is not an
     ElementVolume, an empty volume, or NaN / infinite values.
     """
-    from hyperspy_edxtomo.signals.volume import ElementVolume
-
     if not isinstance(volume, ElementVolume):
-        raise TypeError(
+        raise InputTypeError(
             f"The {what} must be an ElementVolume (e.g. from maps.reconstruct()), got {type(volume).__name__}."
         )
     data = np.asarray(volume.to_numpy(), dtype=np.float64)
     if data.ndim != 4:
-        raise ValueError(f"The {what} must be shaped (element, z, y, x), got {data.shape}.")
+        raise InputError(f"The {what} must be shaped (element, z, y, x), got {data.shape}.")
     if data.size == 0 or min(data.shape) == 0:
-        raise ValueError(f"The {what} is empty (shape {data.shape}).")
+        raise InputError(f"The {what} is empty (shape {data.shape}).")
     if not np.all(np.isfinite(data)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(data))[0])
-        raise ValueError(
+        raise InputError(
             f"The {what} contains NaN or infinite values (first at element, z, y, x = {bad}); "
             "replace them (e.g. np.nan_to_num) before the analysis."
         )
@@ -35,9 +37,9 @@ def positive(value, name, allow_zero=False):
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise InputError(f"{name} must be a number, got {value!r}") from None
     if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
+        raise InputError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
     return value
 
 
@@ -50,10 +52,10 @@ def select_elements(all_elements, elements, what="elements"):
     idx = []
     for el in elements:
         if el not in all_elements:
-            raise ValueError(f"Unknown element {el!r} in {what}: the volume holds {all_elements}.")
+            raise InputError(f"Unknown element {el!r} in {what}: the volume holds {all_elements}.")
         idx.append(all_elements.index(el))
     if not idx:
-        raise ValueError(f"No {what} given.")
+        raise InputError(f"No {what} given.")
     return idx
 
 
@@ -66,7 +68,6 @@ def history_entry(step, method, parameters):
     """One history record (as :func:`hyperspy_edxtomo.base.provenance.append_history` writes)."""
     import datetime
 
-    from hyperspy_edxtomo.base.provenance import plain_record
 
     return {"step": str(step), "method": str(method), "parameters": plain_record(dict(parameters)),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}

@@ -32,11 +32,15 @@ where the FSC of the unmasked volumes, or the masked one, first falls below
 0.8, whichever comes first.
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from hyperspy_edxtomo.analysis.checks import positive, select_elements, volume_array
 from hyperspy_edxtomo.base.conventions import NODE
 from hyperspy_edxtomo.base.counts import is_counts
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError
 from hyperspy_edxtomo.base.private_api import is_lazy, with_new_data
 from hyperspy_edxtomo.base.provenance import append_history, get_history, plain_record
 from hyperspy_edxtomo.reconstruction.api import DEFAULT_METHOD
@@ -45,7 +49,7 @@ from hyperspy_edxtomo.signals.methods import signal_method
 from hyperspy_edxtomo.signals.volume import ElementVolume
 
 __all__ = ["fourier_shell_correlation", "fsc_from_tilt_series", "fsc_curve", "half_bit_threshold", "randomise_phases",
-           "soft_mask", "fsc_sampling_problem"]
+           "soft_mask", "fsc_sampling_problem", "fsc_halves_parameters", "halves_tilts"]
 
 #: The fixed FSC threshold (Rosenthal & Henderson 2003).
 THRESHOLD_0143 = 0.143
@@ -116,7 +120,7 @@ def fsc_curve(a, b, voxel_size=1.0):
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 3:
-        raise ValueError(f"fsc_curve needs two 3D arrays of the same shape, got {a.shape} and {b.shape}.")
+        raise InputError(f"fsc_curve needs two 3D arrays of the same shape, got {a.shape} and {b.shape}.")
     A = np.fft.fftn(a)
     B = np.fft.fftn(b)
     freqs = np.meshgrid(*[np.fft.fftfreq(n, d=voxel_size) for n in a.shape], indexing="ij")
@@ -191,18 +195,18 @@ def soft_mask(shape, kind="sphere", data=None, voxel_size=1.0, dilation=1.0, edg
         r = np.sqrt(sum(g**2 for g in grids))
         radius = min(shape) / 2 - edge_vox - 0.5
         if radius <= 0:
-            raise ValueError(f"The box {shape} is too small for a spherical mask with a {edge} edge.")
+            raise InputError(f"The box {shape} is too small for a spherical mask with a {edge} edge.")
         dist = r - radius
     elif kind == "auto":
         from skimage.filters import threshold_otsu
 
         smooth = ndimage.gaussian_filter(np.asarray(data, dtype=float), 1.0)
         if not np.ptp(smooth) > 0:
-            raise ValueError("Cannot make a mask from a constant (e.g. empty) volume: pass mask=None or 'sphere'.")
+            raise InputError("Cannot make a mask from a constant (e.g. empty) volume: pass mask=None or 'sphere'.")
         obj = smooth > threshold_otsu(smooth)
         dist = ndimage.distance_transform_edt(~obj) - dilation / voxel_size
     else:
-        raise ValueError(f"Unknown mask kind {kind!r}: choose one of {MASK_CHOICES} or give an array.")
+        raise InputError(f"Unknown mask kind {kind!r}: choose one of {MASK_CHOICES} or give an array.")
     return np.where(dist <= 0, 1.0, np.where(dist >= edge_vox, 0.0, 0.5 + 0.5 * np.cos(np.pi * dist / edge_vox)))
 
 
@@ -330,32 +334,32 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
     a, scale, units, els = volume_array(volume, "first volume")
     b, scale_b, units_b, els_b = volume_array(other, "second volume")
     if a.shape != b.shape:
-        raise ValueError(f"The two volumes differ in shape: {a.shape} and {b.shape}.")
+        raise InputError(f"The two volumes differ in shape: {a.shape} and {b.shape}.")
     if els != els_b:
-        raise ValueError(f"The two volumes hold different elements: {els} and {els_b}.")
+        raise InputError(f"The two volumes hold different elements: {els} and {els_b}.")
     if not np.isclose(scale, scale_b, rtol=1e-6) or units != units_b:
-        raise ValueError(f"The two volumes differ in voxel size: {scale} {units} and {scale_b} {units_b}.")
+        raise InputError(f"The two volumes differ in voxel size: {scale} {units} and {scale_b} {units_b}.")
     idx = select_elements(els, elements)
     shape = a.shape[1:]
     if min(shape) < 4:
-        raise ValueError(f"The volumes are too small for an FSC (shape {shape}); at least 4 voxels a side.")
+        raise InputError(f"The volumes are too small for an FSC (shape {shape}); at least 4 voxels a side.")
     mask_dilation_nm = positive(mask_dilation_nm, "mask_dilation_nm", allow_zero=True)
     mask_edge_nm = positive(mask_edge_nm, "mask_edge_nm", allow_zero=True)
     if mask is None:
         m, mask_desc = None, "none"
     elif isinstance(mask, str):
         if mask not in ("auto", "sphere"):
-            raise ValueError(f"Unknown mask {mask!r}: choose one of {MASK_CHOICES} or give an array.")
+            raise InputError(f"Unknown mask {mask!r}: choose one of {MASK_CHOICES} or give an array.")
         ref = _normalised_sum(a[idx]) + _normalised_sum(b[idx]) if mask == "auto" else None
         m = soft_mask(shape, mask, ref, scale, mask_dilation_nm, mask_edge_nm)
         mask_desc = mask
     else:
         m = np.asarray(mask, dtype=float)
         if m.shape != shape or not np.all(np.isfinite(m)) or m.min() < 0 or m.max() > 1:
-            raise ValueError(f"A mask array must be shaped {shape} (z, y, x) with values in [0, 1].")
+            raise InputError(f"A mask array must be shaped {shape} (z, y, x) with values in [0, 1].")
         mask_desc = "array"
     if m is not None and not m.any():
-        raise ValueError("The mask is empty: nothing to correlate.")
+        raise InputError("The mask is empty: nothing to correlate.")
 
     correct = bool(mask_correction) and m is not None
     rng = np.random.default_rng(RANDOMISE_SEED)
@@ -474,6 +478,36 @@ def fsc_sampling_problem(tilts_first, tilts_second, split="counts"):
     return None
 
 
+def halves_tilts(tilts, split: str = "counts") -> tuple[np.ndarray, np.ndarray]:
+    """The tilt angles of the two halves :func:`split_tilt_series` makes of a series with ``tilts``.
+
+    Parameters
+    ----------
+    tilts : array-like
+        Tilt angles (degrees) of the series, in its order.
+    split : {"counts", "tilts"}
+        ``"counts"``: both halves hold every view; ``"tilts"``: the even and
+        the odd views.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        What :func:`fsc_sampling_problem` judges.
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo.analysis.fsc import halves_tilts
+    >>> [h.tolist() for h in halves_tilts([-40, -20, 0, 20, 40], "tilts")]
+    [[-40.0, 0.0, 40.0], [-20.0, 20.0]]
+    """
+    tilts = np.asarray(tilts, dtype=float).ravel()
+    if split == "counts":
+        return tilts, tilts.copy()
+    if split == "tilts":
+        return tilts[0::2], tilts[1::2]
+    raise InputError(f"Unknown split {split!r}: choose one of {SPLIT_CHOICES}.")
+
+
 def split_tilt_series(maps, split="counts", seed=0, raw=None):
     """Two independent halves of an element-map tilt series.
 
@@ -482,7 +516,7 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
     maps : ElementMapTiltSeries
     split : {"counts", "tilts"}
         ``"counts"``: every count goes to one half or the other at random
-        (binomial thinning, :func:`hyperspy_edxtomo.reconstruction.solvers.count_split`):
+        (binomial thinning, :func:`hyperspy_edxtomo.base.counts.count_split`):
         two series of the same views with half the dose each (needs integer
         counts); a background attached to the maps
         (``metadata.Tomography.background``) is halved with them. ``"tilts"``:
@@ -503,24 +537,24 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
     from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
 
     if not isinstance(maps, ElementMapTiltSeries):
-        raise TypeError(f"Needs an ElementMapTiltSeries, got {type(maps).__name__}.")
+        raise InputTypeError(f"Needs an ElementMapTiltSeries, got {type(maps).__name__}.")
     if split == "counts":
-        from hyperspy_edxtomo.reconstruction.solvers import count_split
+        from hyperspy_edxtomo.base.counts import count_split
 
         source = maps if raw is None else raw
         counts = source.to_numpy()
         if raw is None and not is_counts(counts):
             aligned = maps.metadata.has_item(f"{NODE}.alignment")
-            raise ValueError(
+            raise InputError(
                 "These maps are not integer counts" + (" (they were aligned, i.e. interpolated)" if aligned else "")
                 + ": a count split needs the raw counts. Pass raw=<the unaligned maps> (each half is then moved "
                 "by the stored alignment), or use split='tilts'."
             )
         if raw is not None:
             if not isinstance(raw, ElementMapTiltSeries) or raw.data.shape != maps.data.shape:
-                raise ValueError("raw must be the unaligned ElementMapTiltSeries of the same shape as maps.")
+                raise InputError("raw must be the unaligned ElementMapTiltSeries of the same shape as maps.")
             if raw.elements != maps.elements or not np.allclose(raw.tilts, maps.tilts):
-                raise ValueError("raw must hold the same elements and tilts as maps.")
+                raise InputError("raw must hold the same elements and tilts as maps.")
         fraction = 0.5
         first, second = count_split(counts, fraction, seed)
         # each count of the data goes to a half with probability fraction (1 - fraction): the
@@ -541,7 +575,7 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
     if split == "tilts":
         n = maps.tilts.size
         if n < 4:
-            raise ValueError(f"Splitting into even and odd tilts needs at least 4 tilts, got {n}.")
+            raise InputError(f"Splitting into even and odd tilts needs at least 4 tilts, got {n}.")
         halves = []
         for k in (0, 1):
             half = maps.inav[k::2].deepcopy()
@@ -549,7 +583,7 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
             halves.append(half)
         _warn_sampling(halves, split)
         return tuple(halves)
-    raise ValueError(f"Unknown split {split!r}: choose one of {SPLIT_CHOICES}.")
+    raise InputError(f"Unknown split {split!r}: choose one of {SPLIT_CHOICES}.")
 
 
 def _warn_sampling(halves, split):
@@ -562,9 +596,10 @@ def _warn_sampling(halves, split):
 
 
 @signal_method(ElementMapTiltSeries, name="fourier_shell_correlation")
-def fsc_from_tilt_series(maps, method=DEFAULT_METHOD, split="counts", seed=0, raw=None, elements=None, mask="auto",
-                         mask_dilation_nm=1.0, mask_edge_nm=1.0, mask_correction=True, return_volumes=False,
-                         **reconstruct_params):
+def fsc_from_tilt_series(maps, method: str = DEFAULT_METHOD, split: str = "counts", seed: int = 0, raw=None,
+                         elements=None, mask="auto", mask_dilation_nm: float = 1.0, mask_edge_nm: float = 1.0,
+                         mask_correction: bool = True, return_volumes: bool = False,
+                         element_parameters: Mapping[str, Mapping[str, Any]] | None = None, **reconstruct_params):
     """Reconstruct two independent halves of a tilt series and their FSC.
 
     Parameters
@@ -584,6 +619,11 @@ def fsc_from_tilt_series(maps, method=DEFAULT_METHOD, split="counts", seed=0, ra
         See :func:`fourier_shell_correlation`.
     return_volumes : bool
         Also return the two reconstructions.
+    element_parameters : None or dict
+        ``{element: parameters}``, e.g. from :func:`fsc_halves_parameters`:
+        each element of each half is reconstructed on its own, with
+        ``reconstruct_params`` updated by its own parameters (a strength
+        chosen per element). None: each half in one call.
     **reconstruct_params
         Passed to ``maps.reconstruct`` for both halves (e.g. ``lam``,
         ``iterations``, ``show_progressbar``).
@@ -594,18 +634,108 @@ def fsc_from_tilt_series(maps, method=DEFAULT_METHOD, split="counts", seed=0, ra
         The FSC as from :func:`fourier_shell_correlation`, with ``split``,
         ``seed`` and ``method`` added to ``metadata.Tomography.FSC``. The
         resolution is that of half the data.
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo import datasets
+    >>> maps = datasets.quantum_dot_element_maps(size=24, seed=0)
+    >>> fsc = maps.fourier_shell_correlation("sirt", element_parameters={el: {"iterations": 5} for el in maps.elements})
+    >>> fsc.metadata.Tomography.FSC.method, fsc.metadata.Sample.elements == maps.elements
+    ('sirt', True)
     """
     if split not in SPLIT_CHOICES:
-        raise ValueError(f"Unknown split {split!r}: choose one of {SPLIT_CHOICES}.")
+        raise InputError(f"Unknown split {split!r}: choose one of {SPLIT_CHOICES}.")
     first, second = split_tilt_series(maps, split, seed, raw=raw)
-    v1 = first.reconstruct(method=method, **reconstruct_params)
-    v2 = second.reconstruct(method=method, **reconstruct_params)
+    if element_parameters is None:
+        v1 = first.reconstruct(method=method, **reconstruct_params)
+        v2 = second.reconstruct(method=method, **reconstruct_params)
+    else:
+        v1 = _reconstruct_by_element(first, method, element_parameters, reconstruct_params)
+        v2 = _reconstruct_by_element(second, method, element_parameters, reconstruct_params)
     fsc = fourier_shell_correlation(v1, v2, elements=elements, mask=mask, mask_dilation_nm=mask_dilation_nm,
                                     mask_edge_nm=mask_edge_nm, mask_correction=mask_correction)
     fsc.metadata.set_item(f"{NODE}.FSC.split", split)
     fsc.metadata.set_item(f"{NODE}.FSC.seed", seed)
     fsc.metadata.set_item(f"{NODE}.FSC.method", method)
     return (fsc, v1, v2) if return_volumes else fsc
+
+
+def _reconstruct_by_element(half, method, element_parameters, common):
+    """One half, each element reconstructed with its own parameters, stacked into one volume."""
+    from hyperspy_edxtomo.signals.volume import volume_from_array
+
+    missing = [el for el in half.elements if el not in element_parameters]
+    if missing:
+        raise InputError(f"element_parameters names no parameters for {missing}: give them for every element "
+                         f"of {half.elements}.")
+    data = []
+    for el in half.elements:
+        v = half.element(el).reconstruct(method=method, **{**common, **element_parameters[el]})
+        data.append(v.to_numpy()[0])
+    scale, units = half.pixel_size
+    # the history of one element's reconstruction stands for the half's (same method, same data)
+    return volume_from_array(np.stack(data), half.elements, voxel_size_nm=scale if units == "nm" else None,
+                             history=v.history, title=f"{method} reconstruction of an FSC half")
+
+
+def fsc_halves_parameters(volume, method: str, fsc_method: str | None = None,
+                          fsc_parameters: Mapping[str, Any] | None = None) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The method and per-element parameters that reconstruct the FSC halves of ``volume``.
+
+    Parameters
+    ----------
+    volume : ElementVolume
+        The full reconstruction (its history holds the parameters used).
+    method : str
+        The method that made ``volume``.
+    fsc_method : None or str
+        None: ``method`` itself, unless it trains networks (then the default
+        method, ``tv``: a learned method is not run twice more).
+    fsc_parameters : None or dict
+        Parameters for the halves; they replace what is reused.
+
+    Returns
+    -------
+    (str, dict)
+        The method and ``{element: parameters}``, for
+        :func:`fsc_from_tilt_series` (``element_parameters``). When the halves
+        use the same method, the parameters of the full reconstruction are
+        reused per element, with a strength ``lam`` chosen from the data
+        halved (each half holds half the counts, and the data term scales
+        with the counts): no second strength search. Another method gets its
+        quick parameters.
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo import datasets
+    >>> from hyperspy_edxtomo.analysis.fsc import fsc_halves_parameters
+    >>> maps = datasets.quantum_dot_element_maps(size=32, seed=0)
+    >>> vol = maps.reconstruct("tv", lam=4.0, iterations=20)
+    >>> fsc_halves_parameters(vol, "tv")[1]["Zn"]["lam"]
+    2.0
+    """
+    from hyperspy_edxtomo.plugins.manager import get_algorithm
+
+    if fsc_method is None:
+        # an algorithm that trains networks is not run twice more: its halves get the default method
+        fsc_method = DEFAULT_METHOD if get_algorithm(method).learned else method
+    names = get_algorithm(fsc_method).parameter_names()
+    per_element = {el: {} for el in volume.elements}
+    if fsc_method == method:
+        used = volume.history[-1].get("parameters", {}).get("parameters", {})
+        for el in volume.elements:
+            p = used.get(el, used) if isinstance(used, dict) else {}
+            p = {k: v for k, v in p.items() if k in names}
+            if isinstance(p.get("lam"), (int, float)):
+                p["lam"] = float(p["lam"]) / 2
+            per_element[el] = p
+    else:
+        quick = get_algorithm(fsc_method).quick_parameters
+        for el in volume.elements:
+            per_element[el] = dict(quick)
+    for el in volume.elements:
+        per_element[el].update(fsc_parameters or {})
+    return fsc_method, per_element
 
 
 def resolutions(fsc):

@@ -10,7 +10,11 @@ is then given to its nearest particle (a Voronoi partition), so that the
 radial profiles and shell maps of one particle never reach into another.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -21,8 +25,10 @@ from hyperspy_edxtomo.analysis.checks import (
     select_elements,
     volume_array,
 )
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.provenance import get_history
 from hyperspy_edxtomo.signals.methods import signal_method
+from hyperspy_edxtomo.signals.tilts import element_axis_dict
 from hyperspy_edxtomo.signals.volume import ElementVolume
 
 __all__ = ["Particle", "ParticleList", "find_particles", "radial_profiles"]
@@ -54,7 +60,6 @@ class Particle:
         one voxel wide), inside this particle's Voronoi region: navigation
         axis ``element``, signal axis ``radius`` (nm).
     """
-
     label: int
     centre: tuple
     equivalent_diameter: float
@@ -93,7 +98,6 @@ class ParticleList:
     history : list of dict
         The volume's history and this analysis.
     """
-
     particles: list
     labels: np.ndarray = field(repr=False)
     regions: np.ndarray = field(repr=False)
@@ -136,8 +140,10 @@ def _normalised_sum(data):
 
 
 @signal_method(ElementVolume)
-def find_particles(volume, elements=None, threshold="otsu", smooth_nm=None, min_size_nm3=None, profile_max_nm=None,
-                   min_relative_size=0.02):
+def find_particles(volume: ElementVolume, elements: Sequence[str] | str | None = None,
+                   threshold: Literal["otsu"] | float = "otsu", smooth_nm: float | None = None,
+                   min_size_nm3: float | None = None, profile_max_nm: float | None = None,
+                   min_relative_size: float = 0.02) -> ParticleList:
     """Segment the particles of a volume.
 
     Parameters
@@ -189,19 +195,19 @@ def find_particles(volume, elements=None, threshold="otsu", smooth_nm=None, min_
     idx = select_elements(els, elements)
     total = _normalised_sum(data[idx])
     if not np.ptp(total) > 0:
-        raise ValueError("The volume is empty or constant: no particle to find.")
+        raise InputError("The volume is empty or constant: no particle to find.")
     sigma = 1.0 if smooth_nm is None else positive(smooth_nm, "smooth_nm", allow_zero=True) / scale
     smooth = ndimage.gaussian_filter(total, sigma) if sigma > 0 else total
     if isinstance(threshold, str):
         if threshold != "otsu":
-            raise ValueError(f"threshold must be 'otsu' or a number in (0, 1), got {threshold!r}")
+            raise InputError(f"threshold must be 'otsu' or a number in (0, 1), got {threshold!r}")
         from skimage.filters import threshold_otsu
 
         level = float(threshold_otsu(smooth))
     else:
         rel = positive(threshold, "threshold")
         if rel >= 1:
-            raise ValueError(f"A numeric threshold is relative to the maximum, in (0, 1); got {threshold!r}")
+            raise InputError(f"A numeric threshold is relative to the maximum, in (0, 1); got {threshold!r}")
         level = float(smooth.min() + rel * np.ptp(smooth))
     # the particle is all that its surface encloses: a core of elements not
     # mapped (e.g. InP under ZnSe/ZnS mapped in Se, S, Zn) must not leave a hole
@@ -214,13 +220,13 @@ def find_particles(volume, elements=None, threshold="otsu", smooth_nm=None, min_
     except (TypeError, ValueError):
         rel = float("nan")
     if not (np.isfinite(rel) and 0 <= rel < 1):
-        raise ValueError(f"min_relative_size must be a fraction in [0, 1), got {min_relative_size!r}.")
+        raise InputError(f"min_relative_size must be a fraction in [0, 1), got {min_relative_size!r}.")
     if n:
         min_voxels = max(min_voxels, rel * float(sizes[1:].max()))
     keep = [k for k in range(1, n + 1) if sizes[k] >= min_voxels]
     if not keep:
         largest = int(sizes[1:].max()) if n else 0
-        raise ValueError(
+        raise InputError(
             f"No particle found: {n} component(s) above the threshold {level:.3g}, the largest "
             f"{largest} voxels, fewer than the minimum {min_voxels:.0f} voxels (min_size_nm3)."
         )
@@ -287,7 +293,6 @@ def radial_profiles(data, elements, centre_index, scale, units, rmax, region=Non
     """
     from hyperspy.signals import Signal1D
 
-    from hyperspy_edxtomo.signals.tilts import element_axis_dict
 
     grids = np.meshgrid(*[np.arange(n) - c for n, c in zip(data.shape[1:], centre_index)], indexing="ij")
     r = np.sqrt(sum(g**2 for g in grids))

@@ -16,6 +16,8 @@ only some views).
 
 import numpy as np
 
+from hyperspy_edxtomo.base.errors import InputError
+
 __all__ = ["OUTER_RING", "ARC_FRACTION", "STREAK_ELONGATION", "particle_flags", "flag_particles"]
 
 #: Radius (fraction of the circle's) beyond which a voxel lies in the outer ring.
@@ -69,7 +71,7 @@ def particle_flags(labels, diameters=None, fsc_resolution=None):
     """
     labels = np.asarray(labels)
     if labels.ndim != 3:
-        raise ValueError(f"labels must be a 3D (z, y, x) array, got shape {labels.shape}")
+        raise InputError(f"labels must be a 3D (z, y, x) array, got shape {labels.shape}")
     n_z, n_y, n_x = labels.shape
     radius = n_x / 2.0
     out = {}

@@ -32,7 +32,11 @@ same area. Moving the origin by a few voxels inside the particle changes the
 absent fraction by about one percent (the tests check it).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -42,6 +46,8 @@ from hyperspy_edxtomo.analysis.checks import (
     select_elements,
     volume_array,
 )
+from hyperspy_edxtomo.analysis.particles import ParticleList, find_particles
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError, warn
 from hyperspy_edxtomo.base.provenance import get_history
 from hyperspy_edxtomo.signals.methods import signal_method
 from hyperspy_edxtomo.signals.volume import ElementVolume
@@ -62,7 +68,7 @@ def direction_grid(n_azimuth=72, n_elevation=36):
     """
     n_azimuth, n_elevation = int(n_azimuth), int(n_elevation)
     if n_azimuth < 4 or n_elevation < 2:
-        raise ValueError(f"Need n_azimuth >= 4 and n_elevation >= 2, got {n_azimuth}, {n_elevation}.")
+        raise InputError(f"Need n_azimuth >= 4 and n_elevation >= 2, got {n_azimuth}, {n_elevation}.")
     az = -180 + (np.arange(n_azimuth) + 0.5) * 360 / n_azimuth
     el = -90 + (np.arange(n_elevation) + 0.5) * 180 / n_elevation
     # exact solid angle of each elevation band
@@ -107,7 +113,6 @@ class ShellMaps:
         have no row in the arrays above, whose particle axis follows
         ``labels``.
     """
-
     thickness: object = field(repr=False)
     outer_radius: object = field(repr=False)
     absent_fraction: np.ndarray
@@ -129,13 +134,13 @@ class ShellMaps:
     def absent(self, element, particle=0):
         """Absent fraction of ``element`` on particle number ``particle`` (0: the largest)."""
         if element not in self.elements:
-            raise ValueError(f"Unknown element {element!r}: the maps hold {self.elements}.")
+            raise InputError(f"Unknown element {element!r}: the maps hold {self.elements}.")
         return float(self.absent_fraction[particle, self.elements.index(element)])
 
     def thickness_map(self, element, particle=0):
         """Thickness map (elevation, azimuth) of one element, nm, as a numpy array."""
         if element not in self.elements:
-            raise ValueError(f"Unknown element {element!r}: the maps hold {self.elements}.")
+            raise InputError(f"Unknown element {element!r}: the maps hold {self.elements}.")
         return np.asarray(self.thickness.data[particle, self.elements.index(element)])
 
     def as_table(self):
@@ -215,7 +220,7 @@ def _one_particle(p, part, o, particles, data, idx, u, w, scale, step, level, ab
     region = particles.regions == part.label
     oi = np.round(o).astype(int)
     if np.any(oi < 0) or np.any(oi >= np.array(region.shape)) or particles.labels[tuple(oi)] != part.label:
-        raise ValueError(
+        raise InputError(
             f"The origin of particle {part.label} (voxel z, y, x = {tuple(round(float(c), 1) for c in o)}) is not "
             "inside it (an irregular or hollow particle: give origin= a point inside it)"
         )
@@ -254,8 +259,10 @@ def _one_particle(p, part, o, particles, data, idx, u, w, scale, step, level, ab
 
 
 @signal_method(ElementVolume)
-def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimuth=72, n_elevation=36, level=0.5,
-               absent_below_nm=None, max_radius_nm=None, max_particles=None):
+def shell_maps(volume: ElementVolume, elements: Sequence[str] | str | None = None, particles=None,
+               origin: Literal["centroid"] | Sequence = "centroid", n_azimuth: int = 72, n_elevation: int = 36,
+               level: float = 0.5, absent_below_nm: float | None = None, max_radius_nm: float | None = None,
+               max_particles: int | None = None) -> ShellMaps:
     """Shell thickness along every direction and shell coverage, per particle and element.
 
     Parameters
@@ -308,20 +315,18 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
     >>> shells.absent("Se")                          # the core is everywhere
     0.0
     """
-    from hyperspy_edxtomo.analysis.particles import ParticleList, find_particles
-
     data, scale, units, els = volume_array(volume)
     idx = select_elements(els, elements)
     level = positive(level, "level")
     if level >= 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise InputError(f"level must be in (0, 1), got {level}")
     absent_below = scale if absent_below_nm is None else positive(absent_below_nm, "absent_below_nm", True)
     if particles is None:
         particles = find_particles(volume)
     elif not isinstance(particles, ParticleList):
-        raise TypeError(f"particles must be a ParticleList from find_particles(), got {type(particles).__name__}")
+        raise InputTypeError(f"particles must be a ParticleList from find_particles(), got {type(particles).__name__}")
     if particles.labels.shape != data.shape[1:]:
-        raise ValueError(f"The particles were found in a volume of shape {particles.labels.shape}, "
+        raise InputError(f"The particles were found in a volume of shape {particles.labels.shape}, "
                          f"not this one {data.shape[1:]}.")
     plist = list(particles)[: None if max_particles is None else int(max_particles)]
     az, el, w = direction_grid(n_azimuth, n_elevation)
@@ -334,14 +339,14 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
     def to_index(point):
         point = np.asarray(point, dtype=float).ravel()
         if point.shape != (3,) or not np.all(np.isfinite(point)):
-            raise ValueError(f"An origin must be a finite (x, y, z) point in nm, got {point!r}")
+            raise InputError(f"An origin must be a finite (x, y, z) point in nm, got {point!r}")
         x, y, z = point
         return tuple((v - ax.offset) / ax.scale for v, ax in zip((z, y, x), axes))
 
     moved = {}
     if isinstance(origin, str):
         if origin != "centroid":
-            raise ValueError(f"origin must be 'centroid' or (x, y, z) in nm, got {origin!r}")
+            raise InputError(f"origin must be 'centroid' or (x, y, z) in nm, got {origin!r}")
         origins = [_inside_origin(particles.labels, p) for p in plist]
         moved = {int(p.label): o for p, o in zip(plist, origins) if o is not p.centre_index}
     else:
@@ -350,7 +355,7 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
             origins = [to_index(o)] * len(plist)
         else:
             if len(o) != len(plist):
-                raise ValueError(f"{len(o)} origins for {len(plist)} particles.")
+                raise InputError(f"{len(o)} origins for {len(plist)} particles.")
             origins = [to_index(p) for p in o]
 
     step = scale / 4.0
@@ -374,9 +379,8 @@ def shell_maps(volume, elements=None, particles=None, origin="centroid", n_azimu
         except (ValueError, ArithmeticError) as err:
             skipped[int(part.label)] = str(err)
     if not analysed:
-        raise ValueError("No particle could be analysed: " + "; ".join(f"particle {k}: {v}" for k, v in skipped.items()))
+        raise InputError("No particle could be analysed: " + "; ".join(f"particle {k}: {v}" for k, v in skipped.items()))
     if skipped:
-        from hyperspy_edxtomo.base.errors import warn
 
         warn(f"Shell maps: {len(skipped)} of {len(plist)} particles not analysed ("
              + "; ".join(f"particle {k}: {v}" for k, v in skipped.items())

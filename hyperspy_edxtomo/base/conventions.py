@@ -27,6 +27,8 @@ Element names follow exspy's place, ``metadata.Sample.elements``, but in the
 order of the element axis rather than sorted.
 """
 
+from hyperspy_edxtomo.base.errors import InputError
+
 NODE = "Tomography"
 #: in every image the tilt axis runs along the rows (the ``y`` axis)
 TILT_AXIS = "rows"
@@ -70,11 +72,11 @@ def check_elements(elements, n_expected=None):
     elements = [str(e) for e in elements]
     unknown = [e for e in elements if e not in elements_db]
     if unknown:
-        raise ValueError(f"Unknown element(s) {unknown}: use chemical symbols such as 'Se', 'S', 'Zn'.")
+        raise InputError(f"Unknown element(s) {unknown}: use chemical symbols such as 'Se', 'S', 'Zn'.")
     if len(set(elements)) != len(elements):
-        raise ValueError(f"Repeated element names {elements}.")
+        raise InputError(f"Repeated element names {elements}.")
     if n_expected is not None and len(elements) != n_expected:
-        raise ValueError(
+        raise InputError(
             f"{len(elements)} element names {elements} for {n_expected} element maps "
             "(counts are shaped (element, tilt, row, column))."
         )

@@ -10,6 +10,8 @@ methods that need counts fall back to criteria that hold for any maps
 
 import numpy as np
 
+from hyperspy_edxtomo.base.errors import InputError
+
 #: what :func:`data_kind` returns
 DATA_KINDS = ("counts", "scaled_counts", "continuous")
 #: a value is an integer when it is this close to one (float32 maps of counts)
@@ -136,21 +138,55 @@ def data_kind(values):
     return "continuous"
 
 
-def check_counts(counts, what="counts"):
-    """``counts`` as float64 after checking they are X-ray counts; a
-    ValueError naming the problem otherwise."""
-    c = np.asarray(counts)
-    if not np.all(np.isfinite(c)):
-        raise ValueError(f"The {what} contain NaN or infinite values.")
+def check_finite(values, what="counts", axes="element, tilt, y, x"):
+    """``values`` as a float64 array after checking that none is NaN or infinite.
+
+    The InputError names the first bad position (in the order ``axes``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo.base.counts import check_finite
+    >>> check_finite(np.array([[1.0, np.nan]]), "maps", "row, column")
+    Traceback (most recent call last):
+    ...
+    hyperspy_edxtomo.base.errors.InputError: The maps contain NaN or infinite values (first at row, column = (0, 1)).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(v)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(v))[0])
+        raise InputError(f"The {what} contain NaN or infinite values (first at {axes} = {bad}).")
+    return v
+
+
+def check_counts(counts, what="counts", integer=True, axes="element, tilt, y, x"):
+    """``counts`` as float64 after checking they are X-ray counts: finite, >= 0 and,
+    with ``integer``, whole numbers (rounded off the float noise); an InputError
+    naming the problem and the fix otherwise.
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo.base.counts import check_counts
+    >>> check_counts([2.0, 0.0, 1.0]).tolist()
+    [2.0, 0.0, 1.0]
+    """
+    c = check_finite(counts, what, axes)
     if np.any(c < 0):
-        raise ValueError(f"The {what} contain negative values: X-ray counts are >= 0.")
-    if not is_counts(c):
-        raise ValueError(
-            f"The {what} are not integer X-ray counts (background-subtracted, normalised or smoothed maps). "
-            "Keep raw counts with get_element_maps() (the default keeps them and models the background), "
-            "or use a method that works on any maps."
+        n = int((c < 0).sum())
+        raise InputError(
+            f"The {what} contain {n} negative values: X-ray counts are >= 0. Background-subtracted maps can be made "
+            "non-negative with negative='clip' or, better, kept as raw counts with the background modelled "
+            "(get_element_maps() does so by default)."
         )
-    return np.round(c).astype(np.float64)
+    if integer:
+        if not is_counts(c):
+            raise InputError(
+                f"The {what} are not integer X-ray counts (background-subtracted, normalised or smoothed maps). "
+                "Keep raw counts with get_element_maps() (the default keeps them and models the background), "
+                "or use a method that works on any maps."
+            )
+        c = np.round(c)
+    return c
 
 
 def count_split(counts, fraction=0.5, seed=0):

@@ -1,7 +1,45 @@
-"""Errors and warnings the package raises for the user."""
+"""Errors and warnings the package raises for the user.
+
+Every error a user can act on (bad input, a damaged file, an output that
+would overwrite something) is an :class:`EdxtomoError`; the command line
+reports those in one line and exits 2, anything else is a failure of the
+package (exit 1, traceback with ``--debug``). Each class also derives from
+the built-in exception it refines (``ValueError``, ``TypeError``,
+``OSError``), so ``except ValueError`` keeps working.
+
+* :class:`InputError` -- data or arguments that cannot be used (wrong shape,
+  NaN, unknown element or method, a parameter out of range);
+* :class:`InputTypeError` -- an argument of the wrong type;
+* :class:`FileError` -- a file that cannot be read as what it should be
+  (empty, truncated, corrupt, crashing its reader);
+* :class:`OutputError` -- an output refused (it exists, or it is an input).
+"""
 
 import inspect
 import warnings
+
+__all__ = ["EdxtomoError", "InputError", "InputTypeError", "FileError", "OutputError", "warn"]
+
+
+class EdxtomoError(Exception):
+    """Base of the errors a user can act on; the message names the problem and the fix."""
+
+
+class InputError(EdxtomoError, ValueError):
+    """Data or arguments that cannot be used: the message names the argument or the file."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong type."""
+
+
+class FileError(EdxtomoError, OSError):
+    """A file that cannot be read as what it should be (empty, truncated, corrupt)."""
+
+
+class OutputError(EdxtomoError, ValueError):
+    """An output that would replace something the user keeps (an existing result, an input)."""
+
 
 # modules whose frames a warning skips (the package, its built-in plugins among it, and the libraries it calls)
 _INTERNAL = ("hyperspy_edxtomo", "dask.", "hyperspy.")

@@ -5,6 +5,12 @@ one line per step) and obeys HyperSpy's ``show_progressbar`` convention:
 ``None`` takes ``hs.preferences.General.show_progressbar``, a bool forces it.
 Dask computations tick the same kind of bar (dask's own ``ProgressBar``
 writes to standard output, one refresh per line in a log).
+
+What a step decided (a strength chosen, an alignment stage kept, a
+reconstruction's time) goes to the standard ``logging`` module, to the
+loggers under ``hyperspy_edxtomo`` (``logging.getLogger("hyperspy_edxtomo")
+.setLevel("INFO")`` shows them); warnings that ask the user to act go through
+:func:`hyperspy_edxtomo.base.errors.warn`.
 """
 
 import sys

@@ -3,6 +3,8 @@
 import numpy as np
 from scipy import ndimage
 
+from hyperspy_edxtomo.base.errors import InputError
+
 __all__ = ["misalign"]
 
 
@@ -47,11 +49,11 @@ def misalign(views, max_shift_px=3.0, rotation_deg=0.0, seed=None):
     """
     views = np.asarray(views)
     if views.ndim != 4:
-        raise ValueError(f"views must be shaped (element, tilt, y, x), got {views.shape}.")
+        raise InputError(f"views must be shaped (element, tilt, y, x), got {views.shape}.")
     if not (np.isfinite(max_shift_px) and max_shift_px >= 0):
-        raise ValueError(f"max_shift_px must be a finite number >= 0, got {max_shift_px!r}.")
+        raise InputError(f"max_shift_px must be a finite number >= 0, got {max_shift_px!r}.")
     if not np.isfinite(rotation_deg):
-        raise ValueError(f"rotation_deg must be a finite number, got {rotation_deg!r}.")
+        raise InputError(f"rotation_deg must be a finite number, got {rotation_deg!r}.")
     rng = np.random.default_rng(seed)
     n = views.shape[1]
     shift_x = rng.uniform(-max_shift_px, max_shift_px, n)

@@ -19,6 +19,7 @@ proportionally smaller particle if ``voxel_size_nm`` is kept.
 
 import numpy as np
 
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.provenance import append_history, plain_record
 from hyperspy_edxtomo.signals import volume_from_array
 
@@ -80,12 +81,12 @@ def _check_kind(kind):
         for name in KINDS:
             if kind.replace(" ", "").lower() == name.lower():
                 return name
-    raise ValueError(f"Unknown kind {kind!r}: choose one of {list(KINDS)}.")
+    raise InputError(f"Unknown kind {kind!r}: choose one of {list(KINDS)}.")
 
 
 def _check_size(size):
     if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 8:
-        raise ValueError(f"size must be an integer number of voxels >= 8, got {size!r}")
+        raise InputError(f"size must be an integer number of voxels >= 8, got {size!r}")
     return int(size)
 
 
@@ -93,9 +94,9 @@ def check_positive(value, name):
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
+        raise InputError(f"{name} must be a positive number, got {value!r}") from None
     if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise InputError(f"{name} must be a positive number, got {value!r}")
     return value
 
 
@@ -103,10 +104,10 @@ def _check_fraction(value, name, low=0.0, high=1.0, high_open=False):
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [{low}, {high}{')' if high_open else ']'}, got {value!r}") from None
+        raise InputError(f"{name} must be a number in [{low}, {high}{')' if high_open else ']'}, got {value!r}") from None
     ok = np.isfinite(value) and low <= value and (value < high if high_open else value <= high)
     if not ok:
-        raise ValueError(f"{name} must be in [{low}, {high}{')' if high_open else ']'}, got {value!r}")
+        raise InputError(f"{name} must be in [{low}, {high}{')' if high_open else ']'}, got {value!r}")
     return value
 
 
@@ -156,7 +157,7 @@ def _roughness_field(rng, u):
 def _unit_vector(direction, name):
     d = np.asarray(direction, dtype=float).ravel()
     if d.shape != (3,) or not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
-        raise ValueError(f"{name} must be a non-zero (x, y, z) vector, got {direction!r}")
+        raise InputError(f"{name} must be a non-zero (x, y, z) vector, got {direction!r}")
     return d / np.linalg.norm(d)
 
 
@@ -178,7 +179,7 @@ def _check_fits(outer_mask, size, what):
     border = np.zeros_like(outer_mask, dtype=bool)
     border[[0, -1], :, :] = border[:, [0, -1], :] = border[:, :, [0, -1]] = True
     if np.any(outer_mask[border] > 1e-3):
-        raise ValueError(
+        raise InputError(
             f"The {what} does not fit in the {size}-voxel box: reduce its dimensions, "
             "increase size or voxel_size_nm."
         )
@@ -294,7 +295,7 @@ def core_shell_phantom(
     else:
         shells = list(np.atleast_1d(np.asarray(shell_thickness_nm, dtype=float)))
         if len(shells) != n_shells:
-            raise ValueError(
+            raise InputError(
                 f"{kind} has {n_shells} shell(s) {list(spec['layers'][1:])}: give {n_shells} "
                 f"shell thickness(es), got {len(shells)}."
             )
@@ -458,7 +459,7 @@ def nanorod_phantom(
         "shell_thickness_nm",
     )
     if length_nm < 2 * radius_nm:
-        raise ValueError(
+        raise InputError(
             f"length_nm ({length_nm:.3g}) must be at least the core diameter 2 * radius_nm ({2 * radius_nm:.3g})."
         )
     d = _unit_vector(_NANOROD["direction"] if direction is None else direction, "direction")

@@ -4,6 +4,9 @@ from importlib import resources
 
 import numpy as np
 
+from hyperspy_edxtomo.alignment.transform import transform_counts
+from hyperspy_edxtomo.signals import element_maps_from_array
+
 __all__ = ["qd1", "QD1_CITATION"]
 
 #: where QD1 comes from (Apache-2.0); stored in the signal's metadata too
@@ -51,15 +54,12 @@ def qd1(aligned=False, seed=0):
     >>> int(maps.data[0, 6].sum())  # Se counts at 0 deg
     807
     """
-    from hyperspy_edxtomo.signals import element_maps_from_array
-
     with resources.files(__package__).joinpath("data", "qd1_element_maps.npz").open("rb") as f:
         z = dict(np.load(f))
     counts = z["counts"].astype(np.float32)
     rotation = z["ref_rotation_deg"].astype(float)
     sx, sy = z["ref_shift_x_px"].astype(float), z["ref_shift_y_px"].astype(float)
     if aligned:
-        from hyperspy_edxtomo.alignment.policy import transform_counts
 
         rng = np.random.default_rng(seed)
         mask = z["ref_mask"].astype(np.float32)

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from hyperspy_edxtomo.base.conventions import NODE
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.provenance import append_history, plain_record
 from hyperspy_edxtomo.datasets.misalignment import misalign
 from hyperspy_edxtomo.datasets.phantoms import (
@@ -66,7 +67,7 @@ _DOT_RADIUS = (_CDSE["core_radius_nm"] + sum(_CDSE["shell_thickness_nm"])) / REF
 
 def _choice(value, choices, name):
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}: choose one of {list(choices)}.")
+        raise InputError(f"Unknown {name} {value!r}: choose one of {list(choices)}.")
     return value
 
 
@@ -74,9 +75,9 @@ def _non_negative(value, name):
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
+        raise InputError(f"{name} must be a number >= 0, got {value!r}") from None
     if not (np.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
     return value
 
 
@@ -152,7 +153,7 @@ def scene_phantom(scene, size=64, voxel_size_nm=0.189, seed=0, field_margin=None
     """
     scene = _choice(scene, SCENES, "scene")
     if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
-        raise ValueError(f"size must be an integer number of pixels >= {MIN_SIZE} (the particles need it), "
+        raise InputError(f"size must be an integer number of pixels >= {MIN_SIZE} (the particles need it), "
                          f"got {size!r}")
     size = int(size)
     voxel_size_nm = check_positive(voxel_size_nm, "voxel_size_nm")
@@ -166,7 +167,7 @@ def scene_phantom(scene, size=64, voxel_size_nm=0.189, seed=0, field_margin=None
     elif isinstance(field_margin, (int, np.integer)) and not isinstance(field_margin, bool) and field_margin >= needed:
         margin = int(field_margin)
     else:
-        raise ValueError(f"field_margin must be None or an integer >= {needed} (the {scene!r} scene's particles "
+        raise InputError(f"field_margin must be None or an integer >= {needed} (the {scene!r} scene's particles "
                          f"need it at size {size}), got {field_margin!r}")
     width = size + 2 * margin
     data = np.zeros((len(ELEMENTS), width, size, width), np.float32)
@@ -182,7 +183,7 @@ def scene_phantom(scene, size=64, voxel_size_nm=0.189, seed=0, field_margin=None
         box_sl = (slice(None), slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
         part = p[:, lo[2] - start[2]:hi[2] - start[2], lo[1] - start[1]:hi[1] - start[1], lo[0] - start[0]:hi[0] - start[0]]
         if part.sum() < (1 - 1e-3) * p.sum():  # rows (y) are not padded: a particle must fit in them
-            raise ValueError(f"A particle of the {scene!r} scene does not fit in {size} rows: increase size.")
+            raise InputError(f"A particle of the {scene!r} scene does not fit in {size} rows: increase size.")
         np.maximum(data[box_sl], part, out=data[box_sl])
         inside = [slice(max(margin - a, 0), max(min(margin + size - a, n), 0)) for a in (start[2], start[0])]
         info = vol.metadata.Simulation.phantom.as_dictionary()
@@ -302,7 +303,7 @@ def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="c
     except (TypeError, ValueError):
         rotation_deg = np.nan
     if not np.isfinite(rotation_deg):
-        raise ValueError("rotation_deg must be a finite number (degrees)")
+        raise InputError("rotation_deg must be a finite number (degrees)")
     if haadf_snr is not None:
         haadf_snr = check_positive(haadf_snr, "haadf_snr")
     tilts = np.sort(default_tilts(tilts))

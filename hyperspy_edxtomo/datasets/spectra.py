@@ -18,6 +18,7 @@ import inspect
 
 import numpy as np
 
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.private_api import is_lazy
 from hyperspy_edxtomo.base.provenance import append_history, get_history, plain_record
 from hyperspy_edxtomo.datasets.phantoms import check_positive as _positive
@@ -27,6 +28,7 @@ from hyperspy_edxtomo.signals import (
     element_maps_from_array,
     tilt_series_from_array,
 )
+from hyperspy_edxtomo.signals.tilts import check_tilts
 
 # docstring fragment shared by the simulators (HyperSpy's convention)
 PHANTOM_TILTS_ARGS = """phantom : ElementVolume
@@ -61,7 +63,6 @@ _DETECTOR_CUTOFF_KEV = 0.35
 
 
 def default_tilts(tilts):
-    from hyperspy_edxtomo.signals.tilts import check_tilts
 
     return check_tilts(np.linspace(-60.0, 60.0, 13) if tilts is None else tilts)
 
@@ -144,7 +145,7 @@ def project(volume_array, tilts_deg):
     if squeeze:
         vol = vol[None]
     if vol.ndim != 4:
-        raise ValueError(f"volume_array must be shaped (element, z, y, x) or (z, y, x), got shape {vol.shape}")
+        raise InputError(f"volume_array must be shaped (element, z, y, x) or (z, y, x), got shape {vol.shape}")
     tilts = np.atleast_1d(np.asarray(tilts_deg, dtype=float)).ravel()
     n_el, nz, ny, nx = vol.shape
     # (z, x) voxels as rows, every (element, y) slice as a column
@@ -162,12 +163,12 @@ def project(volume_array, tilts_deg):
 
 def _check_phantom(phantom):
     if not isinstance(phantom, ElementVolume):
-        raise ValueError(
+        raise InputError(
             f"phantom must be an ElementVolume (e.g. from core_shell_phantom), got {type(phantom).__name__}"
         )
     data = phantom.to_numpy()
     if not np.all(np.isfinite(data)) or np.any(data < 0):
-        raise ValueError("The phantom must hold finite, non-negative densities.")
+        raise InputError("The phantom must hold finite, non-negative densities.")
     if is_lazy(phantom):
         phantom = phantom.deepcopy()
         phantom.compute()
@@ -182,9 +183,9 @@ def per_element_counts(counts_per_tilt, elements):
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"counts_per_tilt{what} must be a number, got {value!r}") from None
+            raise InputError(f"counts_per_tilt{what} must be a number, got {value!r}") from None
         if not np.isfinite(value) or value < 0:
-            raise ValueError(f"counts_per_tilt{what} must be a finite number >= 0, got {value!r}")
+            raise InputError(f"counts_per_tilt{what} must be a finite number >= 0, got {value!r}")
         return value
 
     resolved = {el: float(DEFAULT_COUNTS_PER_TILT.get(el, FALLBACK_COUNTS_PER_TILT)) for el in elements}
@@ -193,7 +194,7 @@ def per_element_counts(counts_per_tilt, elements):
     if isinstance(counts_per_tilt, dict):
         unknown = [k for k in counts_per_tilt if k not in elements]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"counts_per_tilt names element(s) {unknown} that are not in the phantom {elements}."
             )
         for el, value in counts_per_tilt.items():
@@ -306,7 +307,7 @@ def _main_line(element, beam_energy_keV, e_min, e_max):
         if name in ("Ka", "La", "Ma") and e_min <= lines[name]["energy (keV)"] <= e_max
     )
     if not alphas:
-        raise ValueError(
+        raise InputError(
             f"Element {element} has no alpha X-ray line in the energy range {e_min:.3g} to {e_max:.3g} keV: "
             "increase n_channels or energy_scale_keV."
         )
@@ -462,11 +463,11 @@ def simulate_tilt_series(
     energy_scale_keV = _positive(energy_scale_keV, "energy_scale_keV")
     energy_resolution_MnKa_eV = _positive(energy_resolution_MnKa_eV, "energy_resolution_MnKa_eV")
     if isinstance(n_channels, (bool, np.bool_)) or not isinstance(n_channels, (int, np.integer)) or n_channels < 16:
-        raise ValueError(f"n_channels must be an integer >= 16, got {n_channels!r}")
+        raise InputError(f"n_channels must be an integer >= 16, got {n_channels!r}")
     n_channels = int(n_channels)
     other_lines_fraction = float(other_lines_fraction)
     if not (0.0 <= other_lines_fraction <= 1.0):
-        raise ValueError(f"other_lines_fraction must be in [0, 1], got {other_lines_fraction!r}")
+        raise InputError(f"other_lines_fraction must be in [0, 1], got {other_lines_fraction!r}")
     e_range = (0.0, n_channels * energy_scale_keV)
 
     from exspy.material import elements as db
@@ -510,7 +511,7 @@ def simulate_tilt_series(
     else:
         background_counts_per_pixel = float(background_counts_per_pixel)
         if not np.isfinite(background_counts_per_pixel) or background_counts_per_pixel < 0:
-            raise ValueError(f"background_counts_per_pixel must be a finite number >= 0, got {background_counts_per_pixel!r}")
+            raise InputError(f"background_counts_per_pixel must be a finite number >= 0, got {background_counts_per_pixel!r}")
     centres = (np.arange(n_channels) + 0.5) * energy_scale_keV
     continuum = _continuum_shape(centres, beam_energy_keV)
     if continuum.sum() > 0 and background_counts_per_pixel > 0:

@@ -6,7 +6,12 @@ network is the identity of whatever residual form its user wraps it in
 end-to-end network): training only ever has to learn a correction.
 """
 
+import math
+
 import numpy as np
+
+from hyperspy_edxtomo.base.errors import InputError
+from hyperspy_edxtomo.base.progress import progress_bar
 
 
 def _torch():
@@ -35,7 +40,7 @@ def build_unet(dim, in_channels, out_channels, channels=16, levels=3, padding_mo
     torch = _torch()
     nn = torch.nn
     if dim not in (2, 3):
-        raise ValueError(f"dim must be 2 or 3, got {dim!r}")
+        raise InputError(f"dim must be 2 or 3, got {dim!r}")
     Conv = nn.Conv2d if dim == 2 else nn.Conv3d
     Up = nn.ConvTranspose2d if dim == 2 else nn.ConvTranspose3d
     pool = torch.nn.functional.avg_pool2d if dim == 2 else torch.nn.functional.avg_pool3d
@@ -122,32 +127,59 @@ def seed_everything(seed):
     return np.random.default_rng(int(seed))
 
 
-def train(net, batches, loss_fn, steps, learning_rate, description, show_progressbar=False):
-    """Adam with cosine decay over ``steps``; ``batches()`` gives ``(input,
-    target)`` tensors on the net's device, ``loss_fn(net, input, target)`` the
-    loss. A progress bar shows the running loss. Returns the losses."""
+def train(net, batches, loss_fn, steps, learning_rate, description, show_progressbar=False, evaluate=None,
+          eval_every=None, patience=None):
+    """The one training loop of the package's networks (Q^D, Q^S, T).
+
+    Adam with cosine decay over ``steps``; ``batches()`` gives a tuple of
+    tensors on the net's device, ``loss_fn(net, *batch)`` the loss. A
+    progress bar shows the running loss.
+
+    With ``evaluate`` (a callable returning a held-out score, lower is
+    better) the net is scored every ``eval_every`` steps and at the last
+    one; training stops after ``patience`` scores without improvement and
+    the best state is restored (early stopping on held-out data).
+
+    Returns
+    -------
+    dict
+        ``losses`` (per step), ``evaluations`` (``(step, score)`` pairs) and
+        ``best_step`` (the step whose state the net holds).
+    """
     torch = _torch()
-    from hyperspy_edxtomo.base.progress import progress_bar
 
     steps = int(steps)
     opt = torch.optim.Adam(net.parameters(), lr=float(learning_rate))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=float(learning_rate) * 0.05)
-    losses = []
+    losses, evaluations = [], []
+    best_score, best_step, best_state, bad = math.inf, 0, None, 0
     net.train()
     with progress_bar(total=steps, desc=description, show=show_progressbar) as pbar:
-        for step in range(steps):
-            x, t = batches()
-            loss = loss_fn(net, x, t)
+        for step in range(1, steps + 1):
+            loss = loss_fn(net, *batches())
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             losses.append(float(loss.item()))
             pbar.update(1)
-            if (step + 1) % 10 == 0:
+            if step % 10 == 0 or step == steps:
                 pbar.set_postfix(loss=f"{np.mean(losses[-10:]):.4g}", refresh=False)
+            if evaluate is not None and (step % int(eval_every) == 0 or step == steps):
+                score = float(evaluate())
+                evaluations.append((step, score))
+                if score < best_score:
+                    best_score, best_step, bad = score, step, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    bad += 1
+                pbar.set_postfix(loss=f"{np.mean(losses[-10:]):.4g}", held_out=f"{score:.4g}", refresh=False)
+                if bad >= int(patience):
+                    break
+    if best_state is not None:
+        net.load_state_dict(best_state)
     net.eval()
-    return losses
+    return {"losses": losses, "evaluations": evaluations, "best_step": best_step if best_state is not None else len(losses)}
 
 
 def random_flips(rng, dims, *tensors):
@@ -178,11 +210,11 @@ def load_weights(path, fmt, version, what, missing=None):
             raise FileNotFoundError(f"No {what} at {path}. {missing}") from None
         raise
     except Exception as err:
-        raise ValueError(f"{path} is not {what} of hyperspy_edxtomo ({err}).") from None
+        raise InputError(f"{path} is not {what} of hyperspy_edxtomo ({err}).") from None
     if not isinstance(blob, dict) or blob.get("format") != fmt:
-        raise ValueError(f"{path} is not {what} of hyperspy_edxtomo.")
+        raise InputError(f"{path} is not {what} of hyperspy_edxtomo.")
     if blob.get("version", 0) > version:
-        raise ValueError(f"{path} was written by a newer version (format {blob['version']}).")
+        raise InputError(f"{path} was written by a newer version (format {blob['version']}).")
     return blob
 
 
@@ -191,5 +223,5 @@ def load_state(net, state_dict, path):
     try:
         net.load_state_dict(state_dict)
     except RuntimeError as err:
-        raise ValueError(f"{path}: the weights do not fit the network their settings describe ({err}).") from None
+        raise InputError(f"{path}: the weights do not fit the network their settings describe ({err}).") from None
     return net.eval()

@@ -24,18 +24,29 @@ that a denoised map keeps the dose of the data (the reconstruction and the
 Poisson statistics downstream rely on it).
 """
 
+from __future__ import annotations
+
+import logging
 import warnings
 
 import numpy as np
 
 from hyperspy_edxtomo.base.conventions import to_nm
-from hyperspy_edxtomo.base.counts import is_counts
+from hyperspy_edxtomo.base.counts import check_counts, is_counts
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError
 from hyperspy_edxtomo.base.private_api import is_lazy
 from hyperspy_edxtomo.base.progress import show_progress
 from hyperspy_edxtomo.base.provenance import append_history
-from hyperspy_edxtomo.plugins.contract import Context, DenoisingResult
+from hyperspy_edxtomo.denoising.count_split_net import CountSplitDenoiserModel
+from hyperspy_edxtomo.plugins.contract import Context, Denoiser, DenoisingResult
+from hyperspy_edxtomo.plugins.manager import (
+    denoisers,
+    get_denoiser,  # the one lookup, re-exported for maps.denoise users
+)
 from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
 from hyperspy_edxtomo.signals.methods import signal_method
+
+_logger = logging.getLogger(__name__)
 
 #: fewest counts per element a count-splitting method accepts
 MIN_COUNTS_TO_SPLIT = 20
@@ -45,21 +56,12 @@ class NotCountsWarning(UserWarning):
     """The maps hold non-integer values: they are not raw X-ray counts."""
 
 
-def get_denoiser(method):
-    """The denoiser class called ``method``; a ValueError lists the installed ones."""
-    from hyperspy_edxtomo.plugins.manager import get_denoiser as _get_denoiser
-
-    return _get_denoiser(method)
-
-
 def list_denoisers():
     """``{name: summary}`` of the installed denoisers."""
-    from hyperspy_edxtomo.plugins.manager import denoisers
-
     return {name: cls.summary for name, cls in denoisers().items()}
 
 
-def check_counts(counts, assumes_counts=True, splits_counts=False, elements=None):
+def check_denoising_input(counts, assumes_counts=True, splits_counts=False, elements=None):
     """Validate element-map counts; returns them as float64.
 
     NaN/inf and negative values raise; non-integer values warn
@@ -68,23 +70,10 @@ def check_counts(counts, assumes_counts=True, splits_counts=False, elements=None
     """
     c = np.asarray(counts)
     if c.ndim != 4:
-        raise ValueError(f"Element maps must be shaped (element, tilt, y, x), got shape {c.shape}.")
+        raise InputError(f"Element maps must be shaped (element, tilt, y, x), got shape {c.shape}.")
     if c.size == 0:
-        raise ValueError("The element maps are empty.")
-    c = c.astype(np.float64)
-    if not np.all(np.isfinite(c)):
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(c))[0])
-        raise ValueError(
-            f"The element maps contain NaN or infinite values (first at element, tilt, y, x = {bad}); "
-            "denoising needs finite X-ray counts."
-        )
-    if np.any(c < 0):
-        n = int((c < 0).sum())
-        raise ValueError(
-            f"The element maps contain {n} negative values: X-ray counts are >= 0. Background-subtracted maps "
-            "can be made non-negative with negative='clip' or, better, kept as raw counts with the background "
-            "modelled (get_element_maps() does so by default)."
-        )
+        raise InputError("The element maps are empty.")
+    c = check_counts(c, "element maps", integer=False)
     if assumes_counts and not is_counts(c):
         warnings.warn(
             "The element maps are not integer counts (e.g. background-subtracted, normalised or already "
@@ -101,7 +90,7 @@ def check_counts(counts, assumes_counts=True, splits_counts=False, elements=None
         names = elements if elements is not None else [str(i) for i in range(c.shape[0])]
         few = [f"{n} ({int(t)})" for n, t in zip(names, totals) if t < MIN_COUNTS_TO_SPLIT]
         if few:
-            raise ValueError(
+            raise InputError(
                 f"Too few counts to split for element(s) {', '.join(few)}: count splitting needs at least "
                 f"{MIN_COUNTS_TO_SPLIT} counts per element (all tilts together). Drop the element or use a "
                 "classical denoiser (e.g. method='gaussian')."
@@ -125,7 +114,8 @@ def rescale_to_totals(denoised, counts):
 
 
 @signal_method(ElementMapTiltSeries)
-def denoise(maps, method="gaussian", show_progressbar=None, **parameters):
+def denoise(maps: ElementMapTiltSeries, method: str = "gaussian", show_progressbar: bool | None = None,
+            **parameters) -> ElementMapTiltSeries:
     """Denoise the maps with an installed denoiser plugin.
 
     Parameters
@@ -151,10 +141,11 @@ def denoise(maps, method="gaussian", show_progressbar=None, **parameters):
     return apply_denoiser(maps, denoiser, show_progressbar=show_progressbar)[0]
 
 
-def apply_denoiser(maps, denoiser, show_progressbar=None, seed=0):
+def apply_denoiser(maps: ElementMapTiltSeries, denoiser: Denoiser, show_progressbar: bool | None = None,
+                   seed: int = 0) -> tuple[ElementMapTiltSeries, DenoisingResult]:
     """Run a configured denoiser on ``maps``: ``(denoised maps, DenoisingResult)``.
 
-    The counts are checked for the method (:func:`check_counts`), the
+    The counts are checked for the method (:func:`check_denoising_input`), the
     result's maps are rescaled to the raw count total of every (element,
     tilt) map, the method, its parameters and what it chose go into the
     history. Lazy maps give lazy maps (computed now: a denoiser sees every
@@ -171,13 +162,13 @@ def apply_denoiser(maps, denoiser, show_progressbar=None, seed=0):
     """
     method = denoiser.name
     elements = list(maps.elements)
-    counts = check_counts(maps.to_numpy(), denoiser.assumes_counts, denoiser.splits_counts, elements)
+    counts = check_denoising_input(maps.to_numpy(), denoiser.assumes_counts, denoiser.splits_counts, elements)
     scale, units = to_nm(*maps.pixel_size)
     context = Context(elements=tuple(elements), tilts_deg=maps.tilts, pixel_size_nm=scale if units == "nm" else None,
                       seed=seed, show_progressbar=show_progress(show_progressbar))
     result = denoiser.denoise_counts(counts, context)
     if not isinstance(result, DenoisingResult):
-        raise TypeError(f"Denoiser {method!r} returned {type(result).__name__}; denoise_counts must return a "
+        raise InputTypeError(f"Denoiser {method!r} returned {type(result).__name__}; denoise_counts must return a "
                         "hyperspy_edxtomo.plugins.DenoisingResult.")
     out = np.asarray(result.counts, np.float64)
     if out.shape != counts.shape:
@@ -191,17 +182,19 @@ def apply_denoiser(maps, denoiser, show_progressbar=None, seed=0):
     denoised.data = out
     denoised.metadata.General.title = f"{maps.metadata.General.title} (denoised: {method})"
     append_history(denoised, "denoising", method, {**denoiser.parameter_values(), **result.chosen})
+    _logger.info("denoised %s with %s%s", elements, method, f" (chose {sorted(result.chosen)})" if result.chosen else "")
     return (denoised.as_lazy() if is_lazy(maps) else denoised), result
 
 
 @signal_method(ElementMapTiltSeries)
-def denoise_deep(maps, model=None, return_model=False, show_progressbar=None, **parameters):
+def denoise_deep(maps: ElementMapTiltSeries, model=None, return_model: bool = False,
+                 show_progressbar: bool | None = None, **parameters):
     """Self-supervised deep denoising by Poisson count splitting.
 
     A small U-Net (elements as channels) is trained on these maps: each
     count goes at random to the network input or to the target, the loss
     is the Poisson likelihood of the target, early stopping on held-out
-    counts (see :mod:`hyperspy_edxtomo.denoising_net`).
+    counts (see :mod:`hyperspy_edxtomo.denoising.count_split_net`).
 
     Parameters
     ----------
@@ -228,13 +221,12 @@ def denoise_deep(maps, model=None, return_model=False, show_progressbar=None, **
     -------
     ElementMapTiltSeries or (ElementMapTiltSeries, CountSplitDenoiserModel)
     """
-    from hyperspy_edxtomo.denoising.count_split_net import CountSplitDenoiserModel
 
     cls = get_denoiser("deep")
     if model is not None:
         extra = set(parameters) - {"cuda"}
         if extra:
-            raise ValueError(f"With model=, training settings {sorted(extra)} do not apply; only cuda= does.")
+            raise InputError(f"With model=, training settings {sorted(extra)} do not apply; only cuda= does.")
         if not isinstance(model, CountSplitDenoiserModel):
             model = CountSplitDenoiserModel.load(model)
         model.check_elements(maps.elements)

@@ -46,11 +46,12 @@ part of the data (``validation_fraction``) is held out for early stopping:
 the held-out Poisson deviance picks the best weights.
 """
 
-import math
 import time
 
 import numpy as np
 
+from hyperspy_edxtomo.base.counts import poisson_deviance
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.deep.networks import (
     build_unet,
     load_state,
@@ -58,6 +59,7 @@ from hyperspy_edxtomo.deep.networks import (
     save_weights,
     torch_device,
 )
+from hyperspy_edxtomo.deep.networks import train as train_net
 
 FORMAT = "hyperspy_edxtomo.count_split_unet"
 VERSION = 2
@@ -132,11 +134,11 @@ class CountSplitDenoiserModel:
     def __init__(self, elements, **config):
         unknown = set(config) - set(DEFAULT_CONFIG)
         if unknown:
-            raise ValueError(f"Unknown setting(s) {sorted(unknown)}; known: {', '.join(DEFAULT_CONFIG)}.")
+            raise InputError(f"Unknown setting(s) {sorted(unknown)}; known: {', '.join(DEFAULT_CONFIG)}.")
         self.elements = [str(e) for e in elements]
         self.config = {**DEFAULT_CONFIG, **config}
         if self.config["training"] not in TRAININGS:
-            raise ValueError(f"training={self.config['training']!r} is not one of {TRAININGS}.")
+            raise InputError(f"training={self.config['training']!r} is not one of {TRAININGS}.")
         self.net = None
         self.training_log = {}
 
@@ -161,7 +163,7 @@ class CountSplitDenoiserModel:
         """The channel order for ``elements``; a ValueError when they do not match."""
         elements = [str(e) for e in elements]
         if sorted(elements) != sorted(self.elements):
-            raise ValueError(
+            raise InputError(
                 f"This denoiser was trained on elements {self.elements} but the maps hold {elements}: "
                 "a model applies only to maps of the same elements. Train a new one with denoise_deep() "
                 "(without model=), or select the matching elements."
@@ -238,21 +240,19 @@ class CountSplitDenoiserModel:
             best step and the time taken.
         """
         torch = _torch()
-        from hyperspy_edxtomo.base.progress import progress_bar
-
         cfg = self.config
         mode = cfg["training"]
         counts = np.round(np.asarray(counts, np.float64)).astype(np.int64)
         if counts.ndim != 4 or counts.shape[0] != len(self.elements):
-            raise ValueError(f"counts must be shaped ({len(self.elements)}, tilt, y, x), got {counts.shape}.")
+            raise InputError(f"counts must be shaped ({len(self.elements)}, tilt, y, x), got {counts.shape}.")
         if mode == "frame_split":
             if frames is None:
-                raise ValueError("training='frame_split' needs frames=(frame, element, tilt, y, x) counts.")
+                raise InputError("training='frame_split' needs frames=(frame, element, tilt, y, x) counts.")
             frames = np.round(np.asarray(frames, np.float64)).astype(np.int64)
             if frames.ndim != 5 or frames.shape[1:] != counts.shape:
-                raise ValueError(f"frames must be shaped (frame, *{counts.shape}), got {frames.shape}.")
+                raise InputError(f"frames must be shaped (frame, *{counts.shape}), got {frames.shape}.")
             if frames.shape[0] < 2:
-                raise ValueError(f"Frame splitting needs at least 2 frames, got {frames.shape[0]}.")
+                raise InputError(f"Frame splitting needs at least 2 frames, got {frames.shape[0]}.")
             data = frames.transpose(2, 0, 1, 3, 4)  # (T, F, E, Y, X)
         else:
             data = counts.transpose(1, 0, 2, 3)[:, None]  # (T, 1, E, Y, X)
@@ -276,90 +276,69 @@ class CountSplitDenoiserModel:
         patch = min(int(cfg["patch_size"]), ny, nx)
         patch -= patch % m
         if patch < m:
-            raise ValueError(f"Maps of {ny}x{nx} pixels are too small for a U-Net with {cfg['levels']} levels.")
+            raise InputError(f"Maps of {ny}x{nx} pixels are too small for a U-Net with {cfg['levels']} levels.")
         p = float(cfg["split_fraction"])
         bsf = float(cfg["blind_spot_fraction"])
         self.net = self._new_net().to(device)
-        opt = torch.optim.Adam(self.net.parameters(), lr=float(cfg["learning_rate"]))
         steps = int(cfg["steps"])
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=float(cfg["learning_rate"]) * 0.05)
         means_t = torch.from_numpy(means.astype(np.float32)).to(device)[None, :, None, None]
         log_means = torch.log(means_t)
         bs = int(cfg["batch_size"])
-        losses, evals = [], []
-        best = (math.inf, 0, None)
-        bad_evals = 0
-        pbar = progress_bar(total=steps, desc="Training denoiser", show=show_progressbar)
-        try:
-            for step in range(1, steps + 1):
-                ti = rng.integers(0, t, bs)
-                yi = rng.integers(0, ny - patch + 1, bs)
-                xi = rng.integers(0, nx - patch + 1, bs)
-                dose = np.ones(bs)
-                mask = None
-                if mode == "frame_split":
-                    crop = np.stack([train[a, :, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
-                    sel = rng.random((bs, n_frames)) < p
-                    for i in range(bs):  # both parts need at least one frame
-                        if sel[i].all() or not sel[i].any():
-                            sel[i, rng.integers(0, n_frames)] = not sel[i].any()
-                    inp = np.einsum("bf,bfeyx->beyx", sel.astype(np.int64), crop)
-                    tgt = crop.sum(axis=1) - inp
-                    dose = np.clip((frame_share[ti] * sel).sum(axis=1), 1e-3, 1 - 1e-3)
-                else:
-                    crop = np.stack([train_sum[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
-                    if mode == "count_split":
-                        inp = rng.binomial(crop, p)
-                        tgt = crop - inp
-                        dose[:] = p
-                    else:  # blind spot
-                        mask = rng.random((bs, 1, patch, patch)) < bsf
-                        inp = np.where(mask, _donut_mean(crop.astype(np.float64)), crop)
-                        tgt = crop
-                        dose[:] = 1.0
-                k, f = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
-                dose_t = torch.from_numpy(dose.astype(np.float32)).to(device)[:, None, None, None]
-                x = torch.from_numpy(inp.astype(np.float32)).to(device) / (dose_t * means_t)
-                y = torch.from_numpy(tgt.astype(np.float32)).to(device)
-                x, y = _dihedral(x, k, f), _dihedral(y, k, f)
-                log_mu = self._log_mu(self.net(self._inputs(x, means_t)), log_means)
-                if mask is None:
-                    # Poisson NLL of the target under (1 - dose) mu, constants dropped
-                    loss = ((1 - dose_t) * torch.exp(log_mu) - y * log_mu).mean()
-                else:
-                    mk = _dihedral(torch.from_numpy(mask.astype(np.float32)).to(device), k, f)
-                    nll = torch.exp(log_mu) - y * log_mu
-                    loss = (nll * mk).sum() / (mk.sum() * e).clamp(min=1.0)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(loss.item())
-                pbar.update(1)
-                if step % 10 == 0 or step == steps:
-                    pbar.set_postfix(loss=f"{np.mean(losses[-10:]):.4g}", refresh=False)
-                if held is not None and (step % int(cfg["eval_every"]) == 0 or step == steps):
-                    mu = self._forward_full(train_sum, means, device, tta=False) * (vf / (1 - vf))
-                    dev = _deviance(held, mu) / held.size
-                    evals.append((step, dev))
-                    if dev < best[0]:
-                        best = (dev, step, {k_: v.detach().clone() for k_, v in self.net.state_dict().items()})
-                        bad_evals = 0
-                    else:
-                        bad_evals += 1
-                        if bad_evals >= int(cfg["patience"]):
-                            break
-                    pbar.set_postfix(loss=f"{np.mean(losses[-10:]):.4g}", held_out=f"{dev:.4g}", refresh=False)
-        finally:
-            pbar.close()
-        if best[2] is not None:
-            self.net.load_state_dict(best[2])
+
+        def batch():
+            ti = rng.integers(0, t, bs)
+            yi = rng.integers(0, ny - patch + 1, bs)
+            xi = rng.integers(0, nx - patch + 1, bs)
+            dose = np.ones(bs)
+            mask = None
+            if mode == "frame_split":
+                crop = np.stack([train[a, :, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
+                sel = rng.random((bs, n_frames)) < p
+                for i in range(bs):  # both parts need at least one frame
+                    if sel[i].all() or not sel[i].any():
+                        sel[i, rng.integers(0, n_frames)] = not sel[i].any()
+                inp = np.einsum("bf,bfeyx->beyx", sel.astype(np.int64), crop)
+                tgt = crop.sum(axis=1) - inp
+                dose = np.clip((frame_share[ti] * sel).sum(axis=1), 1e-3, 1 - 1e-3)
+            else:
+                crop = np.stack([train_sum[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
+                if mode == "count_split":
+                    inp = rng.binomial(crop, p)
+                    tgt = crop - inp
+                    dose[:] = p
+                else:  # blind spot
+                    mask = rng.random((bs, 1, patch, patch)) < bsf
+                    inp = np.where(mask, _donut_mean(crop.astype(np.float64)), crop)
+                    tgt = crop
+                    dose[:] = 1.0
+            k, f = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
+            dose_t = torch.from_numpy(dose.astype(np.float32)).to(device)[:, None, None, None]
+            x = torch.from_numpy(inp.astype(np.float32)).to(device) / (dose_t * means_t)
+            y = torch.from_numpy(tgt.astype(np.float32)).to(device)
+            mk = None if mask is None else _dihedral(torch.from_numpy(mask.astype(np.float32)).to(device), k, f)
+            return _dihedral(x, k, f), _dihedral(y, k, f), dose_t, mk
+
+        def loss(net, x, y, dose_t, mk):
+            log_mu = self._log_mu(net(self._inputs(x, means_t)), log_means)
+            if mk is None:
+                # Poisson NLL of the target under (1 - dose) mu, constants dropped
+                return ((1 - dose_t) * torch.exp(log_mu) - y * log_mu).mean()
+            nll = torch.exp(log_mu) - y * log_mu
+            return (nll * mk).sum() / (mk.sum() * e).clamp(min=1.0)
+
+        def held_out_deviance():
+            mu = self._forward_full(train_sum, means, device, tta=False) * (vf / (1 - vf))
+            return poisson_deviance(held, mu) / held.size
+
+        log = train_net(self.net, batch, loss, steps, cfg["learning_rate"], "Training denoiser", show_progressbar,
+                        evaluate=None if held is None else held_out_deviance, eval_every=cfg["eval_every"],
+                        patience=cfg["patience"])
         self.net = self.net.cpu() if device.type != "cpu" else self.net
         self.training_log = {
-            "losses": losses,
-            "held_out_deviance": evals,
-            "best_step": best[1] if best[2] is not None else len(losses),
-            "steps_run": len(losses),
+            "losses": log["losses"],
+            "held_out_deviance": log["evaluations"],
+            "best_step": log["best_step"],
+            "steps_run": len(log["losses"]),
             "device": device.type,
             "training": mode,
             "frames": int(n_frames) if mode == "frame_split" else None,
@@ -383,7 +362,7 @@ class CountSplitDenoiserModel:
         counts = np.asarray(counts, np.float64)
         order = self.check_elements(self.elements if elements is None else elements)
         if counts.ndim != 4 or counts.shape[0] != len(order):
-            raise ValueError(f"counts must be shaped ({len(order)}, tilt, y, x), got {counts.shape}.")
+            raise InputError(f"counts must be shaped ({len(order)}, tilt, y, x), got {counts.shape}.")
         device = torch_device(cuda)
         # channels in the model's order
         inverse = np.argsort(order)
@@ -433,11 +412,3 @@ class CountSplitDenoiserModel:
             f"CountSplitDenoiserModel(elements={self.elements}, {state}, training={c['training']!r}, "
             f"joint={c['joint']}, levels={c['levels']}, channels={c['channels']})"
         )
-
-
-def _deviance(y, mu, eps=1e-9):
-    y = np.asarray(y, np.float64)
-    mu = np.clip(mu, eps, None)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term = np.where(y > 0, y * np.log(y / mu), 0.0)
-    return float(2 * np.sum(term - (y - mu)))

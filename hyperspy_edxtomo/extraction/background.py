@@ -1,16 +1,23 @@
 """Background subtraction of element maps (the maps then stop being counts)."""
 
+from __future__ import annotations
+
+from typing import Literal, get_args
+
 import numpy as np
 
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.private_api import is_lazy, with_new_data
 from hyperspy_edxtomo.base.provenance import append_history
 from hyperspy_edxtomo.signals.background import background_data, set_background
 from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
 from hyperspy_edxtomo.signals.methods import signal_method
 
-__all__ = ["NEGATIVE_CHOICES", "apply_negative", "subtract_background"]
+__all__ = ["Negative", "NEGATIVE_CHOICES", "apply_negative", "subtract_background"]
 
-NEGATIVE_CHOICES = ("clip", "keep", "raise")
+#: what happens to pixels that are negative after subtraction
+Negative = Literal["clip", "keep", "raise"]
+NEGATIVE_CHOICES = get_args(Negative)
 
 
 def apply_negative(data, negative, lazy):
@@ -19,15 +26,15 @@ def apply_negative(data, negative, lazy):
         return data.clip(0, None)
     if negative == "raise":
         if lazy:
-            raise ValueError("negative='raise' needs the values: compute() the series first or use 'clip'/'keep'.")
+            raise InputError("negative='raise' needs the values: compute() the series first or use 'clip'/'keep'.")
         if np.any(data < 0):
             n = int((data < 0).sum())
-            raise ValueError(f"{n} pixels are negative after background subtraction (negative='raise').")
+            raise InputError(f"{n} pixels are negative after background subtraction (negative='raise').")
     return data
 
 
 @signal_method(ElementMapTiltSeries)
-def subtract_background(maps, negative="clip"):
+def subtract_background(maps: ElementMapTiltSeries, negative: Negative = "clip") -> ElementMapTiltSeries:
     """The maps minus their background: ``data - background``.
 
     Parameters
@@ -62,10 +69,10 @@ def subtract_background(maps, negative="clip"):
     (1.5, True)
     """
     if negative not in NEGATIVE_CHOICES:
-        raise ValueError(f"negative must be one of {NEGATIVE_CHOICES}, got {negative!r}")
+        raise InputError(f"negative must be one of {NEGATIVE_CHOICES}, got {negative!r}")
     b = background_data(maps)
     if b is None:
-        raise ValueError(
+        raise InputError(
             "These maps carry no background (metadata.Tomography.background): there is nothing to subtract. "
             "get_element_maps() attaches one unless called with background_windows=None or "
             "subtract_background=True (then the maps are already raw counts without one, or subtracted)."

@@ -1,9 +1,15 @@
 """X-ray line windows: element maps from a spectrum-image tilt series (exspy)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
 import numpy as np
 
 from hyperspy_edxtomo.base.conventions import NODE, check_elements, to_nm
 from hyperspy_edxtomo.base.docstrings import SHOW_PROGRESSBAR_ARG
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError
 from hyperspy_edxtomo.base.private_api import (
     axis_names,
     is_lazy,
@@ -12,10 +18,14 @@ from hyperspy_edxtomo.base.private_api import (
 )
 from hyperspy_edxtomo.base.progress import progress_bar, show_progress
 from hyperspy_edxtomo.base.provenance import append_history, get_history
-from hyperspy_edxtomo.extraction.background import NEGATIVE_CHOICES, apply_negative
+from hyperspy_edxtomo.extraction.background import (
+    NEGATIVE_CHOICES,
+    Negative,
+    apply_negative,
+)
 from hyperspy_edxtomo.signals.background import set_background
 from hyperspy_edxtomo.signals.edx_tilt_series import EDXTiltSeries
-from hyperspy_edxtomo.signals.element_maps import maps_signal
+from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries, maps_signal
 from hyperspy_edxtomo.signals.methods import signal_method
 
 __all__ = ["get_element_maps"]
@@ -23,15 +33,15 @@ __all__ = ["get_element_maps"]
 
 @signal_method(EDXTiltSeries)
 def get_element_maps(
-    series,
-    elements=None,
-    xray_lines=None,
-    integration_windows=2.0,
-    background_windows="auto",
-    negative="clip",
-    show_progressbar=None,
-    subtract_background=False,
-):
+    series: EDXTiltSeries,
+    elements: Sequence[str] | None = None,
+    xray_lines: Sequence[str] | None = None,
+    integration_windows: float = 2.0,
+    background_windows: Literal["auto"] | None | np.ndarray = "auto",
+    negative: Negative = "clip",
+    show_progressbar: bool | None = None,
+    subtract_background: bool = False,
+) -> ElementMapTiltSeries:
     """X-ray line maps of every element at every tilt.
 
     The counts in a window around each element's X-ray line (exspy's
@@ -101,12 +111,12 @@ def get_element_maps(
     True
     """
     if negative not in NEGATIVE_CHOICES:
-        raise ValueError(f"negative must be one of {NEGATIVE_CHOICES}, got {negative!r}")
+        raise InputError(f"negative must be one of {NEGATIVE_CHOICES}, got {negative!r}")
     if not isinstance(subtract_background, (bool, np.bool_)):
-        raise TypeError(f"subtract_background must be True or False, got {subtract_background!r}")
+        raise InputTypeError(f"subtract_background must be True or False, got {subtract_background!r}")
     subtract_background = bool(subtract_background)
     if subtract_background and background_windows is None:
-        raise ValueError(
+        raise InputError(
             "subtract_background=True needs background windows: pass background_windows='auto' (or an array), "
             "or keep background_windows=None for raw counts without a background."
         )
@@ -114,7 +124,7 @@ def get_element_maps(
     if elements is None:
         elements = list(series.metadata.get_item("Sample.elements", []))
         if not elements:
-            raise ValueError(
+            raise InputError(
                 "No elements given and none in metadata.Sample.elements: "
                 "call get_element_maps(elements=['Se', 'S', 'Zn']) or s.set_elements([...])."
             )
@@ -125,7 +135,7 @@ def get_element_maps(
             lines = lines_from_elements(series, [el], only_one=True, only_lines=("a",))
             if not lines:
                 ax = series.axes_manager.signal_axes[0]
-                raise ValueError(
+                raise InputError(
                     f"Element {el} has no X-ray line in the energy range "
                     f"{ax.low_value:.3g} to {ax.high_value:.3g} {ax.units} of this series."
                 )
@@ -133,25 +143,25 @@ def get_element_maps(
     else:
         xray_lines = [str(line) for line in xray_lines]
         if len(xray_lines) != len(elements):
-            raise ValueError(f"Give one X-ray line per element: {len(xray_lines)} lines for {elements}.")
+            raise InputError(f"Give one X-ray line per element: {len(xray_lines)} lines for {elements}.")
         for el, line in zip(elements, xray_lines):
             if not line.startswith(el + "_"):
-                raise ValueError(f"X-ray line {line!r} does not belong to element {el!r}.")
+                raise InputError(f"X-ray line {line!r} does not belong to element {el!r}.")
         _, missing = xray_lines_in_range(series, xray_lines)
         if missing:
-            raise ValueError(f"X-ray lines {missing} are outside the energy range of this series.")
+            raise InputError(f"X-ray lines {missing} are outside the energy range of this series.")
 
     iw = series.estimate_integration_windows(windows_width=integration_windows, xray_lines=xray_lines)
     if isinstance(background_windows, str):
         if background_windows != "auto":
-            raise ValueError(f"background_windows must be 'auto', None or an array, got {background_windows!r}")
+            raise InputError(f"background_windows must be 'auto', None or an array, got {background_windows!r}")
         bw = series.estimate_background_windows(line_width=[2, 2], windows_width=1, xray_lines=xray_lines)
     elif background_windows is None:
         bw = None
     else:
         bw = np.asarray(background_windows, dtype=float)
         if bw.shape != (len(xray_lines), 4):
-            raise ValueError(f"background_windows must be shaped ({len(xray_lines)}, 4), got {bw.shape}")
+            raise InputError(f"background_windows must be shaped ({len(xray_lines)}, 4), got {bw.shape}")
 
     layers, background = [], []
     for i in progress_bar(range(len(xray_lines)), desc="Element maps", show=show_progress(show_progressbar)):

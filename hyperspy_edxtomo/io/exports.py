@@ -20,6 +20,8 @@ element: x runs fastest (the VTK and MRC column order), z is the slowest
 (MRC sections, TIFF pages).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import shutil
@@ -29,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError
+from hyperspy_edxtomo.base.provenance import get_history
 from hyperspy_edxtomo.io.staging import saved_as
 from hyperspy_edxtomo.signals.methods import signal_method
 from hyperspy_edxtomo.signals.volume import ElementVolume
@@ -69,7 +73,8 @@ def _replace_with(target, write):
 
 
 @signal_method(ElementVolume, name="export")
-def export_volume(volume, path, element=None, overwrite=False):
+def export_volume(volume: ElementVolume, path: str | os.PathLike, element: str | None = None,
+                  overwrite: bool = False) -> list[Path]:
     """Write an element volume; the format follows the suffix of ``path``.
 
     Parameters
@@ -114,15 +119,12 @@ def export_volume(volume, path, element=None, overwrite=False):
     ...
     FileExistsError: .../dot.mrc exists: pass overwrite=True to replace it.
     """
-    from hyperspy_edxtomo.base.provenance import get_history
-    from hyperspy_edxtomo.signals.volume import ElementVolume
-
     if not isinstance(volume, ElementVolume):
-        raise TypeError(f"export_volume needs an ElementVolume, got {type(volume).__name__}")
+        raise InputTypeError(f"export_volume needs an ElementVolume, got {type(volume).__name__}")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"Unknown export format {path.suffix!r} for {path}: use one of {FORMATS}.")
+        raise InputError(f"Unknown export format {path.suffix!r} for {path}: use one of {FORMATS}.")
     if element is not None:
         volume = volume.element(element)
     scale, units = volume.voxel_size
@@ -141,13 +143,13 @@ def export_volume(volume, path, element=None, overwrite=False):
 
     data = np.asarray(volume.to_numpy(), dtype=np.float32)
     if not np.all(np.isfinite(data)):
-        raise ValueError("The volume contains NaN or infinite values; replace them before exporting.")
+        raise InputError("The volume contains NaN or infinite values; replace them before exporting.")
 
     if suffix == ".mrc":
         import mrcfile
 
         if units != "nm":
-            raise ValueError(f"MRC stores the voxel size in Å; this volume's axes are in {units!r}, not nm.")
+            raise InputError(f"MRC stores the voxel size in Å; this volume's axes are in {units!r}, not nm.")
 
         def write_mrc(tmp, e, el):
             with mrcfile.new(tmp, overwrite=True) as mrc:
@@ -242,7 +244,7 @@ def read_vti(path):
     out = {}
     for arr in image.iter("DataArray"):
         if arr.get("type") != "Float32" or arr.get("format") != "appended":
-            raise ValueError(f"read_vti reads raw appended Float32 arrays only, got {arr.attrib}")
+            raise InputError(f"read_vti reads raw appended Float32 arrays only, got {arr.attrib}")
         pos = underscore + int(arr.get("offset"))
         n = int(np.frombuffer(raw[pos:pos + 8], "<u8")[0])
         out[arr.get("Name")] = np.frombuffer(raw[pos + 8:pos + 8 + n], "<f4").reshape(nz, ny, nx).copy()

@@ -11,6 +11,8 @@ naming the file here. Saved ``.zspy`` stores are checked for codecs that run
 code (pickle) before they are opened (:func:`check_zarr_codecs`).
 """
 
+from __future__ import annotations
+
 import glob
 import json
 import logging
@@ -18,6 +20,7 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +29,9 @@ import numpy as np
 from hyperspy_edxtomo.base.conventions import NODE, TILT_AXIS
 from hyperspy_edxtomo.base.counts import DOSE_RATIO_WARN
 from hyperspy_edxtomo.base.docstrings import LAZY_ARG, SHOW_PROGRESSBAR_ARG
-from hyperspy_edxtomo.base.errors import warn
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError, warn
 from hyperspy_edxtomo.base.private_api import all_axes, dimension_str
+from hyperspy_edxtomo.base.progress import progress_bar, show_progress
 from hyperspy_edxtomo.base.provenance import append_history
 from hyperspy_edxtomo.io import vendor_read
 from hyperspy_edxtomo.signals.edx_tilt_series import (
@@ -78,7 +82,6 @@ _ENERGY_TOLERANCE_CHANNELS = 0.05
 @dataclass
 class _View:
     """What one file contributes: its spectrum image, image and stage tilt."""
-
     path: str
     signal: object
     image: object = None
@@ -98,7 +101,9 @@ class _View:
         return self.signal.axes_manager.signal_axes[0]
 
 
-def load_tilt_series(paths_or_glob, tilts=None, lazy=False, show_progressbar=None, **reader_options):
+def load_tilt_series(paths_or_glob: str | os.PathLike | Sequence[str | os.PathLike],
+                     tilts: Sequence[float] | None = None, lazy: bool = False,
+                     show_progressbar: bool | None = None, **reader_options) -> EDXTiltSeries:
     """Load a STEM-EDX tilt series: one spectrum-image file per tilt.
 
     Every file is read with ``hyperspy.api.load`` (the RosettaSciIO readers:
@@ -215,7 +220,6 @@ def load_tilt_series(paths_or_glob, tilts=None, lazy=False, show_progressbar=Non
     if tilts is not None:
         given_tilts = _check_given_tilts(tilts, paths)
 
-    from hyperspy_edxtomo.base.progress import progress_bar, show_progress
 
     views = []
     cache = {}
@@ -299,11 +303,11 @@ def _resolve_paths(paths_or_glob):
         try:
             entries = [os.fspath(p) for p in paths_or_glob]
         except TypeError as exc:
-            raise TypeError(
+            raise InputTypeError(
                 f"paths_or_glob must be a glob pattern, a path or a list of paths, got {paths_or_glob!r}"
             ) from exc
     if not entries:
-        raise ValueError("No files given: paths_or_glob is an empty list.")
+        raise InputError("No files given: paths_or_glob is an empty list.")
     paths, missing = [], []
     for entry in entries:
         if os.path.exists(entry):
@@ -328,7 +332,6 @@ class _Reader:
     asked), so it reads ahead while this process builds the views; ``with``
     ends it, also when a read fails.
     """
-
     def __init__(self, paths, lazy, reader_options):
         self.lazy = lazy
         self.reader_options = reader_options
@@ -411,7 +414,7 @@ def _view_dict(path, loaded, totals=None):
             raise _read_error(path, exc) from exc
     if total == 0:
         shape = "x".join(str(n) for n in si.data.shape)
-        raise ValueError(
+        raise InputError(
             f"{path} holds an empty EDX spectrum image (0 counts in all {shape} values): the file is damaged or "
             "truncated (a reader may fill what is missing with zeros), or nothing was recorded. Check the file; "
             "leave it out of the series."
@@ -555,12 +558,14 @@ def check_zarr_codecs(path):
             )
 
 
-def load_native(path, lazy=False):
+def load_native(path: str | os.PathLike, lazy: bool = False, expected: type | tuple | None = None,
+                hint: str = ""):
     """``hs.load`` of a file this package (or HyperSpy) saved, after the checks every such load needs.
 
     The file must exist, and a ``.zspy`` must not name a codec that runs code
     (:func:`check_zarr_codecs`); a reader's failure becomes an ``OSError``
-    naming the file. The caller checks the class of what comes back.
+    naming the file; with ``expected``, anything else than those classes is
+    an InputError naming the file, what it holds and ``hint``.
 
     Parameters
     ----------
@@ -568,6 +573,10 @@ def load_native(path, lazy=False):
         A ``.hspy`` or ``.zspy`` file.
     lazy : bool
         Load lazily (dask).
+    expected : None, class or tuple of classes
+        The signal classes the caller can use.
+    hint : str
+        How to make such a file (the end of the error message).
 
     Returns
     -------
@@ -581,9 +590,14 @@ def load_native(path, lazy=False):
         raise FileNotFoundError(f"{path}: no such file")
     check_zarr_codecs(path)
     try:
-        return hs.load(path, lazy=lazy)
+        loaded = hs.load(path, lazy=lazy)
     except Exception as err:  # the readers raise many kinds for a corrupt file
         raise OSError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
+    if expected is not None and not isinstance(loaded, expected):
+        classes = expected if isinstance(expected, tuple) else (expected,)
+        names = " or ".join(c.__name__ for c in classes)
+        raise InputError(f"{path} holds a {type(loaded).__name__}, not {names}" + (f": {hint}" if hint else "."))
+    return loaded
 
 
 def _describe(s):
@@ -612,11 +626,11 @@ def _pick_spectrum_image(path, signals):
     ext = os.path.splitext(path)[1].lower()
     if edx:
         hint = f" Try {_FRAME_HINTS[ext]}." if ext in _FRAME_HINTS else ""
-        raise ValueError(
+        raise InputError(
             f"{path} holds EDX spectra but no spectrum image (an EDX signal with 2 navigation axes, "
             f"y and x): found {found}.{hint}"
         )
-    raise ValueError(
+    raise InputError(
         f"{path} holds no EDX data: found {found}. An EDX spectrum image is a Signal1D with "
         "signal_type 'EDS_TEM'/'EDS_SEM' (or an energy axis in eV/keV) and 2 navigation axes."
     )
@@ -670,14 +684,14 @@ def _file_list(paths, values=None):
 def _check_given_tilts(tilts, paths):
     flat = np.asarray(tilts, dtype=float).ravel()
     if flat.size != len(paths):
-        raise ValueError(
+        raise InputError(
             f"{flat.size} tilts given for {len(paths)} files ({_file_list(paths)}): give one tilt angle per file, "
             "in the order of the files."
         )
     try:
         return check_tilts(flat, len(paths))
     except ValueError as exc:
-        raise ValueError(f"{exc} Files: {_file_list(paths, flat.tolist())}.") from None
+        raise InputError(f"{exc} Files: {_file_list(paths, flat.tolist())}.") from None
 
 
 def _tilts_from_files(views):
@@ -686,21 +700,21 @@ def _tilts_from_files(views):
     missing = [p for p, t in zip(paths, values) if t is None]
     ask = "pass tilts=[...] (degrees, one per file, in the order of the files)"
     if missing:
-        raise ValueError(f"No stage tilt in the metadata of {', '.join(missing)}: {ask}.")
+        raise InputError(f"No stage tilt in the metadata of {', '.join(missing)}: {ask}.")
     if all(t == 0 for t in values):
-        raise ValueError(
+        raise InputError(
             f"Every file reads stage tilt 0.0 ({_file_list(paths)}); readers write 0.0 when the tilt is "
             f"not recorded, so it cannot be trusted: {ask}."
         )
     if len(set(values)) != len(values):
-        raise ValueError(
+        raise InputError(
             f"Repeated stage tilts in the files' metadata ({_file_list(paths, values)}): every view needs "
             f"its own angle; {ask}."
         )
     try:
         return check_tilts(values, len(values))
     except ValueError as exc:
-        raise ValueError(f"{exc} Stage tilts read from {_file_list(paths, values)}; {ask}.") from None
+        raise InputError(f"{exc} Stage tilts read from {_file_list(paths, values)}; {ask}.") from None
 
 
 # -- consistency ----------------------------------------------------------------------
@@ -716,7 +730,7 @@ def _check_scans(views):
     listing = ", ".join(f"{v.path}: {v.scan_shape[1]}x{v.scan_shape[0]} px" for v in views)
     hint = _hints(views, _SCAN_HINTS)
     hint = f" Reader options that change the scan: {hint}." if hint else ""
-    raise ValueError(
+    raise InputError(
         f"Scan sizes (x by y) differ between the files: {listing}. Every tilt needs the same scan; "
         f"crop or rebin the odd ones in HyperSpy and save them as .hspy.{hint}"
     )
@@ -746,7 +760,7 @@ def _check_energy_axes(views):
     listing = "; ".join(_energy_str(v) for v in [views[0], *bad])
     hint = _hints(views, _ENERGY_HINTS)
     hint = f"Reader options that harmonise them: {hint}; or" if hint else "Harmonise them:"
-    raise ValueError(
+    raise InputError(
         f"Energy axes differ between the files ({listing}). {hint} crop/rebin the energy axis in "
         "HyperSpy (crop_signal, rebin) and save as .hspy."
     )

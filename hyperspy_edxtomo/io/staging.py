@@ -31,13 +31,10 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from hyperspy_edxtomo.base.errors import InputError, OutputError
 from hyperspy_edxtomo.base.private_api import is_lazy
 
 __all__ = ["staged_output", "input_files", "check_inputs_outside", "check_not_inputs", "OutputError", "saved_as"]
-
-
-class OutputError(ValueError):
-    """An output that would replace or delete an input file; the message names both."""
 
 
 def input_files(source):
@@ -226,7 +223,7 @@ def staged_output(out, mode="folder", stale=(), protect=(), guard=()):
     (['results'], 'new')
     """
     if mode not in ("folder", "files"):
-        raise ValueError(f"mode must be 'folder' or 'files', got {mode!r}")
+        raise InputError(f"mode must be 'folder' or 'files', got {mode!r}")
     out = Path(out).absolute()
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder: choose another output folder.")

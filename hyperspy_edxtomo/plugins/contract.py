@@ -28,6 +28,7 @@ from typing import Any as AnyType
 import numpy as np
 from traits.api import Dict, HasStrictTraits, TraitError
 
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.private_api import range_bounds
 from hyperspy_edxtomo.plugins.slices import reconstruct_elements
 
@@ -144,7 +145,7 @@ class ParameterisedMethod(HasStrictTraits):
         known = cls.parameter_names()
         unknown = [k for k in parameters if k not in known]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"Unknown parameter(s) {unknown} for method {cls.name!r}; its parameters are: "
                 f"{', '.join(known) or 'none'}."
             )
@@ -153,7 +154,7 @@ class ParameterisedMethod(HasStrictTraits):
             # both would only fail deep inside a solver (a ZeroDivisionError for lam=nan)
             if isinstance(value, (float, np.floating)) and not np.isfinite(value):
                 info = cls.describe_parameters()[name]
-                raise ValueError(
+                raise InputError(
                     f"Bad value {value!r} for parameter {name!r} of method {cls.name!r}: allowed {info['allowed']}, "
                     f"never NaN or infinite ({info['description']})."
                 )
@@ -163,11 +164,11 @@ class ParameterisedMethod(HasStrictTraits):
             name = getattr(err, "name", None)
             if name in known:
                 info = cls.describe_parameters()[name]
-                raise ValueError(
+                raise InputError(
                     f"Bad value {parameters.get(name)!r} for parameter {name!r} of method {cls.name!r}: "
                     f"allowed {info['allowed']} ({info['description']})."
                 ) from None
-            raise ValueError(f"Bad parameter for method {cls.name!r}: {err}") from None
+            raise InputError(f"Bad parameter for method {cls.name!r}: {err}") from None
 
     @classmethod
     def parameter_names(cls):
@@ -317,9 +318,9 @@ def positive_lambda_or_auto(value):
     """Validate a regularisation strength: ``"auto"`` or a number > 0."""
     if isinstance(value, str):
         if value != "auto":
-            raise ValueError(f"lam must be 'auto' or a positive number, got {value!r}")
+            raise InputError(f"lam must be 'auto' or a positive number, got {value!r}")
         return value
     value = float(value)
     if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"lam must be 'auto' or a positive number, got {value!r}")
+        raise InputError(f"lam must be 'auto' or a positive number, got {value!r}")
     return value

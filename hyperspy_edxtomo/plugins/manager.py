@@ -11,6 +11,7 @@ import importlib
 
 import pluggy
 
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError
 from hyperspy_edxtomo.plugins import hookspecs
 
 #: modules of the built-in plugins, each implementing the hooks of :mod:`~hyperspy_edxtomo.plugins.hookspecs`
@@ -48,9 +49,9 @@ def _collect(hook_results, kind):
         for cls in classes or ():
             name = getattr(cls, "name", None)
             if not isinstance(name, str) or not name:
-                raise TypeError(f"{kind} {cls!r} has no 'name' string attribute.")
+                raise InputTypeError(f"{kind} {cls!r} has no 'name' string attribute.")
             if name in found and found[name] is not cls:
-                raise ValueError(f"Two {kind}s are called {name!r}: {found[name]!r} and {cls!r}.")
+                raise InputError(f"Two {kind}s are called {name!r}: {found[name]!r} and {cls!r}.")
             found[name] = cls
     return dict(sorted(found.items()))
 
@@ -67,7 +68,7 @@ def denoisers():
 
 def _get(found, method, what):
     if not isinstance(method, str) or method not in found:
-        raise ValueError(f"Unknown {what} method {method!r}. Installed methods: {', '.join(found) or 'none'}.")
+        raise InputError(f"Unknown {what} method {method!r}. Installed methods: {', '.join(found) or 'none'}.")
     return found[method]
 
 

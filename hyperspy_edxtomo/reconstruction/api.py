@@ -1,25 +1,40 @@
 """``maps.reconstruct(method=...)``: every element, slice batches through dask."""
 
+from __future__ import annotations
+
+import logging
 import time
 
 import numpy as np
 from scipy import ndimage
 
 from hyperspy_edxtomo.base.conventions import to_nm
-from hyperspy_edxtomo.base.counts import DOSE_RATIO_WARN, EMPTY_VIEW_COUNTS, is_counts
+from hyperspy_edxtomo.base.counts import (
+    DOSE_RATIO_WARN,
+    EMPTY_VIEW_COUNTS,
+    check_finite,
+    is_counts,
+)
 from hyperspy_edxtomo.base.docstrings import SHOW_PROGRESSBAR_ARG
-from hyperspy_edxtomo.base.errors import warn
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError, warn
 from hyperspy_edxtomo.base.private_api import is_lazy
+from hyperspy_edxtomo.base.progress import show_progress
 from hyperspy_edxtomo.base.provenance import append_history, get_history
 from hyperspy_edxtomo.plugins.contract import Context, ReconstructionResult
 from hyperspy_edxtomo.plugins.manager import get_algorithm, reconstruction_algorithms
 from hyperspy_edxtomo.plugins.slices import default_batch
 from hyperspy_edxtomo.reconstruction.projector import Projector, resolve_cuda
-from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
+from hyperspy_edxtomo.signals.element_maps import (
+    ElementMapTiltSeries,
+    element_maps_from_array,
+)
 from hyperspy_edxtomo.signals.methods import signal_method
+from hyperspy_edxtomo.signals.volume import ElementVolume, volume_from_array
+
+_logger = logging.getLogger(__name__)
 
 
-def list_algorithms(verbose=False):
+def list_algorithms(verbose: bool = False) -> dict:
     """The installed reconstruction algorithms and their parameters.
 
     Parameters
@@ -68,42 +83,37 @@ FEW_VIEWS = 5
 
 @signal_method(ElementMapTiltSeries)
 def reconstruct(
-    maps,
-    method=DEFAULT_METHOD,
-    n_z=None,
-    axis_offset_px=0.0,
-    rotation_deg=0.0,
-    batch_size=None,
-    cuda=None,
-    show_progressbar=None,
-    return_intermediates=False,
+    maps: ElementMapTiltSeries,
+    method: str = DEFAULT_METHOD,
+    n_z: int | None = None,
+    axis_offset_px: float = 0.0,
+    rotation_deg: float = 0.0,
+    batch_size: int | None = None,
+    cuda: bool | None = None,
+    show_progressbar: bool | None = None,
+    return_intermediates: bool = False,
     **parameters,
-):
+) -> ElementVolume | tuple[ElementVolume, dict]:
     """Implementation of :meth:`ElementMapTiltSeries.reconstruct`."""
-    from hyperspy_edxtomo.base.progress import show_progress
-    from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
-    from hyperspy_edxtomo.signals.volume import volume_from_array
-
     if not isinstance(maps, ElementMapTiltSeries):
-        raise TypeError(f"reconstruct needs an ElementMapTiltSeries, got {type(maps).__name__}")
+        raise InputTypeError(f"reconstruct needs an ElementMapTiltSeries, got {type(maps).__name__}")
     cls = get_algorithm(method)
     algorithm = cls.create(**parameters)
     counts = maps.to_numpy()
     if counts.ndim != 4:
-        raise ValueError(f"Element maps must be shaped (element, tilt, y, x); got {counts.shape}")
-    if not np.all(np.isfinite(counts)):
-        raise ValueError("The element maps contain NaN or infinite values: reconstruction needs finite counts.")
+        raise InputError(f"Element maps must be shaped (element, tilt, y, x); got {counts.shape}")
+    counts = check_finite(counts, "element maps")
     n_el, n_t, n_y, n_x = counts.shape
     tilts = maps.tilts
     if tilts.size != n_t:
-        raise ValueError(f"{tilts.size} tilt angles for {n_t} views.")
+        raise InputError(f"{tilts.size} tilt angles for {n_t} views.")
     if n_t < 2:
-        raise ValueError(f"Reconstruction needs at least 2 tilts, got {n_t}.")
+        raise InputError(f"Reconstruction needs at least 2 tilts, got {n_t}.")
     if n_t < FEW_VIEWS:
         warn(f"Only {n_t} views: a volume from so few directions is badly undersampled (streaks, objects "
              "stretched along the beam); read it with care.")
     if not np.isfinite(rotation_deg) or not np.isfinite(axis_offset_px):
-        raise ValueError(f"rotation_deg and axis_offset_px must be finite, got {rotation_deg}, {axis_offset_px}")
+        raise InputError(f"rotation_deg and axis_offset_px must be finite, got {rotation_deg}, {axis_offset_px}")
     background = _background_of(maps, counts.shape)
     has_background = background is not None
     check_views(counts, tilts, maps.elements)
@@ -127,7 +137,7 @@ def reconstruct(
                       background=background)
     result = algorithm.reconstruct_series(counts, context)
     if not isinstance(result, ReconstructionResult):
-        raise TypeError(f"Algorithm {method!r} returned {type(result).__name__}; reconstruct_series must return a "
+        raise InputTypeError(f"Algorithm {method!r} returned {type(result).__name__}; reconstruct_series must return a "
                         "hyperspy_edxtomo.plugins.ReconstructionResult.")
     data, used = np.asarray(result.volumes, np.float32), list(result.parameters)
     expected = (n_el, projector.n_z, n_y, n_x)
@@ -157,6 +167,8 @@ def reconstruct(
         "seconds": round(time.perf_counter() - t0, 3),
     }
     append_history(vol, "reconstruction", method, params)
+    _logger.info("%s reconstruction of %s: volume %s in %.1f s", method, list(maps.elements), data.shape,
+                 params["seconds"])
     if is_lazy(maps):
         vol = vol.as_lazy()
     if return_intermediates:
@@ -171,9 +183,6 @@ def _intermediate_signals(intermediates, maps, vol):
     ``("volume", array (element, z, y, x))``, ``("table", dict)`` or
     ``("object", anything)`` (e.g. a trained denoiser); the last two pass through as they are.
     """
-    from hyperspy_edxtomo.signals.element_maps import element_maps_from_array
-    from hyperspy_edxtomo.signals.volume import volume_from_array
-
     scale, units = maps.pixel_size
     nm = scale if units == "nm" else None
     out = {}
@@ -204,10 +213,10 @@ def _background_of(maps, shape):
         return None
     b = np.asarray(b.compute() if hasattr(b, "compute") else b, np.float32)
     if b.shape != tuple(shape):
-        raise ValueError(f"The maps' background (metadata.Tomography.background) is shaped {b.shape}, the maps "
+        raise InputError(f"The maps' background (metadata.Tomography.background) is shaped {b.shape}, the maps "
                          f"{tuple(shape)}: they must match.")
     if not np.all(np.isfinite(b)) or np.any(b < 0):
-        raise ValueError("The maps' background (metadata.Tomography.background) must be finite and >= 0.")
+        raise InputError("The maps' background (metadata.Tomography.background) must be finite and >= 0.")
     if not np.any(b):
         return None
     # b is estimated pixel by pixel from side windows, as noisy as counts; the continuum itself varies
@@ -232,7 +241,7 @@ def check_views(maps_array, tilts, elements):
             warn(f"View(s) at tilt(s) {where} deg hold no counts in any element; with {median:.3g} counts in the "
                  "median view that is chance, and they are used as measured zeros.")
         else:
-            raise ValueError(f"View(s) at tilt(s) {where} deg hold no signal in any element: "
+            raise InputError(f"View(s) at tilt(s) {where} deg hold no signal in any element: "
                              "remove them (maps.inav[...]) before reconstructing.")
     for e, element in enumerate(elements):
         t = totals[e]

@@ -24,6 +24,8 @@ import time
 import numpy as np
 
 from hyperspy_edxtomo.base.counts import poisson_deviance
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError
+from hyperspy_edxtomo.base.progress import show_progress
 from hyperspy_edxtomo.deep.networks import (
     build_unet,
     crop_to,
@@ -36,6 +38,13 @@ from hyperspy_edxtomo.deep.networks import (
     torch_device,
     train,
 )
+from hyperspy_edxtomo.denoising.api import apply_denoiser
+from hyperspy_edxtomo.denoising.count_split_net import CountSplitDenoiserModel
+from hyperspy_edxtomo.plugins.manager import get_denoiser
+from hyperspy_edxtomo.signals.element_maps import (
+    ElementMapTiltSeries,
+    element_maps_from_array,
+)
 
 FORMAT = "hyperspy_edxtomo.end_to_end"
 VERSION = 1
@@ -45,6 +54,41 @@ def _torch():
     import torch
 
     return torch
+
+
+
+# -- what the deep algorithms (two_step, end_to_end) share --------------------------------
+#: fewest views a deep reconstruction accepts: the networks learn from the views
+MIN_TILTS = 3
+
+
+def check_tilt_count(projector, method):
+    if projector.n_tilts < MIN_TILTS:
+        raise InputError(
+            f"{method} needs at least {MIN_TILTS} tilts, got {projector.n_tilts}: its networks learn from the "
+            "measured views. Use 'fbp' or 'sirt' for so few views."
+        )
+
+
+def denoise_stage(counts, elements, projector, name, parameters, seed, show_progressbar, model=None):
+    """Q^D: ``(denoised counts, trained model or None, parameters used)``.
+
+    ``name`` is an installed denoiser or ``"none"``; ``model`` a trained
+    ``CountSplitDenoiserModel`` applied by the ``deep`` denoiser without training.
+    """
+    if name == "none":
+        return np.asarray(counts, np.float32), None, {"method": "none"}
+    cls = get_denoiser(name)
+    params = dict(parameters)
+    if cls.seeded:
+        params.setdefault("seed", seed)
+    den = cls.create(**params)
+    if model is not None:
+        model.check_elements(elements)
+        den.model = model
+    maps = element_maps_from_array(np.asarray(counts), projector.tilts_deg, elements)
+    out, result = apply_denoiser(maps, den, show_progressbar=show_progressbar, seed=seed)
+    return np.asarray(out.data, np.float32), result.model, {"method": name, **den.parameter_values(), **result.chosen}
 
 
 def dense_angles(step_deg):
@@ -83,7 +127,7 @@ def train_enhancer(inputs, targets, channels=16, levels=3, steps=300, batch_size
     patch = min(int(patch_size), ny, nx)
     patch -= patch % multiple
     if patch < multiple:
-        raise ValueError(f"Views of {ny}x{nx} pixels are too small for a U-Net with {levels} levels.")
+        raise InputError(f"Views of {ny}x{nx} pixels are too small for a U-Net with {levels} levels.")
 
     def batches():
         ti = rng.integers(0, n_t, batch_size)
@@ -99,7 +143,8 @@ def train_enhancer(inputs, targets, channels=16, levels=3, steps=300, batch_size
         mu = _enhance(net, x)
         return (mu - t * torch.log(mu)).mean()  # constants dropped
 
-    losses = train(net, batches, poisson_nll, steps, learning_rate, "Training Q^S (projection enhancer)", show_progressbar)
+    losses = train(net, batches, poisson_nll, steps, learning_rate, "Training Q^S (projection enhancer)",
+                   show_progressbar)["losses"]
     enhanced = apply_enhancer(net, scale, inputs, device)
     log = {
         "losses": losses,
@@ -180,11 +225,10 @@ class EndToEndModel:
         ``channels``, ``levels``, ``steps``, ``batch_size``, ``patch_size``,
         ``learning_rate``, ``seed`` (see :data:`DEFAULT_E2E`).
     """
-
     def __init__(self, elements, voxel_size_nm=None, **config):
         unknown = set(config) - set(DEFAULT_E2E)
         if unknown:
-            raise ValueError(f"Unknown end-to-end settings {sorted(unknown)}; known: {sorted(DEFAULT_E2E)}.")
+            raise InputError(f"Unknown end-to-end settings {sorted(unknown)}; known: {sorted(DEFAULT_E2E)}.")
         self.elements = [str(e) for e in elements]
         self.voxel_size_nm = None if voxel_size_nm is None else float(voxel_size_nm)
         self.config = {**DEFAULT_E2E, **config}
@@ -205,12 +249,12 @@ class EndToEndModel:
         """The channel order for ``elements``; ValueError for other elements or voxel sizes."""
         elements = [str(e) for e in elements]
         if sorted(elements) != sorted(self.elements):
-            raise ValueError(
+            raise InputError(
                 f"These end-to-end weights were trained on elements {self.elements}, the data hold {elements}. "
                 "Train weights for these elements with hyperspy_edxtomo.train_end_to_end(...)."
             )
         if self.voxel_size_nm and voxel_size_nm and abs(voxel_size_nm / self.voxel_size_nm - 1) > 0.1:
-            raise ValueError(
+            raise InputError(
                 f"These end-to-end weights were trained at {self.voxel_size_nm:.4g} nm voxels, the data have "
                 f"{voxel_size_nm:.4g} nm: the network's learned feature sizes would not match. Rebin the maps "
                 "or train weights at this pixel size with train_end_to_end(...)."
@@ -231,17 +275,17 @@ class EndToEndModel:
         for x, t in zip(inputs, targets):
             x, t = np.asarray(x, np.float32), np.asarray(t, np.float32)
             if x.shape != t.shape or x.ndim != 4 or x.shape[0] != n_e:
-                raise ValueError(f"Training pair of shapes {x.shape} and {t.shape}: need equal (element={n_e}, z, y, x).")
+                raise InputError(f"Training pair of shapes {x.shape} and {t.shape}: need equal (element={n_e}, z, y, x).")
             s = _scale(x)[:, None, None, None]
             xs.append(torch.from_numpy(x / s))
             ts.append(torch.from_numpy(t / s))
         if not xs:
-            raise ValueError("No training pairs.")
+            raise InputError("No training pairs.")
         multiple = 2 ** (int(c["levels"]) - 1)
         patch = min(int(c["patch_size"]), *[min(x.shape[1:]) for x in xs])
         patch -= patch % multiple
         if patch < multiple:
-            raise ValueError(f"Volumes too small for a 3D U-Net with {c['levels']} levels.")
+            raise InputError(f"Volumes too small for a 3D U-Net with {c['levels']} levels.")
         self.net = self._new_net().to(device)
         # patches where the particle is: half the batch centred on voxels with signal
         weights = [np.clip(t.sum(0).numpy(), 0, None).ravel() for t in ts]
@@ -262,7 +306,7 @@ class EndToEndModel:
             return torch.mean((x + net(x) - t) ** 2)
 
         losses = train(self.net, batches, residual_mse, c["steps"], c["learning_rate"],
-                       "Training T (end-to-end 3D U-Net)", show_progressbar)
+                       "Training T (end-to-end 3D U-Net)", show_progressbar)["losses"]
         self.net = self.net.cpu().eval()
         self.training_log = {
             "losses": losses,
@@ -282,7 +326,7 @@ class EndToEndModel:
         order = self.check_compatible(self.elements if elements is None else elements)
         volume = np.asarray(volume, np.float32)
         if volume.ndim != 4 or volume.shape[0] != len(order):
-            raise ValueError(f"volume must be shaped ({len(order)}, z, y, x), got {volume.shape}.")
+            raise InputError(f"volume must be shaped ({len(order)}, z, y, x), got {volume.shape}.")
         device = torch_device(cuda)
         x = volume[np.argsort(order)]
         s = _scale(x)[:, None, None, None]
@@ -342,7 +386,6 @@ class EndToEndModel:
         import os
         import tempfile
 
-        from hyperspy_edxtomo.denoising.count_split_net import CountSplitDenoiserModel
 
         with tempfile.TemporaryDirectory() as tmp:
             p = os.path.join(tmp, "qd.pt")
@@ -402,21 +445,18 @@ def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cud
     >>> model = het.train_end_to_end(maps, steps=5, two_step={"enhancer_steps": 5,
     ...     "denoiser": "gaussian", "lam": 0.1, "mbir_iterations": 10})
     """
-    from hyperspy_edxtomo.base.progress import show_progress
-    from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
-
     if isinstance(series, ElementMapTiltSeries):
         series = [series]
     series = list(series)
     if not series:
-        raise ValueError("train_end_to_end needs at least one tilt series.")
+        raise InputError("train_end_to_end needs at least one tilt series.")
     for s in series:
         if not isinstance(s, ElementMapTiltSeries):
-            raise TypeError(f"train_end_to_end needs ElementMapTiltSeries, got {type(s).__name__}.")
+            raise InputTypeError(f"train_end_to_end needs ElementMapTiltSeries, got {type(s).__name__}.")
     elements = list(series[0].elements)
     for s in series[1:]:
         if sorted(s.elements) != sorted(elements):
-            raise ValueError(f"All series must hold the same elements: {elements} vs {list(s.elements)}.")
+            raise InputError(f"All series must hold the same elements: {elements} vs {list(s.elements)}.")
     show = show_progress(show_progressbar)
     t0 = time.perf_counter()
     params = dict(two_step or {})

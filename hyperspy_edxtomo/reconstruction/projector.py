@@ -34,6 +34,8 @@ import functools
 
 import numpy as np
 
+from hyperspy_edxtomo.base.errors import InputError
+
 BACKENDS = ("astra", "torch")
 
 
@@ -52,7 +54,7 @@ def resolve_cuda(cuda):
     if cuda is None:
         return cuda_available()
     if cuda and not cuda_available():
-        raise ValueError("cuda=True but no CUDA device is available (torch.cuda.is_available() is False).")
+        raise InputError("cuda=True but no CUDA device is available (torch.cuda.is_available() is False).")
     return bool(cuda)
 
 
@@ -114,12 +116,12 @@ class Projector:
 
     def __init__(self, tilts_deg, n_x, n_z=None, axis_offset_px=0.0, backend="astra", cuda=None):
         if backend not in BACKENDS:
-            raise ValueError(f"Unknown projector backend {backend!r}: choose one of {BACKENDS}.")
+            raise InputError(f"Unknown projector backend {backend!r}: choose one of {BACKENDS}.")
         tilts = np.asarray(tilts_deg, dtype=float).ravel()
         if tilts.size == 0 or not np.all(np.isfinite(tilts)):
-            raise ValueError(f"Tilt angles must be finite and at least one: {tilts.tolist()}")
+            raise InputError(f"Tilt angles must be finite and at least one: {tilts.tolist()}")
         if int(n_x) < 2 or (n_z is not None and int(n_z) < 2):
-            raise ValueError(f"Slices must be at least 2 pixels wide, got n_x={n_x}, n_z={n_z}")
+            raise InputError(f"Slices must be at least 2 pixels wide, got n_x={n_x}, n_z={n_z}")
         self.tilts_deg = tilts
         self.n_x = int(n_x)
         self.n_z = int(n_z) if n_z is not None else self.n_x
@@ -224,7 +226,7 @@ class Projector:
         if not _is_torch(arr):
             arr = np.asarray(arr, dtype=np.float32)
         if tuple(arr.shape[-2:]) != shape or arr.ndim not in (2, 3):
-            raise ValueError(f"{what} must be shaped (batch, {shape[0]}, {shape[1]}) or {shape}; got {tuple(arr.shape)}")
+            raise InputError(f"{what} must be shaped (batch, {shape[0]}, {shape[1]}) or {shape}; got {tuple(arr.shape)}")
         if arr.ndim == 2:
             return arr[None], True
         return arr, False

@@ -10,6 +10,8 @@ neighbourhoods.
 import numpy as np
 import torch
 
+from hyperspy_edxtomo.base.errors import InputError
+
 DATA_TERMS = ("least_squares", "poisson")
 
 
@@ -104,7 +106,7 @@ def _prepare_background(y, background):
         background = torch.as_tensor(np.asarray(background, np.float32))
     background = background.to(device=y.device, dtype=torch.float32)
     if background.shape != y.shape:
-        raise ValueError(f"The background is shaped {tuple(background.shape)}, the data {tuple(y.shape)}.")
+        raise InputError(f"The background is shaped {tuple(background.shape)}, the data {tuple(y.shape)}.")
     return background
 
 
@@ -166,10 +168,10 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
     :func:`convergence` of the objective at half the iterations and at the end.
     """
     if data_term not in DATA_TERMS:
-        raise ValueError(f"data_term must be one of {DATA_TERMS}, got {data_term!r}")
+        raise InputError(f"data_term must be one of {DATA_TERMS}, got {data_term!r}")
     lam = float(lam)
     if not np.isfinite(lam) or lam <= 0:
-        raise ValueError(f"The TV strength must be a finite number > 0, got {lam!r}.")
+        raise InputError(f"The TV strength must be a finite number > 0, got {lam!r}.")
     iterations = int(iterations)
     b = _prepare_background(y, background)
     if data_term == "least_squares" and b is not None:
@@ -278,7 +280,7 @@ def l1(projector, y, lam, iterations, constrain=True, x0=None, background=None, 
     """
     lam = float(lam)
     if not np.isfinite(lam) or lam <= 0:
-        raise ValueError(f"The L1 strength must be a finite number > 0, got {lam!r}.")
+        raise InputError(f"The L1 strength must be a finite number > 0, got {lam!r}.")
     b = _prepare_background(y, background)
     if b is not None:
         y = y - b
@@ -304,7 +306,3 @@ def l1(projector, y, lam, iterations, constrain=True, x0=None, background=None, 
     if return_info:
         return x, convergence(objectives if len(objectives) == 2 else objectives * 2)
     return x
-
-
-# one definition of these, in the counts module; imported here for the solvers' users
-from hyperspy_edxtomo.base.counts import count_split, poisson_deviance  # noqa: E402,F401

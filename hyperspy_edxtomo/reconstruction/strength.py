@@ -38,7 +38,7 @@ from hyperspy_edxtomo.base.counts import (
     data_kind,
     poisson_deviance,
 )
-from hyperspy_edxtomo.base.errors import warn
+from hyperspy_edxtomo.base.errors import InputError, warn
 from hyperspy_edxtomo.reconstruction.projector import Projector
 from hyperspy_edxtomo.reconstruction.solvers import sinograms_to_cols
 
@@ -156,7 +156,7 @@ class _HeldOutViewScorer:
     def __init__(self, sinograms, projector, background):
         n_t = sinograms.shape[1]
         if n_t < MIN_VIEWS:
-            raise ValueError(f"held-out views need at least {MIN_VIEWS} views, got {n_t}")
+            raise InputError(f"held-out views need at least {MIN_VIEWS} views, got {n_t}")
         signal = sinograms if background is None else sinograms - background
         self.folds = []
         device = projector.device
@@ -258,13 +258,13 @@ def choose_strength(
     sinograms = np.asarray(sinograms, np.float32)
     background = None if background is None else np.asarray(background, np.float32)
     if background is not None and background.shape != sinograms.shape:
-        raise ValueError(f"The background is shaped {background.shape}, the sinograms {sinograms.shape}.")
+        raise InputError(f"The background is shaped {background.shape}, the sinograms {sinograms.shape}.")
     auto, kind, quantum = select_criterion(sinograms)
     criterion = auto if criterion is None else criterion
     if criterion not in CRITERIA:
-        raise ValueError(f"Unknown criterion {criterion!r}: choose one of {CRITERIA}.")
+        raise InputError(f"Unknown criterion {criterion!r}: choose one of {CRITERIA}.")
     if criterion == "count_split" and kind == "continuous":
-        raise ValueError("Count splitting needs integer counts; these maps are not counts: use 'held_out_views'.")
+        raise InputError("Count splitting needs integer counts; these maps are not counts: use 'held_out_views'.")
     sub, sub_b, start = brightest_slices(sinograms, max_slices, background)
     ref = reference_strength(sub, projector, data_term)
     scale = 1.0

@@ -9,13 +9,15 @@ tilt, y, x)``: a HyperSpy signal with the maps' axes (``Signal2D``, or
 ``LazySignal2D`` for lazy maps; what :func:`set_background` stores) or a
 plain numpy array put there by other code (both are read). Both forms save
 and load with ``.hspy``/``.zspy``. Slicing the maps slices it (see
-``TiltSeriesMixin._slicer``).
+``TiltAxisMixin._slicer``).
 """
 
 import numpy as np
 from hyperspy.signal import BaseSignal
 
 from hyperspy_edxtomo.base.conventions import NODE
+from hyperspy_edxtomo.base.counts import check_finite
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError
 from hyperspy_edxtomo.base.private_api import assign_subclass, axes_dicts, is_lazy
 
 #: where the background lives in a signal's metadata
@@ -45,7 +47,7 @@ def background_data(signal):
         return None
     data = _node_array(node)
     if tuple(data.shape) != tuple(signal.data.shape):
-        raise ValueError(
+        raise InputError(
             f"metadata.{BACKGROUND} is shaped {tuple(data.shape)} but the maps are shaped "
             f"{tuple(signal.data.shape)}: it no longer belongs to these data (an operation changed the maps "
             "without carrying their background along). Subtract it before such operations "
@@ -74,7 +76,7 @@ def set_background(signal, data):
             signal.metadata.get_item(NODE).__delattr__("background")
         return
     if tuple(data.shape) != tuple(signal.data.shape):
-        raise ValueError(f"A background shaped {tuple(data.shape)} for maps shaped {tuple(signal.data.shape)}.")
+        raise InputError(f"A background shaped {tuple(data.shape)} for maps shaped {tuple(signal.data.shape)}.")
     signal.metadata.set_item(BACKGROUND, background_node(data, signal))
 
 
@@ -115,21 +117,17 @@ def check_background(background, shape):
         background = np.asarray(background)
     dtype = background.dtype
     if np.issubdtype(dtype, np.bool_) or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-        raise TypeError(f"background must be a numeric array (expected counts per pixel), got dtype {dtype}.")
+        raise InputTypeError(f"background must be a numeric array (expected counts per pixel), got dtype {dtype}.")
     if tuple(background.shape) != tuple(shape):
-        raise ValueError(
+        raise InputError(
             f"background must be shaped like the counts {tuple(shape)} (element, tilt, row, column), "
             f"got shape {tuple(background.shape)}."
         )
     if not _is_lazy_array(background):
-        if not np.all(np.isfinite(background)):
-            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(background))[0])
-            raise ValueError(
-                f"background contains NaN or infinite values (first at element, tilt, row, column = {bad})."
-            )
+        check_finite(background, "background", "element, tilt, row, column")
         if np.any(background < 0):
             n = int((background < 0).sum())
-            raise ValueError(
+            raise InputError(
                 f"background contains {n} negative values: it is the expected number of background counts "
                 "per pixel, >= 0 (clip it, e.g. np.clip(background, 0, None))."
             )

@@ -1,7 +1,10 @@
 """Spectrum-image tilt series: exspy's EDSTEMSpectrum navigated by (x, y, tilt)."""
 
+from __future__ import annotations
+
 import contextlib
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -11,12 +14,18 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", r"Importing `Lazy\w*Signal1D` from `hyperspy\._signals", Warning)
     from exspy.signals import EDSTEMSpectrum, LazyEDSTEMSpectrum
 
-from hyperspy_edxtomo.signals.tilts import TiltSeriesMixin, check_tilts, tilt_axis_dict
+from hyperspy_edxtomo.base.errors import InputError
+from hyperspy_edxtomo.signals.tilts import (
+    ElementAxisMixin,
+    TiltAxisMixin,
+    check_tilts,
+    tilt_axis_dict,
+)
 
 SIGNAL_TYPE = "EDX_tilt_series"
 
 
-class EDXTiltSeries(TiltSeriesMixin, EDSTEMSpectrum):
+class EDXTiltSeries(TiltAxisMixin, ElementAxisMixin, EDSTEMSpectrum):
     """STEM-EDX spectrum images at several tilts: navigation (x, y, tilt) | energy.
 
     All of exspy's EDS machinery (``add_elements``, ``get_lines_intensity``,
@@ -72,13 +81,13 @@ class LazyEDXTiltSeries(EDXTiltSeries, LazyEDSTEMSpectrum):
 
 def tilt_series_from_array(
     data,
-    tilts_deg,
-    energy_scale_keV,
-    energy_offset_keV=0.0,
-    pixel_size_nm=None,
-    metadata=None,
-    title="EDX tilt series",
-):
+    tilts_deg: Sequence[float],
+    energy_scale_keV: float,
+    energy_offset_keV: float = 0.0,
+    pixel_size_nm: float | None = None,
+    metadata: dict | None = None,
+    title: str = "EDX tilt series",
+) -> EDXTiltSeries:
     """Build an :class:`EDXTiltSeries` from an array shaped (tilt, y, x, energy).
 
     Parameters
@@ -97,7 +106,7 @@ def tilt_series_from_array(
     """
     ndim = getattr(data, "ndim", None)
     if ndim != 4:
-        raise ValueError(f"data must be shaped (tilt, y, x, energy); got shape {getattr(data, 'shape', None)}")
+        raise InputError(f"data must be shaped (tilt, y, x, energy); got shape {getattr(data, 'shape', None)}")
     tilts = check_tilts(tilts_deg, data.shape[0])
     order = np.argsort(tilts, kind="stable")
     if np.any(order != np.arange(order.size)):

@@ -1,9 +1,15 @@
 """Element-map tilt series: X-ray counts per element, per tilt, per pixel."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, get_args
+
 import numpy as np
 from hyperspy.signals import LazySignal2D, Signal2D
 
 from hyperspy_edxtomo.base.conventions import NODE, TILT_AXIS, check_elements
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.provenance import append_history
 from hyperspy_edxtomo.signals.background import (
     background_data,
@@ -12,17 +18,20 @@ from hyperspy_edxtomo.signals.background import (
     set_background,
 )
 from hyperspy_edxtomo.signals.tilts import (
-    TiltSeriesMixin,
+    ElementAxisMixin,
+    TiltAxisMixin,
     check_tilts,
     element_axis_dict,
     tilt_axis_dict,
 )
 
 SIGNAL_TYPE = "EDX_element_maps"
-TILT_AXIS_CHOICES = ("rows", "columns")
+#: the direction of the tilt axis in images given as arrays
+TiltAxis = Literal["rows", "columns"]
+TILT_AXIS_CHOICES = get_args(TiltAxis)
 
 
-class ElementMapTiltSeries(TiltSeriesMixin, Signal2D):
+class ElementMapTiltSeries(TiltAxisMixin, ElementAxisMixin, Signal2D):
     """Element maps at every tilt: navigation (tilt, element) | (x, y).
 
     The data are shaped ``(element, tilt, y, x)`` in numpy order; rows (y)
@@ -108,8 +117,9 @@ def maps_signal(data, tilts, elements, scale, units, metadata=None, title="Eleme
     return cls(data, axes=axes, metadata=md)
 
 
-def element_maps_from_array(counts, tilts_deg, elements, pixel_size_nm=None, tilt_axis="rows", title="Element maps",
-                            background=None):
+def element_maps_from_array(counts, tilts_deg: Sequence[float], elements: Sequence[str],
+                            pixel_size_nm: float | None = None, tilt_axis: TiltAxis = "rows",
+                            title: str = "Element maps", background=None) -> ElementMapTiltSeries:
     """Build an element-map tilt series from plain arrays.
 
     Parameters
@@ -156,24 +166,24 @@ def element_maps_from_array(counts, tilts_deg, elements, pixel_size_nm=None, til
     ([-60.0, 0.0, 60.0], ['S', 'Zn'])
     """
     if tilt_axis not in TILT_AXIS_CHOICES:
-        raise ValueError(f"tilt_axis must be one of {TILT_AXIS_CHOICES}, got {tilt_axis!r}")
+        raise InputError(f"tilt_axis must be one of {TILT_AXIS_CHOICES}, got {tilt_axis!r}")
     lazy = hasattr(counts, "dask")
     if not lazy:
         counts = np.asarray(counts)
     if counts.ndim != 4:
-        raise ValueError(f"counts must be shaped (element, tilt, row, column); got shape {counts.shape}")
+        raise InputError(f"counts must be shaped (element, tilt, row, column); got shape {counts.shape}")
     if counts.size == 0:
-        raise ValueError(f"counts is empty (shape {counts.shape}).")
+        raise InputError(f"counts is empty (shape {counts.shape}).")
     if not (np.issubdtype(counts.dtype, np.integer) or np.issubdtype(counts.dtype, np.floating)):
-        raise ValueError(f"counts must be numeric, got dtype {counts.dtype}")
+        raise InputError(f"counts must be numeric, got dtype {counts.dtype}")
     elements = check_elements(elements, counts.shape[0])
     tilts = check_tilts(tilts_deg, counts.shape[1])
     if not lazy:
         if np.issubdtype(counts.dtype, np.floating) and not np.all(np.isfinite(counts)):
             bad = np.argwhere(~np.isfinite(counts))[0]
-            raise ValueError(f"counts contain NaN or infinite values (first at element, tilt, row, column = {tuple(bad)}).")
+            raise InputError(f"counts contain NaN or infinite values (first at element, tilt, row, column = {tuple(bad)}).")
         if np.any(counts < 0):
-            raise ValueError("counts contain negative values: X-ray counts are >= 0.")
+            raise InputError("counts contain negative values: X-ray counts are >= 0.")
     if background is not None:
         background = check_background(background, counts.shape)
     if tilt_axis == "columns":
@@ -187,7 +197,7 @@ def element_maps_from_array(counts, tilts_deg, elements, pixel_size_nm=None, til
             background = background[:, order]
     scale, units = (1.0, "px") if pixel_size_nm is None else (float(pixel_size_nm), "nm")
     if pixel_size_nm is not None and not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"pixel_size_nm must be a positive number, got {pixel_size_nm}")
+        raise InputError(f"pixel_size_nm must be a positive number, got {pixel_size_nm}")
     maps = maps_signal(counts, tilts, elements, scale, units, title=title)
     set_background(maps, background)
     append_history(

@@ -1,4 +1,4 @@
-"""What the tilt-series and volume classes share: tilt and element axes.
+"""What the tilt-series and volume classes share: element axes (all three), tilt axes (the two series).
 
 Axis conventions (the one place they are written down; docs/conventions.rst
 repeats them for users):
@@ -24,17 +24,26 @@ repeats them for users):
   data (see ``_background.py``).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
 from hyperspy_edxtomo.base.conventions import NODE
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.private_api import (
     all_axes,
     assign_subclass,
     axes_dicts,
     is_lazy,
 )
-from hyperspy_edxtomo.base.provenance import get_history
-from hyperspy_edxtomo.signals.background import slice_background
+from hyperspy_edxtomo.base.provenance import append_history, get_history
+from hyperspy_edxtomo.signals.background import (
+    background_data,
+    set_background,
+    slice_background,
+)
 
 TILT = "tilt"
 ELEMENT = "element"
@@ -63,22 +72,22 @@ def check_tilts(tilts_deg, n_expected=None, what="tilts"):
     try:
         tilts = np.asarray(tilts_deg, dtype=float).ravel()
     except (TypeError, ValueError) as err:
-        raise ValueError(f"The {what} must be numbers (degrees), one per view; got {tilts_deg!r} ({err}).") from None
+        raise InputError(f"The {what} must be numbers (degrees), one per view; got {tilts_deg!r} ({err}).") from None
     if n_expected is not None and tilts.size != n_expected:
-        raise ValueError(
+        raise InputError(
             f"{tilts.size} {what} given for {n_expected} views: give one tilt angle per view."
         )
     if tilts.size == 0:
-        raise ValueError(f"No {what} given.")
+        raise InputError(f"No {what} given.")
     if not np.all(np.isfinite(tilts)):
-        raise ValueError(f"The {what} contain NaN or infinite values: {_short(tilts)}")
+        raise InputError(f"The {what} contain NaN or infinite values: {_short(tilts)}")
     if np.unique(tilts).size != tilts.size:
-        raise ValueError(
+        raise InputError(
             f"Repeated tilt angles {_short(tilts)}: every view needs its own angle "
             "(a missing tilt often reads as 0.0: pass tilts=[...])."
         )
     if np.any(np.abs(tilts) > 180):
-        raise ValueError(f"Tilt angles must be in degrees within [-180, 180], got {_short(tilts)}")
+        raise InputError(f"Tilt angles must be in degrees within [-180, 180], got {_short(tilts)}")
     return tilts
 
 
@@ -95,35 +104,9 @@ def _axis_position(signal, name):
     return None
 
 
-class TiltSeriesMixin:
-    """Tilt and element axes, and slicing that keeps their metadata right."""
-
-    # -- tilt axis -----------------------------------------------------------------
-    @property
-    def tilt_axis(self):
-        """The navigation axis holding the tilt angles (degrees)."""
-        for axis in self.axes_manager.navigation_axes:
-            if axis.name == TILT:
-                return axis
-        raise ValueError(
-            f"This {type(self).__name__} has no navigation axis named 'tilt' "
-            f"(axes: {[a.name for a in all_axes(self)]})."
-        )
-
-    @property
-    def tilts(self):
-        """Tilt angles in degrees, one per view, in the order of the data."""
-        return np.asarray(self.tilt_axis.axis, dtype=float).copy()
-
-    @property
-    def reference_images(self):
-        """HAADF/ADF image of each tilt (``Signal2D`` navigated by tilt), or None."""
-        refs = self.metadata.get_item(f"{NODE}.reference_images", None)
-        if refs is not None and type(refs).__name__ == "BaseSignal" and refs.axes_manager.signal_dimension == 2:
-            # HyperSpy's hspy reader gives back signals stored in metadata as
-            # BaseSignal when the metadata also hold a list (our history)
-            assign_subclass(refs)
-        return refs
+class ElementAxisMixin:
+    """What all three classes share: element names (on an ``element`` axis for maps and
+    volumes, in the metadata for spectra), the history, and slicing that keeps them right."""
 
     @property
     def history(self):
@@ -135,7 +118,6 @@ class TiltSeriesMixin:
         data = self.data.compute() if is_lazy(self) else self.data
         return np.asarray(data)
 
-    # -- element axis (maps and volumes) ------------------------------------------------
     @property
     def elements(self):
         """Element names, in the order of the element axis."""
@@ -143,7 +125,7 @@ class TiltSeriesMixin:
         if _axis_position(self, ELEMENT) is not None:
             n = self.axes_manager[ELEMENT].size
             if len(elements) != n:
-                raise ValueError(
+                raise InputError(
                     f"metadata.Sample.elements lists {len(elements)} elements {elements} "
                     f"but the element axis has {n} entries."
                 )
@@ -152,7 +134,7 @@ class TiltSeriesMixin:
     def _element_index(self, element):
         elements = self.elements
         if element not in elements:
-            raise ValueError(f"Unknown element {element!r}: this signal holds {elements}.")
+            raise InputError(f"Unknown element {element!r}: this signal holds {elements}.")
         return elements.index(element)
 
     def element(self, element):
@@ -169,7 +151,7 @@ class TiltSeriesMixin:
         """
         return self.inav[..., self._element_index(element)]
 
-    # -- slicing ------------------------------------------------------------------------
+    # -- slicing (HyperSpy's hooks, extended) ----------------------------------------------
     def _get_array_slices(self, slices, isNavigation=None):
         array_slices = list(super()._get_array_slices(slices, isNavigation))
         i = _axis_position(self, ELEMENT)
@@ -193,6 +175,43 @@ class TiltSeriesMixin:
                 lines = np.array(self.metadata.Sample.xray_lines, dtype=object)
                 if lines.size == self.axes_manager[ELEMENT].size:
                     target.metadata.Sample.xray_lines = [str(n) for n in lines[array_slices[i]]]
+        return result
+
+
+class TiltAxisMixin:
+    """What the two tilt series share: the tilt axis, the HAADF images of the views, and
+    slicing that keeps those and the background with their views."""
+
+    @property
+    def tilt_axis(self):
+        """The navigation axis holding the tilt angles (degrees)."""
+        for axis in self.axes_manager.navigation_axes:
+            if axis.name == TILT:
+                return axis
+        raise InputError(
+            f"This {type(self).__name__} has no navigation axis named 'tilt' "
+            f"(axes: {[a.name for a in all_axes(self)]})."
+        )
+
+    @property
+    def tilts(self):
+        """Tilt angles in degrees, one per view, in the order of the data."""
+        return np.asarray(self.tilt_axis.axis, dtype=float).copy()
+
+    @property
+    def reference_images(self):
+        """HAADF/ADF image of each tilt (``Signal2D`` navigated by tilt), or None."""
+        refs = self.metadata.get_item(f"{NODE}.reference_images", None)
+        if refs is not None and type(refs).__name__ == "BaseSignal" and refs.axes_manager.signal_dimension == 2:
+            # HyperSpy's hspy reader gives back signals stored in metadata as
+            # BaseSignal when the metadata also hold a list (our history)
+            assign_subclass(refs)
+        return refs
+
+    def _slicer(self, slices, isNavigation=None, out=None):
+        array_slices = self._get_array_slices(slices, isNavigation)
+        result = super()._slicer(slices, isNavigation, out=out)
+        target = out if out is not None else result
         j = _axis_position(self, TILT)
         refs = self.reference_images
         if j is not None and j < len(array_slices) and refs is not None:
@@ -206,7 +225,7 @@ class TiltSeriesMixin:
         return result
 
 
-def stack_tilts(signals):
+def stack_tilts(signals: Sequence) -> "ElementAxisMixin":
     """Join tilt series along the tilt axis: views, angles, background and HAADF together.
 
     ``hs.stack(..., axis="tilt")`` cannot do it: on HyperSpy's non-uniform
@@ -244,23 +263,21 @@ def stack_tilts(signals):
     """
     import dask.array as da
 
-    from hyperspy_edxtomo.base.provenance import append_history
-    from hyperspy_edxtomo.signals.background import background_data, set_background
 
     signals = list(signals)
     if not signals:
-        raise ValueError("stack_tilts needs at least one tilt series.")
+        raise InputError("stack_tilts needs at least one tilt series.")
     first = signals[0]
     for k, s in enumerate(signals):
         if type(s) is not type(first):
-            raise ValueError(f"stack_tilts: piece {k} is a {type(s).__name__}, piece 0 a {type(first).__name__}: "
+            raise InputError(f"stack_tilts: piece {k} is a {type(s).__name__}, piece 0 a {type(first).__name__}: "
                              "give pieces of one class (all lazy or none; .as_lazy() or .compute() first).")
         if list(s.metadata.get_item("Sample.elements", [])) != list(first.metadata.get_item("Sample.elements", [])) \
                 and _axis_position(first, ELEMENT) is not None:
-            raise ValueError(f"stack_tilts: piece {k} holds the elements {s.elements}, piece 0 {first.elements}.")
+            raise InputError(f"stack_tilts: piece {k} holds the elements {s.elements}, piece 0 {first.elements}.")
         for a, b in zip(s.axes_manager.signal_axes, first.axes_manager.signal_axes):
             if a.size != b.size or not np.isclose(a.scale, b.scale) or a.units != b.units:
-                raise ValueError(f"stack_tilts: piece {k} has a {a.name} axis of {a.size} x {a.scale} {a.units}, "
+                raise InputError(f"stack_tilts: piece {k} has a {a.name} axis of {a.size} x {a.scale} {a.units}, "
                                  f"piece 0 of {b.size} x {b.scale} {b.units}: the images must match.")
     tilts = check_tilts(np.concatenate([s.tilts for s in signals]), what="tilts of the pieces together")
     order = np.argsort(tilts, kind="stable")
@@ -283,14 +300,14 @@ def stack_tilts(signals):
     backgrounds = [background_data(s) for s in signals]
     if any(b is not None for b in backgrounds):
         if any(b is None for b in backgrounds):
-            raise ValueError("stack_tilts: only some pieces carry an X-ray background "
+            raise InputError("stack_tilts: only some pieces carry an X-ray background "
                              f"({[k for k, b in enumerate(backgrounds) if b is not None]}): attach one to all "
                              "(or remove it) first.")
         set_background(out, join(backgrounds, axis=j))
     refs = [s.reference_images for s in signals]
     if any(r is not None for r in refs):
         if any(r is None for r in refs):
-            raise ValueError("stack_tilts: only some pieces carry reference (HAADF) images: give all or none.")
+            raise InputError("stack_tilts: only some pieces carry reference (HAADF) images: give all or none.")
         r0 = refs[0]
         rj = _axis_position(r0, TILT)
         raxes = [dict(ax) for ax in axes_dicts(r0)]

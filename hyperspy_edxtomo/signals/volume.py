@@ -1,15 +1,20 @@
 """Reconstructed volume: per element a 3D array on calibrated (x, y, z) axes."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 from hyperspy.signals import LazySignal2D, Signal2D
 
 from hyperspy_edxtomo.base.conventions import NODE, TILT_AXIS, check_elements
-from hyperspy_edxtomo.signals.tilts import TiltSeriesMixin, element_axis_dict
+from hyperspy_edxtomo.base.errors import InputError
+from hyperspy_edxtomo.signals.tilts import ElementAxisMixin, element_axis_dict
 
 SIGNAL_TYPE = "EDX_volume"
 
 
-class ElementVolume(TiltSeriesMixin, Signal2D):
+class ElementVolume(ElementAxisMixin, Signal2D):
     """Reconstructed element volumes: navigation (z, element) | (x, y).
 
     The data are shaped ``(element, z, y, x)`` in numpy order: each
@@ -32,7 +37,8 @@ class LazyElementVolume(ElementVolume, LazySignal2D):
     """Lazy (dask) twin of :class:`ElementVolume`."""
 
 
-def volume_from_array(data, elements, voxel_size_nm=None, history=None, title="Element volume"):
+def volume_from_array(data, elements: Sequence[str], voxel_size_nm: float | None = None,
+                      history: list[dict] | None = None, title: str = "Element volume") -> ElementVolume:
     """Build an :class:`ElementVolume` from an array shaped (element, z, y, x).
 
     Parameters
@@ -49,7 +55,7 @@ def volume_from_array(data, elements, voxel_size_nm=None, history=None, title="E
     if not lazy:
         data = np.asarray(data)
     if data.ndim != 4:
-        raise ValueError(f"data must be shaped (element, z, y, x); got shape {data.shape}")
+        raise InputError(f"data must be shaped (element, z, y, x); got shape {data.shape}")
     elements = check_elements(elements, data.shape[0])
     scale, units = (1.0, "px") if voxel_size_nm is None else (float(voxel_size_nm), "nm")
     axes = [element_axis_dict(len(elements))]

@@ -12,6 +12,8 @@ colour scale (and any smoothing for display) is stated on the figure.
 
 import numpy as np
 
+from hyperspy_edxtomo.base.errors import InputError
+
 
 def _subplots(nrows=1, ncols=1, *, figsize, layout=None, **kwargs):
     """A figure and its axes, made without pyplot: no backend switched, no figure left open
@@ -291,12 +293,12 @@ def rgb_overlay(volume, path, elements=None, position=None, mode="both"):
         elements = els[-3:]
     elements = [elements] if isinstance(elements, str) else list(elements)
     if not 1 <= len(elements) <= 3:
-        raise ValueError(f"An RGB overlay takes one to three elements, got {elements}.")
+        raise InputError(f"An RGB overlay takes one to three elements, got {elements}.")
     for el in elements:
         if el not in els:
-            raise ValueError(f"Unknown element {el!r}: the volume holds {els}.")
+            raise InputError(f"Unknown element {el!r}: the volume holds {els}.")
     if mode not in ("both", "cuts", "mip"):
-        raise ValueError(f"mode must be 'both', 'cuts' or 'mip', got {mode!r}")
+        raise InputError(f"mode must be 'both', 'cuts' or 'mip', got {mode!r}")
     modes = ["cuts", "mip"] if mode == "both" else [mode]
     data = [volume.element(el).to_numpy()[0].astype(float) for el in elements]
     while len(data) < 3:
@@ -385,7 +387,7 @@ def _particle_rows(shells, particle):
     if particle is None:
         return list(range(len(shells.labels)))
     if not 0 <= int(particle) < len(shells.labels):
-        raise ValueError(f"particle must be an index below {len(shells.labels)} (or None: all), got {particle!r}")
+        raise InputError(f"particle must be an index below {len(shells.labels)} (or None: all), got {particle!r}")
     return [int(particle)]
 
 

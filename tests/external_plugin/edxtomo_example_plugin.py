@@ -10,7 +10,12 @@ import numpy as np
 from scipy import ndimage
 from traits.api import Bool, Range
 
-from hyperspy_edxtomo.plugins import Denoiser, DenoisingResult, ReconstructionAlgorithm, hookimpl
+from hyperspy_edxtomo.plugins import (
+    Denoiser,
+    DenoisingResult,
+    ReconstructionAlgorithm,
+    hookimpl,
+)
 
 
 class ExampleBackprojection(ReconstructionAlgorithm):

@@ -7,6 +7,8 @@ See :mod:`hyperspy_edxtomo.denoising.count_split_net` for the method.
 import numpy as np
 from traits.api import Any, Bool, Enum, Int, Range, Union
 
+from hyperspy_edxtomo.base.counts import check_counts
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.denoising.count_split_net import DEFAULT_CONFIG as D
 from hyperspy_edxtomo.denoising.count_split_net import CountSplitDenoiserModel
 from hyperspy_edxtomo.plugins.contract import Denoiser, DenoisingResult
@@ -36,23 +38,19 @@ def frames_array(frames, elements, shape):
         stack = []
         for i, f in enumerate(frames):
             if sorted(f.elements) != sorted(elements):
-                raise ValueError(f"Frame {i} holds elements {list(f.elements)}, the maps hold {list(elements)}.")
+                raise InputError(f"Frame {i} holds elements {list(f.elements)}, the maps hold {list(elements)}.")
             data = np.asarray(f.data)
             stack.append(data[[list(f.elements).index(e) for e in elements]])
         arr = np.stack(stack)
     else:
         arr = np.asarray(getattr(frames, "data", frames))
     if arr.ndim != 5 or arr.shape[1:] != tuple(shape):
-        raise ValueError(
+        raise InputError(
             f"frames must be shaped (frame, element, tilt, y, x) = (n, {', '.join(map(str, shape))}), "
             f"got {arr.shape}."
         )
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError("frames must hold finite, non-negative X-ray counts.")
-    if not np.allclose(arr, np.round(arr)):
-        raise ValueError("frames must hold integer X-ray counts: frame splitting sums raw counts of frames.")
-    return np.round(arr).astype(np.int64)
+    # frame splitting sums raw counts of frames: they must be counts
+    return check_counts(arr, "frames", axes="frame, element, tilt, y, x").astype(np.int64)
 
 
 class DeepCountSplit(Denoiser):
@@ -108,7 +106,7 @@ class DeepCountSplit(Denoiser):
         if self.training == "auto":
             return "frame_split" if self.frames is not None else "count_split"
         if self.training == "frame_split" and self.frames is None:
-            raise ValueError(
+            raise InputError(
                 "training='frame_split' needs the repeated frames: denoise_deep(frames=...) with an array "
                 "(frame, element, tilt, y, x) that sums to the maps, or one maps object per frame."
             )
@@ -126,7 +124,7 @@ class DeepCountSplit(Denoiser):
             if self.frames is not None:
                 frames = frames_array(self.frames, elements, counts.shape)
                 if not np.array_equal(frames.sum(axis=0), np.round(counts)):
-                    raise ValueError(
+                    raise InputError(
                         "The frames do not sum to the maps: denoise the sum of the frames "
                         "(frames summed over their first axis), or pass the frames of these maps."
                     )

@@ -9,6 +9,7 @@ import time
 import numpy as np
 from traits.api import Bool, Dict, Enum, Str
 
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.plugins.contract import (
     ReconstructionAlgorithm,
     ReconstructionResult,
@@ -16,11 +17,11 @@ from hyperspy_edxtomo.plugins.contract import (
 from hyperspy_edxtomo.plugins.hookspecs import hookimpl
 from hyperspy_edxtomo.plugins.manager import get_algorithm
 from hyperspy_edxtomo.plugins.slices import reconstruct_elements
-from hyperspy_edxtomo.reconstruction.algorithms.deep_common import (
+from hyperspy_edxtomo.reconstruction.deep_models import (
+    EndToEndModel,
     check_tilt_count,
     denoise_stage,
 )
-from hyperspy_edxtomo.reconstruction.deep_models import EndToEndModel
 from hyperspy_edxtomo.reconstruction.filters import FILTERS
 
 HOW_TO_TRAIN = (
@@ -52,7 +53,7 @@ class EndToEnd(ReconstructionAlgorithm):
         elements, projector, background = list(context.elements), context.projector, context.background
         batch_size, show_progressbar = context.batch_size, context.show_progressbar
         if not self.weights:
-            raise ValueError(f"end_to_end needs weights=: it applies a trained network. {HOW_TO_TRAIN}")
+            raise InputError(f"end_to_end needs weights=: it applies a trained network. {HOW_TO_TRAIN}")
         check_tilt_count(projector, self.name)
         model = EndToEndModel.load(self.weights)
         model.check_compatible(elements, context.pixel_size_nm)
@@ -61,7 +62,7 @@ class EndToEnd(ReconstructionAlgorithm):
         if name == "stored":
             stored = model.get_denoiser()
             if stored is None:
-                raise ValueError(
+                raise InputError(
                     f"The weights {self.weights} hold no Q^D denoiser: pass denoiser='deep' (trains one on this "
                     "series), another installed denoiser, or 'none'."
                 )

@@ -5,7 +5,7 @@ from traits.api import Bool, Range
 from hyperspy_edxtomo.plugins.contract import ReconstructionAlgorithm
 from hyperspy_edxtomo.plugins.hookspecs import hookimpl
 from hyperspy_edxtomo.reconstruction import solvers
-from hyperspy_edxtomo.reconstruction.algorithms.auto_strength import (
+from hyperspy_edxtomo.reconstruction.regularised import (
     AutoStrength,
     strength_trait,
 )

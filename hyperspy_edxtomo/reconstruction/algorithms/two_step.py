@@ -11,6 +11,7 @@ import numpy as np
 from traits.api import Bool, Dict, Enum, Int, Range, Str
 
 from hyperspy_edxtomo.base.counts import as_counts, counts_quantum, data_kind
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.deep.networks import torch_device
 from hyperspy_edxtomo.plugins.contract import (
     ReconstructionAlgorithm,
@@ -20,13 +21,10 @@ from hyperspy_edxtomo.plugins.hookspecs import hookimpl
 from hyperspy_edxtomo.plugins.manager import get_algorithm
 from hyperspy_edxtomo.plugins.slices import reconstruct_elements
 from hyperspy_edxtomo.reconstruction import deep_models as deep
-from hyperspy_edxtomo.reconstruction.algorithms.auto_strength import strength_trait
-from hyperspy_edxtomo.reconstruction.algorithms.deep_common import (
-    check_tilt_count,
-    denoise_stage,
-)
+from hyperspy_edxtomo.reconstruction.deep_models import check_tilt_count, denoise_stage
 from hyperspy_edxtomo.reconstruction.filters import FILTERS
 from hyperspy_edxtomo.reconstruction.projector import Projector
+from hyperspy_edxtomo.reconstruction.regularised import strength_trait
 
 
 class TwoStep(ReconstructionAlgorithm):
@@ -226,7 +224,7 @@ def check_enhancer_size(view_shape, levels, steps):
     """Refuse, before any training, views too small for Q^S's U-Net."""
     multiple = 2 ** (int(levels) - 1)
     if steps > 0 and min(view_shape) < multiple:
-        raise ValueError(f"Views of {view_shape[0]}x{view_shape[1]} pixels are too small for Q^S with "
+        raise InputError(f"Views of {view_shape[0]}x{view_shape[1]} pixels are too small for Q^S with "
                          f"{levels} levels (at least {multiple} pixels): lower enhancer_levels.")
 
 

@@ -1,16 +1,20 @@
-"""What the regularised plugins (tv, l1) share: ``lam`` ("auto" or a number),
+"""What the regularised algorithms (tv, l1, and two_step's MBIR) share: ``lam`` ("auto" or a number),
 the data term that suits the maps, the background term and a convergence check."""
+
+import logging
 
 import numpy as np
 from traits.api import Enum, Range, Union
 
-from hyperspy_edxtomo.base.errors import warn
+from hyperspy_edxtomo.base.errors import InputError, warn
 from hyperspy_edxtomo.reconstruction import solvers
 from hyperspy_edxtomo.reconstruction.strength import (
     brightest_slices,
     choose_strength,
     select_criterion,
 )
+
+_logger = logging.getLogger(__name__)
 
 #: the objective may still change by this fraction over the last half of the iterations
 CONVERGENCE_TOL = 0.01
@@ -63,7 +67,7 @@ class AutoStrength:
             if given == "poisson" and negative:
                 # a quasi-likelihood for any non-negative maps (e.g. denoised expected counts), but no
                 # likelihood at all for negative values
-                raise ValueError(f"{self.name}: data_term='poisson' needs maps >= 0; these hold negative values "
+                raise InputError(f"{self.name}: data_term='poisson' needs maps >= 0; these hold negative values "
                                  "(background-subtracted with negative='keep'?): use data_term='least_squares'.")
             return [given]
         if self.lam == "auto" and kind in ("counts", "scaled_counts"):
@@ -100,6 +104,8 @@ class AutoStrength:
             chosen.update(lam=lam, lam_selection=record, lam_selection_iterations=its)
         chosen["convergence"] = self._check_convergence(sinograms, background, projector, lam, data_term, unit)
         self.chosen = chosen
+        _logger.info("%s: data term %s, lam %s (%s)", self.name, data_term, lam,
+                     "chosen on held-out data" if record is not None else "given")
 
     def _check_convergence(self, sinograms, background, projector, lam, data_term, unit):
         """Solve the brightest slices at the chosen strength; record the convergence measure, warn when unmet."""
