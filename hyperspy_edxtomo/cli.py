@@ -31,11 +31,23 @@ import traceback
 import warnings
 from pathlib import Path
 
+from hyperspy_edxtomo.alignment import Alignment
+from hyperspy_edxtomo.analysis import fourier_shell_correlation
 from hyperspy_edxtomo.base.errors import EdxtomoError, InputError
 from hyperspy_edxtomo.base.private_api import is_lazy
 from hyperspy_edxtomo.base.provenance import record_command_line
+from hyperspy_edxtomo.denoising.api import get_denoiser, list_denoisers
+from hyperspy_edxtomo.io.exports import FORMATS, export_targets
+from hyperspy_edxtomo.io.loading import load_native
 from hyperspy_edxtomo.io.staging import check_not_inputs, input_files, staged_output
-from hyperspy_edxtomo.reconstruction.api import DEFAULT_METHOD
+from hyperspy_edxtomo.plugins.manager import get_algorithm
+from hyperspy_edxtomo.reconstruction.api import (
+    DEFAULT_METHOD,
+    format_algorithms,
+    list_algorithms,
+)
+from hyperspy_edxtomo.reconstruction.deep_models import train_end_to_end
+from hyperspy_edxtomo.signals import ElementMapTiltSeries, ElementVolume
 
 
 # -- argument types: bad numbers are refused by argparse (exit 2, usage shown), before any work ---------
@@ -86,7 +98,6 @@ def _targets_free(targets, inputs, overwrite):
 
 def cmd_demo(args):
     from hyperspy_edxtomo import datasets
-    from hyperspy_edxtomo.plugins.manager import get_algorithm
     from hyperspy_edxtomo.workflow.config import PipelineConfig
     from hyperspy_edxtomo.workflow.pipeline import run_pipeline
 
@@ -157,9 +168,6 @@ def _parse_params(items):
 
 
 def _load_maps(path):
-    from hyperspy_edxtomo.io.loading import load_native
-    from hyperspy_edxtomo.signals import ElementMapTiltSeries
-
     return load_native(path, expected=ElementMapTiltSeries,
                        hint="make element maps with 'edxtomo maps' or get_element_maps() and save them as .hspy/.zspy.")
 
@@ -185,8 +193,6 @@ def cmd_reconstruct(args):
 
 
 def cmd_train_end_to_end(args):
-    from hyperspy_edxtomo.reconstruction.deep_models import train_end_to_end
-
     out = Path(args.out)
     inputs = input_files(args.maps)
     check_not_inputs([out], inputs)
@@ -201,9 +207,6 @@ def cmd_train_end_to_end(args):
 
 
 def _load_volume(path):
-    from hyperspy_edxtomo.io.loading import load_native
-    from hyperspy_edxtomo.signals import ElementVolume
-
     return load_native(path, expected=ElementVolume,
                        hint="make an element volume with 'edxtomo reconstruct' or 'edxtomo run'.")
 
@@ -265,8 +268,6 @@ def _se_text(info):
 def cmd_align(args):
     import numpy as np
 
-    from hyperspy_edxtomo.alignment import Alignment
-
     out = Path(args.out)
     stem = "element_maps_aligned"
     inputs = input_files(args.maps)
@@ -288,8 +289,6 @@ def cmd_align(args):
 
 
 def cmd_denoise(args):
-    from hyperspy_edxtomo.denoising.api import get_denoiser
-
     params = _parse_params(args.param)
     get_denoiser(args.method).create(**params)  # unknown method or parameter: exit 2 before loading
     out = Path(args.out)
@@ -311,7 +310,6 @@ ANALYSIS_FILES = ("report.md", "report.html", "results.json", "fsc.hspy", "fsc.p
 
 
 def cmd_analyse(args):
-    from hyperspy_edxtomo.analysis import fourier_shell_correlation
     from hyperspy_edxtomo.workflow import figures as plotting
     from hyperspy_edxtomo.workflow import steps
     from hyperspy_edxtomo.workflow.report import write_report, write_results_json
@@ -370,8 +368,6 @@ def cmd_analyse(args):
 
 
 def cmd_export(args):
-    from hyperspy_edxtomo.io.exports import FORMATS, export_targets
-
     vol = _load_volume(args.volume)
     out = Path(args.out) if args.out else Path(args.volume).parent
     if args.name is not None and (Path(args.name).name != args.name or args.name in ("", ".", "..")):
@@ -398,8 +394,6 @@ def cmd_export(args):
 
 
 def cmd_denoisers(args):
-    from hyperspy_edxtomo.denoising.api import get_denoiser, list_denoisers
-
     lines = []
     for name, summary in list_denoisers().items():
         cls = get_denoiser(name)
@@ -411,8 +405,6 @@ def cmd_denoisers(args):
 
 
 def cmd_algorithms(args):
-    from hyperspy_edxtomo.reconstruction.api import format_algorithms, list_algorithms
-
     print(format_algorithms(list_algorithms()))
     return 0
 

@@ -129,6 +129,7 @@ from hyperspy_edxtomo.base.provenance import append_history, plain_record
 from hyperspy_edxtomo.signals.edx_tilt_series import EDXTiltSeries
 from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
 from hyperspy_edxtomo.signals.methods import signal_method
+from hyperspy_edxtomo.signals.tilts import tilt_axis_dict
 
 if TYPE_CHECKING:
     from hyperspy.misc.utils import DictionaryTreeBrowser
@@ -388,8 +389,6 @@ def with_reference_images(series: ElementMapTiltSeries | EDXTiltSeries,
         Another number of images than views, images of another size, NaN.
     """
     from hyperspy.signals import Signal2D
-
-    from hyperspy_edxtomo.signals.tilts import tilt_axis_dict
 
     kind = series_kind(series)
     if kind == "images":

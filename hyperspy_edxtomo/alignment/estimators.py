@@ -31,6 +31,10 @@ from scipy import ndimage
 from hyperspy_edxtomo.alignment.result import Alignment
 from hyperspy_edxtomo.alignment.transform import transform_stack, transform_view
 from hyperspy_edxtomo.base.errors import InputError
+from hyperspy_edxtomo.base.progress import finish, progress_bar
+from hyperspy_edxtomo.reconstruction.api import reconstruct
+from hyperspy_edxtomo.reconstruction.projector import Projector
+from hyperspy_edxtomo.signals.element_maps import element_maps_from_array
 
 __all__ = ["EDGE_FRACTION", "MASS_OUTLIER_K", "Estimator", "CentreOfMass", "CrossCorrelation", "AxisOffset",
            "CommonLine", "FixedRotation", "ProjectionMatching", "method_estimators", "register", "estimate_xcorr",
@@ -390,8 +394,6 @@ def sirt_reproject(sinograms: np.ndarray, train_tilts, predict_tilts, iterations
     many, where thread pools cost more than they give on a busy machine, and a fixed number of
     iterations here cannot be moved by defaults changed elsewhere.
     """
-    from hyperspy_edxtomo.reconstruction.projector import Projector
-
     B, T, nx = sinograms.shape
     P = Projector(train_tilts, n_x=nx, cuda=False)
     A, At = P.matrix
@@ -420,9 +422,6 @@ def estimate_projection_matching(stack: np.ndarray, tilts: np.ndarray, rotation_
 
     Returns the shifts (rows, columns) and the number of rounds done.
     """
-    from hyperspy_edxtomo.base.progress import finish, progress_bar
-    from hyperspy_edxtomo.reconstruction.projector import Projector
-
     n, ny, nx = stack.shape
     sy, sx = np.array(sy, float), np.array(sx, float)
     n_done = 0
@@ -434,8 +433,6 @@ def estimate_projection_matching(stack: np.ndarray, tilts: np.ndarray, rotation_
         if method == "sirt":
             reproj = sirt_reproject(views.transpose(1, 0, 2), tilts, tilts, iterations).transpose(1, 0, 2)
         else:
-            from hyperspy_edxtomo.reconstruction.api import reconstruct
-            from hyperspy_edxtomo.signals.element_maps import element_maps_from_array
 
             maps = element_maps_from_array(views[None].astype(np.float32), tilts, ["Zn"])
             vol = reconstruct(maps, method=method, cuda=False, show_progressbar=False,

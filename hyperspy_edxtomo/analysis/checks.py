@@ -68,6 +68,16 @@ def history_entry(step, method, parameters):
     """One history record (as :func:`hyperspy_edxtomo.base.provenance.append_history` writes)."""
     import datetime
 
-
     return {"step": str(step), "method": str(method), "parameters": plain_record(dict(parameters)),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
+def normalised_sum(data, clip=False):
+    """Sum over the elements of ``data`` (element, ...), each scaled to its 99.9th percentile so
+    that the elements weigh alike; ``clip``: negative values (FBP undershoot) count as 0."""
+    out = np.zeros(data.shape[1:])
+    for d in data:
+        top = float(np.percentile(d, 99.9))
+        if top > 0:
+            out += (np.clip(d, 0, None) if clip else d) / top
+    return out

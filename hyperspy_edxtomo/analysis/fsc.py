@@ -37,16 +37,24 @@ from typing import Any
 
 import numpy as np
 
-from hyperspy_edxtomo.analysis.checks import positive, select_elements, volume_array
+from hyperspy_edxtomo.analysis.checks import (
+    normalised_sum,
+    positive,
+    select_elements,
+    volume_array,
+)
 from hyperspy_edxtomo.base.conventions import NODE
-from hyperspy_edxtomo.base.counts import is_counts
-from hyperspy_edxtomo.base.errors import InputError, InputTypeError
+from hyperspy_edxtomo.base.counts import count_split, is_counts
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError, warn
 from hyperspy_edxtomo.base.private_api import is_lazy, with_new_data
 from hyperspy_edxtomo.base.provenance import append_history, get_history, plain_record
+from hyperspy_edxtomo.plugins.manager import get_algorithm
 from hyperspy_edxtomo.reconstruction.api import DEFAULT_METHOD
+from hyperspy_edxtomo.signals.background import set_background
 from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
 from hyperspy_edxtomo.signals.methods import signal_method
-from hyperspy_edxtomo.signals.volume import ElementVolume
+from hyperspy_edxtomo.signals.tilts import element_axis_dict
+from hyperspy_edxtomo.signals.volume import ElementVolume, volume_from_array
 
 __all__ = ["fourier_shell_correlation", "fsc_from_tilt_series", "fsc_curve", "half_bit_threshold", "randomise_phases",
            "soft_mask", "fsc_sampling_problem", "fsc_halves_parameters", "halves_tilts"]
@@ -259,16 +267,6 @@ def _noise_substituted(a, b, m, voxel_size, freqs, fsc, rng):
     return np.where(freqs > beyond, np.clip(corrected, -1.0, 1.0), fsc), beyond
 
 
-def _normalised_sum(data):
-    """Sum over elements, each scaled to its 99.9th percentile (elements weigh alike)."""
-    out = np.zeros(data.shape[1:])
-    for d in data:
-        top = float(np.percentile(d, 99.9))
-        if top > 0:
-            out += d / top
-    return out
-
-
 @signal_method(ElementVolume)
 def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_dilation_nm=1.0, mask_edge_nm=1.0,
                               mask_correction=True):
@@ -350,7 +348,7 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
     elif isinstance(mask, str):
         if mask not in ("auto", "sphere"):
             raise InputError(f"Unknown mask {mask!r}: choose one of {MASK_CHOICES} or give an array.")
-        ref = _normalised_sum(a[idx]) + _normalised_sum(b[idx]) if mask == "auto" else None
+        ref = normalised_sum(a[idx]) + normalised_sum(b[idx]) if mask == "auto" else None
         m = soft_mask(shape, mask, ref, scale, mask_dilation_nm, mask_edge_nm)
         mask_desc = mask
     else:
@@ -384,8 +382,6 @@ def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_di
         curves.append(fsc)
 
     from hyperspy.signals import Signal1D
-
-    from hyperspy_edxtomo.signals.tilts import element_axis_dict
 
     names = [els[i] for i in idx]
     freq_units = f"1/{units}"
@@ -533,13 +529,9 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
     -------
     (ElementMapTiltSeries, ElementMapTiltSeries)
     """
-    from hyperspy_edxtomo.signals.background import set_background
-    from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
-
     if not isinstance(maps, ElementMapTiltSeries):
         raise InputTypeError(f"Needs an ElementMapTiltSeries, got {type(maps).__name__}.")
     if split == "counts":
-        from hyperspy_edxtomo.base.counts import count_split
 
         source = maps if raw is None else raw
         counts = source.to_numpy()
@@ -587,8 +579,6 @@ def split_tilt_series(maps, split="counts", seed=0, raw=None):
 
 
 def _warn_sampling(halves, split):
-    from hyperspy_edxtomo.base.errors import warn
-
     problem = fsc_sampling_problem(halves[0].tilts, halves[1].tilts, split)
     if problem:
         warn(f"FSC: {problem}. Record more tilts (a step of at most {MAX_FSC_STEP_DEG:g} deg) for a meaningful "
@@ -662,7 +652,6 @@ def fsc_from_tilt_series(maps, method: str = DEFAULT_METHOD, split: str = "count
 
 def _reconstruct_by_element(half, method, element_parameters, common):
     """One half, each element reconstructed with its own parameters, stacked into one volume."""
-    from hyperspy_edxtomo.signals.volume import volume_from_array
 
     missing = [el for el in half.elements if el not in element_parameters]
     if missing:
@@ -714,8 +703,6 @@ def fsc_halves_parameters(volume, method: str, fsc_method: str | None = None,
     >>> fsc_halves_parameters(vol, "tv")[1]["Zn"]["lam"]
     2.0
     """
-    from hyperspy_edxtomo.plugins.manager import get_algorithm
-
     if fsc_method is None:
         # an algorithm that trains networks is not run twice more: its halves get the default method
         fsc_method = DEFAULT_METHOD if get_algorithm(method).learned else method

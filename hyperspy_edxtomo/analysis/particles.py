@@ -21,6 +21,7 @@ import numpy as np
 from hyperspy_edxtomo.analysis.checks import (
     coordinates_nm,
     history_entry,
+    normalised_sum,
     positive,
     select_elements,
     volume_array,
@@ -130,15 +131,6 @@ class ParticleList:
         return "\n".join(lines)
 
 
-def _normalised_sum(data):
-    out = np.zeros(data.shape[1:])
-    for d in data:
-        top = float(np.percentile(d, 99.9))
-        if top > 0:
-            out += np.clip(d, 0, None) / top
-    return out
-
-
 @signal_method(ElementVolume)
 def find_particles(volume: ElementVolume, elements: Sequence[str] | str | None = None,
                    threshold: Literal["otsu"] | float = "otsu", smooth_nm: float | None = None,
@@ -193,7 +185,7 @@ def find_particles(volume: ElementVolume, elements: Sequence[str] | str | None =
 
     data, scale, units, els = volume_array(volume)
     idx = select_elements(els, elements)
-    total = _normalised_sum(data[idx])
+    total = normalised_sum(data[idx], clip=True)
     if not np.ptp(total) > 0:
         raise InputError("The volume is empty or constant: no particle to find.")
     sigma = 1.0 if smooth_nm is None else positive(smooth_nm, "smooth_nm", allow_zero=True) / scale
@@ -292,7 +284,6 @@ def radial_profiles(data, elements, centre_index, scale, units, rmax, region=Non
         NaN where a shell holds no voxel of the region.
     """
     from hyperspy.signals import Signal1D
-
 
     grids = np.meshgrid(*[np.arange(n) - c for n, c in zip(data.shape[1:], centre_index)], indexing="ij")
     r = np.sqrt(sum(g**2 for g in grids))

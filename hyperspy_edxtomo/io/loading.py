@@ -220,7 +220,6 @@ def load_tilt_series(paths_or_glob: str | os.PathLike | Sequence[str | os.PathLi
     if tilts is not None:
         given_tilts = _check_given_tilts(tilts, paths)
 
-
     views = []
     cache = {}
     with _Reader(paths, lazy, reader_options) as reader:
@@ -868,8 +867,6 @@ def _build(views, tilts, lazy):
     if src.has_item("Sample"):
         md["Sample"] = src.Sample.as_dictionary()
     return cls(data, axes=axes, metadata=md)
-
-
 
 
 def _option_repr(value):

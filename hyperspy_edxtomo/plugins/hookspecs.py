@@ -13,7 +13,12 @@ registered explicitly (:data:`~hyperspy_edxtomo.plugins.manager.BUILTIN_PLUGINS`
 The classes a hook returns follow :mod:`hyperspy_edxtomo.plugins.contract`.
 """
 
+from typing import TYPE_CHECKING
+
 import pluggy
+
+if TYPE_CHECKING:  # the classes the hooks return, for the annotations only
+    from hyperspy_edxtomo.plugins.contract import Denoiser, ReconstructionAlgorithm
 
 PROJECT = "hyperspy_edxtomo"
 
@@ -22,7 +27,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def edxtomo_reconstruction_algorithms():
+def edxtomo_reconstruction_algorithms() -> list[type["ReconstructionAlgorithm"]]:
     """Reconstruction algorithms this plugin provides.
 
     Takes no arguments: the classes are asked for once per session, when a
@@ -37,7 +42,7 @@ def edxtomo_reconstruction_algorithms():
 
 
 @hookspec
-def edxtomo_denoisers():
+def edxtomo_denoisers() -> list[type["Denoiser"]]:
     """Denoisers of element maps this plugin provides.
 
     Takes no arguments, like :func:`edxtomo_reconstruction_algorithms`.

@@ -56,7 +56,6 @@ def _torch():
     return torch
 
 
-
 # -- what the deep algorithms (two_step, end_to_end) share --------------------------------
 #: fewest views a deep reconstruction accepts: the networks learn from the views
 MIN_TILTS = 3
@@ -385,7 +384,6 @@ class EndToEndModel:
             return None
         import os
         import tempfile
-
 
         with tempfile.TemporaryDirectory() as tmp:
             p = os.path.join(tmp, "qd.pt")

@@ -85,7 +85,6 @@ def csr_matmul(indptr, indices, data, X, out):
     return out
 
 
-
 @numba.njit(parallel=True, fastmath=True, cache=True)
 def dual_data_update(p, Ax, y, sigma, poisson):
     """p <- prox of the data term's conjugate at p + sigma * Ax, in place.

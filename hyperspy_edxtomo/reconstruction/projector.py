@@ -300,4 +300,3 @@ def _torch_project():
             return ctx.projector.torch_product(grad.contiguous(), not ctx.forward), None, None
 
     return TorchProject
-

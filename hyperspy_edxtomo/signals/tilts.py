@@ -263,7 +263,6 @@ def stack_tilts(signals: Sequence) -> "ElementAxisMixin":
     """
     import dask.array as da
 
-
     signals = list(signals)
     if not signals:
         raise InputError("stack_tilts needs at least one tilt series.")

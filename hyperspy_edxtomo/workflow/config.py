@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from hyperspy_edxtomo.base.errors import InputError, InputTypeError
+from hyperspy_edxtomo.denoising.api import get_denoiser
+from hyperspy_edxtomo.plugins.manager import get_algorithm
 from hyperspy_edxtomo.reconstruction.api import DEFAULT_METHOD
 from hyperspy_edxtomo.signals.volume import ElementVolume
 
@@ -151,7 +153,6 @@ class PipelineConfig:
     ...
     hyperspy_edxtomo.workflow.config.PipelineError: Unknown export format(s) ['docx']: choose among mrc, ...
     """
-
     out: Path = Path("edxtomo_output")
     elements: Sequence[str] | None = None
     tilts: Sequence[float] | None = None
@@ -197,9 +198,6 @@ class PipelineConfig:
         self._check_methods()
 
     def _check_methods(self) -> None:
-        from hyperspy_edxtomo.denoising.api import get_denoiser
-        from hyperspy_edxtomo.plugins.manager import get_algorithm
-
         try:
             cls = get_algorithm(self.method)
         except ValueError as err:
@@ -225,7 +223,6 @@ class PipelineConfig:
     @property
     def internal_denoiser(self) -> bool:
         """Whether ``method`` denoises itself (``two_step``): then ``denoiser`` is its parameter, not a step."""
-        from hyperspy_edxtomo.plugins.manager import get_algorithm
 
         return bool(get_algorithm(self.method).denoises)
 

@@ -12,6 +12,8 @@ colour scale (and any smoothing for display) is stated on the figure.
 
 import numpy as np
 
+from hyperspy_edxtomo.analysis.shells import direction_grid
+from hyperspy_edxtomo.base.counts import is_counts
 from hyperspy_edxtomo.base.errors import InputError
 
 
@@ -115,8 +117,6 @@ def _colourbar(fig, im, axes, label):
 
 
 def _map_units(maps):
-    from hyperspy_edxtomo.base.counts import is_counts
-
     return "X-ray counts per pixel" if is_counts(maps.to_numpy()) else "map value per pixel"
 
 
@@ -470,8 +470,6 @@ def shell_thickness_histogram(shells, path, particle=None, elements=None, bins=N
     -------
     pathlib.Path
     """
-    from hyperspy_edxtomo.analysis.shells import direction_grid
-
     elements = shells.elements if elements is None else ([elements] if isinstance(elements, str) else elements)
     rows = _particle_rows(shells, particle)
     data = shells.thickness.data

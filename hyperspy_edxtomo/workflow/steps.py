@@ -31,12 +31,24 @@ from typing import Any
 import numpy as np
 from hyperspy.signals import Signal1D
 
+from hyperspy_edxtomo.alignment import Alignment
 from hyperspy_edxtomo.analysis import ParticleList, ShellMaps
+from hyperspy_edxtomo.analysis.fsc import (
+    fsc_from_tilt_series,
+    fsc_halves_parameters,
+    fsc_sampling_problem,
+    halves_tilts,
+)
+from hyperspy_edxtomo.analysis.quality import flag_particles
 from hyperspy_edxtomo.base.conventions import check_elements
 from hyperspy_edxtomo.base.counts import is_counts
+from hyperspy_edxtomo.base.errors import warn
 from hyperspy_edxtomo.base.private_api import is_lazy, with_new_data
-from hyperspy_edxtomo.base.provenance import jsonable
+from hyperspy_edxtomo.base.provenance import append_history, jsonable
+from hyperspy_edxtomo.io.loading import load_native, load_tilt_series
+from hyperspy_edxtomo.plugins.manager import get_algorithm
 from hyperspy_edxtomo.signals import EDXTiltSeries, ElementMapTiltSeries, ElementVolume
+from hyperspy_edxtomo.signals.background import set_background
 from hyperspy_edxtomo.workflow import figures as plotting
 from hyperspy_edxtomo.workflow.config import (
     BackgroundMode,
@@ -154,8 +166,6 @@ def _is_native(path):
 
 def _apply_background_mode(maps, mode):
     """Maps given as maps: subtract (``"subtract"``) or drop (``"none"``) an attached background."""
-    from hyperspy_edxtomo.base.provenance import append_history
-    from hyperspy_edxtomo.signals.background import set_background
 
     if maps.metadata.get_item("Tomography.background", None) is None or mode == "model":
         return maps
@@ -221,10 +231,6 @@ def load_input(source: str | Path | Sequence[str | Path] | EDXTiltSeries | Eleme
     >>> maps.elements, what
     (['Se', 'S', 'Zn'], 'EDXTiltSeries in memory')
     """
-    from hyperspy_edxtomo.io.loading import load_native, load_tilt_series
-    from hyperspy_edxtomo.signals import EDXTiltSeries, ElementMapTiltSeries
-    from hyperspy_edxtomo.signals.background import set_background
-
     mode = background_mode(background)
     if elements is not None:
         try:
@@ -376,7 +382,6 @@ def align(maps: ElementMapTiltSeries, config: PipelineConfig, work: Path) -> Ali
     if config.align:
         log(config.verbose, f"Aligning {maps.tilts.size} views ({align_method}) ...")
         maps = maps.align(method=align_method, show_progressbar=config.show_progressbar)
-        from hyperspy_edxtomo.alignment import Alignment
 
         info = Alignment.from_metadata(maps)
         sx, sy = info.shift_x_px, info.shift_y_px
@@ -418,7 +423,6 @@ def denoise(maps: ElementMapTiltSeries, config: PipelineConfig, work: Path) -> D
         return DenoiseSummary(numbers={"denoiser": {"method": denoiser, **config.denoiser_parameters}},
                               files={"denoised element maps": path}, maps=denoised, method=denoiser)
     if inside:
-        from hyperspy_edxtomo.plugins.manager import get_algorithm
 
         parameters = config.reconstruction_parameters
         own = parameters.get("denoiser", get_algorithm(config.method).class_traits()["denoiser"].default)
@@ -551,13 +555,6 @@ def fsc_halves(aligned: AlignSummary, volume: ElementVolume, config: PipelineCon
         ``numbers["fsc"]``: :func:`fsc_numbers` (with ``"warning"`` when the
         halves are too sparsely sampled to mean much), or why there is none.
     """
-    from hyperspy_edxtomo.analysis.fsc import (
-        fsc_from_tilt_series,
-        fsc_halves_parameters,
-        fsc_sampling_problem,
-        halves_tilts,
-    )
-
     verbose, maps, raw = config.verbose, aligned.maps, aligned.raw
     if not config.fsc:
         return FSCSummary(numbers={"fsc": "skipped (--no-fsc)"})
@@ -574,7 +571,6 @@ def fsc_halves(aligned: AlignSummary, volume: ElementVolume, config: PipelineCon
     except ValueError as err:
         # e.g. a view left empty in a half of an element with a few counts per view: the volume
         # is worth keeping, the report says why there is no resolution
-        from hyperspy_edxtomo.base.errors import warn
 
         warn(f"The Fourier shell correlation failed ({err}); the volume and the rest are written, "
              "and the report says so.")
@@ -640,7 +636,6 @@ def analyse(volume: ElementVolume, work: Path | None, *, shell_elements: Sequenc
     except Exception as err:  # noqa: BLE001 - the volume and the FSC are worth keeping whatever fails here
         if not keep_going:
             raise
-        from hyperspy_edxtomo.base.errors import warn
 
         particles, shells = None, None
         numbers.setdefault("particles", [])
@@ -751,8 +746,6 @@ def analyse_volume(volume: ElementVolume, shell_elements: Sequence[str] | None =
     >>> len(numbers["particles"]), numbers["shells"][0]["element"]
     (1, 'S')
     """
-    from hyperspy_edxtomo.analysis.quality import flag_particles
-
     numbers = {} if numbers is None else numbers
     files = {} if files is None else files
     if shell_elements is not None:

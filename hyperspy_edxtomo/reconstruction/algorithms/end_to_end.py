@@ -44,7 +44,7 @@ class EndToEnd(ReconstructionAlgorithm):
 
     #: Q^D denoises the raw counts; the background is removed before the FBP the network was trained on
     accepts_background = True
-    #: trains networks on the data (Q^D, Q^S) / runs Q^D itself
+    #: a network trained on two_step results (the FSC halves use the default method), and Q^D run here
     learned = True
     denoises = True
 
