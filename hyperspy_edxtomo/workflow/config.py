@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from hyperspy_edxtomo.alignment.api import Method
 from hyperspy_edxtomo.base.errors import InputError, InputTypeError
 from hyperspy_edxtomo.denoising.api import get_denoiser
 from hyperspy_edxtomo.plugins.manager import get_algorithm
@@ -29,8 +30,8 @@ BACKGROUND_MODES: tuple[str, ...] = get_args(BackgroundMode)
 ExportFormat = Literal["mrc", "tif", "vti", "npy", "zspy"]
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
 
-#: what ``align_method=`` names (checked by ``maps.align``, which knows them)
-AlignMethod = Literal["auto", "xcorr", "com", "axis", "projection_matching"]
+#: what ``align_method=`` names: the alignment's own choices (checked by ``maps.align``)
+AlignMethod = Method
 
 
 class PipelineError(InputError):

@@ -42,16 +42,13 @@ class EndToEnd(ReconstructionAlgorithm):
     filter = Enum(*FILTERS, desc="FBP filter of the network's input (use the one it was trained with)")
     constrain = Bool(True, desc="clip negative values to 0")
 
-    #: Q^D denoises the raw counts; the background is removed before the FBP the network was trained on
-    accepts_background = True
-    #: a network trained on two_step results (the FSC halves use the default method), and Q^D run here
-    learned = True
-    denoises = True
+    # Q^D denoises the raw counts, the background is removed before the FBP the network was trained on;
+    # the network was trained on two_step results (the FSC halves use the default method)
+    accepts_background = learned = denoises = True
 
     def reconstruct_series(self, counts, context):
         t0 = time.perf_counter()
-        elements, projector, background = list(context.elements), context.projector, context.background
-        batch_size, show_progressbar = context.batch_size, context.show_progressbar
+        elements, projector = list(context.elements), context.projector
         if not self.weights:
             raise InputError(f"end_to_end needs weights=: it applies a trained network. {HOW_TO_TRAIN}")
         check_tilt_count(projector, self.name)
@@ -67,12 +64,12 @@ class EndToEnd(ReconstructionAlgorithm):
                     "series), another installed denoiser, or 'none'."
                 )
             name = "deep"
-        y_d, _, qd_used = denoise_stage(counts, elements, projector, name, self.denoiser_parameters, 0,
-                                        show_progressbar, model=stored)
-        if background is not None:
-            y_d = np.clip(y_d - background, 0, None)
+        y_d, _, qd_used = denoise_stage(counts, elements, projector, name, self.denoiser_parameters, context.seed,
+                                        context.show_progressbar, model=stored)
+        if context.background is not None:
+            y_d = np.clip(y_d - context.background, 0, None)
         fbp = get_algorithm("fbp").create(filter=self.filter)
-        x, _ = reconstruct_elements(fbp, y_d, elements, projector, batch_size, False, "FBP of Q^D y")
+        x, _ = reconstruct_elements(fbp, y_d, elements, projector, context.batch_size, False, "FBP of Q^D y")
         t = time.perf_counter()
         volume = model.predict(x, elements, cuda=projector.cuda, constrain=self.constrain)
         timings = {"network_seconds": round(time.perf_counter() - t, 3), "seconds": round(time.perf_counter() - t0, 3)}
