@@ -32,8 +32,8 @@ where the FSC of the unmasked volumes, or the masked one, first falls below
 0.8, whichever comes first.
 """
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -61,11 +61,13 @@ __all__ = ["fourier_shell_correlation", "fsc_from_tilt_series", "fsc_curve", "ha
 
 #: The fixed FSC threshold (Rosenthal & Henderson 2003).
 THRESHOLD_0143 = 0.143
-MASK_CHOICES = ("auto", "sphere", None)
+Mask = Literal["auto", "sphere"]
+MASK_CHOICES = (*get_args(Mask), None)
 #: The FSC (unmasked or masked) below which the phases are randomised (noise substitution).
 RANDOMISE_BELOW = 0.8
 RANDOMISE_SEED = 0
-SPLIT_CHOICES = ("counts", "tilts")
+Split = Literal["counts", "tilts"]
+SPLIT_CHOICES = get_args(Split)
 #: halves with fewer tilts than this, or with a wider step between neighbouring tilts, get a warning
 MIN_FSC_TILTS = 3
 MAX_FSC_STEP_DEG = 30.0
@@ -268,8 +270,9 @@ def _noise_substituted(a, b, m, voxel_size, freqs, fsc, rng):
 
 
 @signal_method(ElementVolume)
-def fourier_shell_correlation(volume, other, elements=None, mask="auto", mask_dilation_nm=1.0, mask_edge_nm=1.0,
-                              mask_correction=True):
+def fourier_shell_correlation(volume: ElementVolume, other: ElementVolume, elements: Sequence[str] | str | None = None,
+                              mask: Mask | None = "auto", mask_dilation_nm: float = 1.0, mask_edge_nm: float = 1.0,
+                              mask_correction: bool = True):
     """Fourier shell correlation between two reconstructions of the same object.
 
     Parameters
@@ -504,7 +507,8 @@ def halves_tilts(tilts, split: str = "counts") -> tuple[np.ndarray, np.ndarray]:
     raise InputError(f"Unknown split {split!r}: choose one of {SPLIT_CHOICES}.")
 
 
-def split_tilt_series(maps, split="counts", seed=0, raw=None):
+def split_tilt_series(maps: ElementMapTiltSeries, split: Split = "counts", seed: int = 0,
+                      raw: ElementMapTiltSeries | None = None):
     """Two independent halves of an element-map tilt series.
 
     Parameters
@@ -586,9 +590,11 @@ def _warn_sampling(halves, split):
 
 
 @signal_method(ElementMapTiltSeries, name="fourier_shell_correlation")
-def fsc_from_tilt_series(maps, method: str = DEFAULT_METHOD, split: str = "counts", seed: int = 0, raw=None,
-                         elements=None, mask="auto", mask_dilation_nm: float = 1.0, mask_edge_nm: float = 1.0,
-                         mask_correction: bool = True, return_volumes: bool = False,
+def fsc_from_tilt_series(maps: ElementMapTiltSeries, method: str = DEFAULT_METHOD, split: Split = "counts",
+                         seed: int = 0, raw: ElementMapTiltSeries | None = None,
+                         elements: Sequence[str] | str | None = None, mask: Mask | None = "auto",
+                         mask_dilation_nm: float = 1.0, mask_edge_nm: float = 1.0, mask_correction: bool = True,
+                         return_volumes: bool = False,
                          element_parameters: Mapping[str, Mapping[str, Any]] | None = None, **reconstruct_params):
     """Reconstruct two independent halves of a tilt series and their FSC.
 

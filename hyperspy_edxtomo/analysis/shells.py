@@ -209,14 +209,33 @@ def _inside_origin(labels, particle):
     return tuple(float(i) for i in np.unravel_index(int(np.argmax(depth)), depth.shape))
 
 
-def _one_particle(p, part, o, particles, data, idx, u, w, scale, step, level, absent_below, max_radius_nm, axes,
-                  thick, outer, absent, absent_sa, surface, thresholds):
-    """Fill row ``p`` of the result arrays for one particle; its origin in nm.
+@dataclass(frozen=True)
+class _Rays:
+    """How every particle is sampled: the directions, their solid-angle weights, the ray step."""
+
+    u: np.ndarray  # unit vectors (x, y, z) over (elevation, azimuth)
+    w: np.ndarray  # solid-angle weights, summing to 1
+    scale: float  # voxel size, nm
+    step: float  # ray step, nm
+    axes: tuple  # the volume's z, y, x axes
+    level: float
+    absent_below: float
+    max_radius_nm: float | None
+
+
+def _one_particle(part, o, particles, data, idx, rays):
+    """One particle: ``(thickness, outer radius, absent fraction, absent solid angle, threshold)`` per
+    element in ``idx``, and its origin in nm.
 
     Raises ValueError when the particle cannot be analysed (its origin outside it).
     """
     from scipy import ndimage
 
+    u, w, scale, step = rays.u, rays.w, rays.scale, rays.step
+    n_e = len(idx)
+    thick = np.zeros((n_e,) + u.shape[1:], np.float32)
+    outer = np.full((n_e,) + u.shape[1:], np.nan, np.float32)
+    absent, absent_sa, thresholds = np.zeros(n_e), np.zeros(n_e), np.zeros(n_e)
     region = particles.regions == part.label
     oi = np.round(o).astype(int)
     if np.any(oi < 0) or np.any(oi >= np.array(region.shape)) or particles.labels[tuple(oi)] != part.label:
@@ -224,7 +243,7 @@ def _one_particle(p, part, o, particles, data, idx, u, w, scale, step, level, ab
             f"The origin of particle {part.label} (voxel z, y, x = {tuple(round(float(c), 1) for c in o)}) is not "
             "inside it (an irregular or hollow particle: give origin= a point inside it)"
         )
-    rmax = max(part.equivalent_diameter, 4 * scale) if max_radius_nm is None else max_radius_nm
+    rmax = max(part.equivalent_diameter, 4 * scale) if rays.max_radius_nm is None else rays.max_radius_nm
     r = (np.arange(int(np.ceil(rmax / step))) + 0.5) * step  # nm
     # sample points (3: z, y, x in voxel indices, elevation, azimuth, radius)
     pts = np.stack([o[k] + u[2 - k][..., None] * r / scale for k in range(3)])
@@ -235,7 +254,7 @@ def _one_particle(p, part, o, particles, data, idx, u, w, scale, step, level, ab
     body = ndimage.map_coordinates((particles.labels == part.label).astype(np.float32), flat, order=1,
                                    mode="constant", cval=0.0).reshape(pts.shape[1:]) > 0.5
     last_in = np.where(body.any(axis=-1), body.shape[-1] - 1 - np.argmax(body[..., ::-1], axis=-1), 0)
-    surface[p] = r[last_in] + step / 2
+    surface = r[last_in] + step / 2
     for j, e in enumerate(idx):
         vals = ndimage.map_coordinates(data[e], flat, order=1, mode="constant", cval=0.0).reshape(pts.shape[1:])
         vals = np.where(inside, vals, 0.0)
@@ -243,19 +262,20 @@ def _one_particle(p, part, o, particles, data, idx, u, w, scale, step, level, ab
         ref = float(np.median(ray_max))
         if not ref > 0:
             ref = float(ray_max.max())
-        thr = level * ref if ref > 0 else np.inf
+        thr = rays.level * ref if ref > 0 else np.inf
         above = vals > thr
         t = above.sum(axis=-1) * step
-        thick[p, j] = t
+        thick[j] = t
         last = np.where(above.any(axis=-1), above.shape[-1] - 1 - np.argmax(above[..., ::-1], axis=-1), -1)
-        outer[p, j] = np.where(last >= 0, r[np.clip(last, 0, None)] + step / 2, np.nan)
-        gone = t < absent_below
-        radius = _envelope(surface[p], u, gone)
+        outer[j] = np.where(last >= 0, r[np.clip(last, 0, None)] + step / 2, np.nan)
+        gone = t < rays.absent_below
+        radius = _envelope(surface, u, gone)
         w_area = w * radius**2
-        absent[p, j] = float((w_area * gone).sum() / w_area.sum())
-        absent_sa[p, j] = float((w * (t < absent_below)).sum())
-        thresholds[p, j] = thr
-    return tuple(float(ax.offset + ax.scale * c) for ax, c in zip(axes[::-1], o[::-1]))
+        absent[j] = float((w_area * gone).sum() / w_area.sum())
+        absent_sa[j] = float((w * gone).sum())
+        thresholds[j] = thr
+    origin_nm = tuple(float(ax.offset + ax.scale * c) for ax, c in zip(rays.axes[::-1], o[::-1]))
+    return (thick, outer, absent, absent_sa, thresholds), origin_nm
 
 
 @signal_method(ElementVolume)
@@ -359,33 +379,28 @@ def shell_maps(volume: ElementVolume, elements: Sequence[str] | str | None = Non
             origins = [to_index(p) for p in o]
 
     step = scale / 4.0
-    n_p, n_e = len(plist), len(idx)
-    thick = np.zeros((n_p, n_e) + phi.shape, np.float32)
-    outer = np.full((n_p, n_e) + phi.shape, np.nan, np.float32)
-    absent = np.zeros((n_p, n_e))
-    absent_sa = np.zeros((n_p, n_e))
-    surface = np.zeros((n_p,) + phi.shape)
-    thresholds = np.zeros((n_p, n_e))
-    origin_nm = []
+    n_e = len(idx)
     if max_radius_nm is not None:
         max_radius_nm = positive(max_radius_nm, "max_radius_nm")
-    analysed, skipped = [], {}
+    rays = _Rays(u, w, scale, step, tuple(axes), level, absent_below, max_radius_nm)
+    rows, origin_nm, analysed, skipped = [], [], [], {}
     for p, (part, o) in enumerate(zip(plist, origins)):
         # each particle on its own: one that cannot be analysed is reported, the others kept
         try:
-            origin_nm.append(_one_particle(p, part, o, particles, data, idx, u, w, scale, step, level, absent_below,
-                                           max_radius_nm, axes, thick, outer, absent, absent_sa, surface, thresholds))
-            analysed.append(p)
+            row, at = _one_particle(part, o, particles, data, idx, rays)
         except (ValueError, ArithmeticError) as err:
             skipped[int(part.label)] = str(err)
+            continue
+        rows.append(row)
+        origin_nm.append(at)
+        analysed.append(p)
     if not analysed:
         raise InputError("No particle could be analysed: " + "; ".join(f"particle {k}: {v}" for k, v in skipped.items()))
     if skipped:
-
         warn(f"Shell maps: {len(skipped)} of {len(plist)} particles not analysed ("
              + "; ".join(f"particle {k}: {v}" for k, v in skipped.items())
              + "); the others are, and ShellMaps.skipped lists these.")
-    thick, outer, absent, absent_sa, thresholds = (a[analysed] for a in (thick, outer, absent, absent_sa, thresholds))
+    thick, outer, absent, absent_sa, thresholds = (np.stack(column) for column in zip(*rows))
     plist = [plist[p] for p in analysed]
     n_p = len(plist)
 

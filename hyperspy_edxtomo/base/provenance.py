@@ -17,7 +17,8 @@ import numpy as np
 
 from hyperspy_edxtomo.base.conventions import NODE
 
-__all__ = ["jsonable", "plain_record", "get_history", "append_history", "PACKAGES", "versions", "file_record", "record_command_line", "command_line", "run_record"]
+__all__ = ["jsonable", "plain_record", "get_history", "append_history", "PACKAGES", "versions", "file_record",
+           "record_command_line", "command_line", "run_record"]
 
 def plain_record(value):
     """Metadata-friendly copy of ``value``: numpy scalars to Python, numbers in a row to an array.

@@ -94,7 +94,7 @@ def reconstruct(
     return_intermediates: bool = False,
     **parameters,
 ) -> ElementVolume | tuple[ElementVolume, dict]:
-    """Implementation of :meth:`ElementMapTiltSeries.reconstruct`."""
+    """Reconstruct every element (the docstring is completed below, with the shared parameter text)."""
     if not isinstance(maps, ElementMapTiltSeries):
         raise InputTypeError(f"reconstruct needs an ElementMapTiltSeries, got {type(maps).__name__}")
     cls = get_algorithm(method)
@@ -280,7 +280,9 @@ reconstruct.__doc__ = f"""Reconstruct every element of an element-map tilt serie
     ----------
     method : str
         A reconstruction plugin: ``hyperspy_edxtomo.list_algorithms()`` lists
-        the installed ones and their parameters.
+        the installed ones and their parameters. Default ``"{DEFAULT_METHOD}"``
+        (:data:`DEFAULT_METHOD`, the default of the pipeline, ``edxtomo`` and
+        the FSC too).
     n_z : int, optional
         Depth of the volume (beam direction at 0 deg); default the map width.
     axis_offset_px : float
