@@ -482,8 +482,8 @@ def build_parser():
     run.add_argument("--denoiser-param", action="append", metavar="NAME=VALUE", help="a denoiser parameter, repeatable")
     run.add_argument("--no-fsc", action="store_true", help="skip the Fourier shell correlation (two extra reconstructions)")
     run.add_argument("--fsc-method", default=None,
-                     help="algorithm for the two count-split halves (default: --method when it is fbp, sirt, tv or l1, "
-                          "with its parameters and lam halved; otherwise tv)")
+                     help="algorithm for the two count-split halves (default: --method with its parameters and lam "
+                          "halved, unless it trains networks (two_step, end_to_end): then tv)")
     run.add_argument("--fsc-param", action="append", metavar="NAME=VALUE", help="a parameter of the halves' algorithm")
     run.add_argument("--seed", type=non_negative_int, default=0, help="seed of the count split (default: 0)")
     run.add_argument("--shell-elements", nargs="+", default=None,

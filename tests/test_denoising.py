@@ -286,3 +286,15 @@ def test_gaussian_auto_width_is_near_the_best_against_the_truth(kind):
     errors = {s: error(s) for s in SIGMAS}
     assert errors[chosen] <= 1.1 * min(errors.values()), (chosen, errors)
     assert max(errors.values()) > 2 * min(errors.values())  # the width matters
+
+
+def test_nmf_seed_reproduces_and_leaves_numpy_global_generator_alone(qd_maps):
+    np.random.seed(7)
+    expected_next = np.random.random()
+    np.random.seed(7)
+    a = qd_maps.denoise("nmf", components=3, seed=1, show_progressbar=False).to_numpy()
+    assert np.random.random() == expected_next  # the user's global generator is untouched
+    b = qd_maps.denoise("nmf", components=3, seed=1, show_progressbar=False).to_numpy()
+    c = qd_maps.denoise("nmf", components=3, seed=2, show_progressbar=False).to_numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)

@@ -230,3 +230,19 @@ def test_cli_lists_algorithms(example_plugin, capsys):
     assert "normalise = True  (True or False)" in out
     assert "iterations = 50" in out
     assert "filter = 'ram-lak'" in out
+
+
+def test_a_plugin_that_cannot_be_imported_is_skipped_with_a_warning(monkeypatch):
+    broken = importlib.metadata.EntryPoint(name="broken_plugin", value="edxtomo_no_such_module_xyz",
+                                           group=hookspecs.PROJECT)
+    found = importlib.metadata.entry_points
+
+    def entry_points(**kw):
+        eps = list(found(**kw))
+        return eps + [broken] if kw.get("group") == hookspecs.PROJECT else eps
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    with pytest.warns(UserWarning, match=r"plugin 'broken_plugin' \(edxtomo_no_such_module_xyz\) cannot be imported"):
+        pm = plugin_manager.build_plugin_manager()
+    monkeypatch.setattr(plugin_manager, "get_plugin_manager", lambda: pm)
+    assert BUILTINS <= set(het.list_algorithms())

@@ -220,3 +220,11 @@ def test_stack_tilts_joins_views_angles_background_and_haadf(lazy):
     bare.metadata.Tomography.__delattr__("background")
     with pytest.raises(ValueError, match="background"):
         het.stack_tilts([a, bare])
+
+
+def test_element_of_a_spectrum_series_is_refused_not_a_tilt():
+    from hyperspy_edxtomo import datasets
+
+    s = datasets.quantum_dot_tilt_series(size=16, seed=0)
+    with pytest.raises(ValueError, match="no element axis.*get_element_maps"):
+        s.element("P")

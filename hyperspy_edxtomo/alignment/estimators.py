@@ -32,6 +32,7 @@ from hyperspy_edxtomo.alignment.result import Alignment
 from hyperspy_edxtomo.alignment.transform import transform_stack, transform_view
 from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.progress import finish, progress_bar
+from hyperspy_edxtomo.plugins.manager import get_algorithm
 from hyperspy_edxtomo.reconstruction.api import reconstruct
 from hyperspy_edxtomo.reconstruction.projector import Projector
 from hyperspy_edxtomo.signals.element_maps import element_maps_from_array
@@ -433,10 +434,11 @@ def estimate_projection_matching(stack: np.ndarray, tilts: np.ndarray, rotation_
         if method == "sirt":
             reproj = sirt_reproject(views.transpose(1, 0, 2), tilts, tilts, iterations).transpose(1, 0, 2)
         else:
-
             maps = element_maps_from_array(views[None].astype(np.float32), tilts, ["Zn"])
+            # the iteration count goes to an algorithm that has one (the class says, not its name)
+            iterative = "iterations" in get_algorithm(method).parameter_names()
             vol = reconstruct(maps, method=method, cuda=False, show_progressbar=False,
-                              **({"iterations": iterations} if method in ("sirt", "tv", "l1") else {}))
+                              **({"iterations": iterations} if iterative else {}))
             rec = np.ascontiguousarray(vol.to_numpy()[0].transpose(1, 0, 2), np.float32)  # (y, z, x)
             reproj = Projector(tilts, n_x=nx, cuda=False).forward(rec).transpose(1, 0, 2)
         d = np.array([register(ndimage.gaussian_filter(reproj[t], sigma), ndimage.gaussian_filter(views[t], sigma))

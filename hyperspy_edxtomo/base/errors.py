@@ -11,8 +11,11 @@ the built-in exception it refines (``ValueError``, ``TypeError``,
   NaN, unknown element or method, a parameter out of range);
 * :class:`InputTypeError` -- an argument of the wrong type;
 * :class:`FileError` -- a file that cannot be read as what it should be
-  (empty, truncated, corrupt, crashing its reader);
-* :class:`OutputError` -- an output refused (it exists, or it is an input).
+  (empty, truncated, corrupt); a reader that crashes in its child process
+  raises ``io.vendor_read.ReaderCrashError``, an ``OSError`` (that module
+  runs alone in the child and imports nothing of the package);
+* :class:`OutputError` -- an output refused because it is an input; an
+  existing result without ``overwrite`` is Python's ``FileExistsError``.
 """
 
 import inspect

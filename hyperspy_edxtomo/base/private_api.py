@@ -8,7 +8,7 @@ package asks here, so a change in one of them is mended in one module.
 
 __all__ = [
     "is_lazy", "with_new_data", "all_axes", "axis_names", "axes_dicts", "assign_subclass", "dimension_str",
-    "lines_from_elements", "xray_lines_in_range", "range_bounds",
+    "lines_from_elements", "xray_lines_in_range", "fwhm_at_energy", "range_bounds",
 ]
 
 
@@ -55,6 +55,15 @@ def lines_from_elements(spectrum, elements, only_one=True, only_lines=("a",)):
 def xray_lines_in_range(spectrum, xray_lines):
     """``(inside, outside)``: exspy's split of ``xray_lines`` by the energy range of ``spectrum``."""
     return spectrum._get_xray_lines_in_spectral_range(xray_lines)  # noqa: SLF001
+
+
+def fwhm_at_energy(energy_resolution_MnKa_eV, energy_keV):
+    """exspy's detector FWHM (keV) at ``energy_keV`` for a resolution given at Mn Ka (eV)."""
+    try:
+        from exspy.utils.eds import get_FWHM_at_Energy
+    except ImportError:  # exspy 0.3 keeps it private
+        from exspy._misc.eds.utils import get_FWHM_at_Energy
+    return get_FWHM_at_Energy(energy_resolution_MnKa_eV, energy_keV)
 
 
 def range_bounds(handler):

@@ -19,7 +19,7 @@ import inspect
 import numpy as np
 
 from hyperspy_edxtomo.base.errors import InputError
-from hyperspy_edxtomo.base.private_api import is_lazy
+from hyperspy_edxtomo.base.private_api import fwhm_at_energy, is_lazy
 from hyperspy_edxtomo.base.provenance import append_history, get_history, plain_record
 from hyperspy_edxtomo.datasets.phantoms import check_positive as _positive
 from hyperspy_edxtomo.datasets.phantoms import core_shell_phantom, nanorod_phantom
@@ -289,11 +289,7 @@ def simulate_element_maps(phantom, tilts=None, counts_per_tilt=None, seed=0, laz
 
 
 def _fwhm_keV(energy_resolution_MnKa_eV, energy_keV):
-    try:
-        from exspy.utils.eds import get_FWHM_at_Energy
-    except ImportError:  # exspy 0.3 keeps it private
-        from exspy._misc.eds.utils import get_FWHM_at_Energy
-    return float(get_FWHM_at_Energy(energy_resolution_MnKa_eV, energy_keV))
+    return float(fwhm_at_energy(energy_resolution_MnKa_eV, energy_keV))
 
 
 def _main_line(element, beam_energy_keV, e_min, e_max):

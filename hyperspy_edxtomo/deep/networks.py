@@ -115,7 +115,7 @@ def torch_device(cuda):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if cuda:
         if not torch.cuda.is_available():
-            raise RuntimeError("cuda=True but torch finds no CUDA device; use cuda=None (automatic) or False.")
+            raise InputError("cuda=True but torch finds no CUDA device; use cuda=None (automatic) or False.")
         return torch.device("cuda")
     return torch.device("cpu")
 

@@ -27,13 +27,12 @@ Poisson statistics downstream rely on it).
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 
 from hyperspy_edxtomo.base.conventions import to_nm
 from hyperspy_edxtomo.base.counts import check_counts, is_counts
-from hyperspy_edxtomo.base.errors import InputError, InputTypeError
+from hyperspy_edxtomo.base.errors import InputError, warn
 from hyperspy_edxtomo.base.private_api import is_lazy
 from hyperspy_edxtomo.base.progress import show_progress
 from hyperspy_edxtomo.base.provenance import append_history
@@ -75,7 +74,7 @@ def check_denoising_input(counts, assumes_counts=True, splits_counts=False, elem
         raise InputError("The element maps are empty.")
     c = check_counts(c, "element maps", integer=False)
     if assumes_counts and not is_counts(c):
-        warnings.warn(
+        warn(
             "The element maps are not integer counts (e.g. background-subtracted, normalised or already "
             "denoised). This method models Poisson counts"
             + (" and splits every count binomially into training input and target; the values are rounded "
@@ -83,7 +82,6 @@ def check_denoising_input(counts, assumes_counts=True, splits_counts=False, elem
                if splits_counts else "; its noise model does not hold for these values")
             + ". get_element_maps() keeps raw counts by default (the background is attached, not subtracted).",
             NotCountsWarning,
-            stacklevel=3,
         )
     if splits_counts:
         totals = np.round(c).sum(axis=(1, 2, 3))
@@ -168,7 +166,7 @@ def apply_denoiser(maps: ElementMapTiltSeries, denoiser: Denoiser, show_progress
                       seed=seed, show_progressbar=show_progress(show_progressbar))
     result = denoiser.denoise_counts(counts, context)
     if not isinstance(result, DenoisingResult):
-        raise InputTypeError(f"Denoiser {method!r} returned {type(result).__name__}; denoise_counts must return a "
+        raise TypeError(f"Denoiser {method!r} returned {type(result).__name__}; denoise_counts must return a "
                         "hyperspy_edxtomo.plugins.DenoisingResult.")
     out = np.asarray(result.counts, np.float64)
     if out.shape != counts.shape:

@@ -29,7 +29,7 @@ import numpy as np
 from hyperspy_edxtomo.base.conventions import NODE, TILT_AXIS
 from hyperspy_edxtomo.base.counts import DOSE_RATIO_WARN
 from hyperspy_edxtomo.base.docstrings import LAZY_ARG, SHOW_PROGRESSBAR_ARG
-from hyperspy_edxtomo.base.errors import InputError, InputTypeError, warn
+from hyperspy_edxtomo.base.errors import FileError, InputError, InputTypeError, warn
 from hyperspy_edxtomo.base.private_api import all_axes, dimension_str
 from hyperspy_edxtomo.base.progress import progress_bar, show_progress
 from hyperspy_edxtomo.base.provenance import append_history
@@ -395,7 +395,7 @@ def _load_here(path, lazy, reader_options):
 
 
 def _read_error(path, exc):
-    return OSError(f"Could not read {path} (corrupt or unsupported file?): "
+    return FileError(f"Could not read {path} (corrupt or unsupported file?): "
                    f"{vendor_read.exception_str(type(exc).__name__, str(exc))}")
 
 
@@ -591,7 +591,7 @@ def load_native(path: str | os.PathLike, lazy: bool = False, expected: type | tu
     try:
         loaded = hs.load(path, lazy=lazy)
     except Exception as err:  # the readers raise many kinds for a corrupt file
-        raise OSError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
+        raise FileError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
     if expected is not None and not isinstance(loaded, expected):
         classes = expected if isinstance(expected, tuple) else (expected,)
         names = " or ".join(c.__name__ for c in classes)

@@ -23,7 +23,7 @@ returns a :class:`DenoisingResult`. Nothing private passes either way.
 """
 
 import dataclasses
-from typing import Any as AnyType
+from typing import Any, ClassVar
 
 import numpy as np
 from traits.api import Dict, HasStrictTraits, TraitError
@@ -33,7 +33,7 @@ from hyperspy_edxtomo.base.private_api import range_bounds
 from hyperspy_edxtomo.plugins.slices import reconstruct_elements
 
 __all__ = ["Context", "ReconstructionResult", "DenoisingResult", "ParameterisedMethod", "ReconstructionAlgorithm",
-           "Denoiser", "positive_lambda_or_auto"]
+           "Denoiser"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Context:
     seed: int = 0
     show_progressbar: bool = False
     cuda: bool = False
-    projector: AnyType = None
+    projector: Any = None
     batch_size: int | None = None
     background: np.ndarray | None = None
 
@@ -123,7 +123,7 @@ class DenoisingResult:
 
     counts: np.ndarray
     chosen: dict = dataclasses.field(default_factory=dict)
-    model: AnyType = None
+    model: Any = None
 
 
 class ParameterisedMethod(HasStrictTraits):
@@ -227,7 +227,7 @@ class ReconstructionAlgorithm(ParameterisedMethod):
     denoises = False
     #: parameters for a quicker run where a rough volume serves (the FSC halves
     #: of a run that used another method, the demo's halves), e.g. fewer iterations
-    quick_parameters = {}
+    quick_parameters: ClassVar[dict] = {}
 
     def reconstruct_series(self, counts, context):
         """Reconstruct every element.
@@ -312,15 +312,3 @@ def _allowed(trait):
         return handler.info()
     except Exception:  # pragma: no cover - exotic trait types
         return kind
-
-
-def positive_lambda_or_auto(value):
-    """Validate a regularisation strength: ``"auto"`` or a number > 0."""
-    if isinstance(value, str):
-        if value != "auto":
-            raise InputError(f"lam must be 'auto' or a positive number, got {value!r}")
-        return value
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise InputError(f"lam must be 'auto' or a positive number, got {value!r}")
-    return value

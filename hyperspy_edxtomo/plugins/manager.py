@@ -8,10 +8,11 @@ contract stays below the stages that implement it.
 
 import functools
 import importlib
+import importlib.metadata
 
 import pluggy
 
-from hyperspy_edxtomo.base.errors import InputError, InputTypeError
+from hyperspy_edxtomo.base.errors import InputError, InputTypeError, warn
 from hyperspy_edxtomo.plugins import hookspecs
 
 #: modules of the built-in plugins, each implementing the hooks of :mod:`~hyperspy_edxtomo.plugins.hookspecs`
@@ -33,7 +34,18 @@ def build_plugin_manager():
     pm.add_hookspecs(hookspecs)
     for name in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(name), name)
-    pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+    # each package's plugin on its own: one that cannot be imported (written for another version of the
+    # contract, a missing dependency) is skipped with a warning naming it, and every other method works
+    for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as err:  # noqa: BLE001 - any failure of a third-party import
+            warn(f"The hyperspy_edxtomo plugin {ep.name!r} ({ep.value}) cannot be imported and is skipped: "
+                 f"{type(err).__name__}: {err}. Update or uninstall the package that provides it.")
+            continue
+        pm.register(plugin, name=ep.name)
     return pm
 
 

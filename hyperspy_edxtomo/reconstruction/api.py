@@ -137,7 +137,7 @@ def reconstruct(
                       background=background)
     result = algorithm.reconstruct_series(counts, context)
     if not isinstance(result, ReconstructionResult):
-        raise InputTypeError(f"Algorithm {method!r} returned {type(result).__name__}; reconstruct_series must return a "
+        raise TypeError(f"Algorithm {method!r} returned {type(result).__name__}; reconstruct_series must return a "
                         "hyperspy_edxtomo.plugins.ReconstructionResult.")
     data, used = np.asarray(result.volumes, np.float32), list(result.parameters)
     expected = (n_el, projector.n_z, n_y, n_x)

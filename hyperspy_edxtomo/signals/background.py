@@ -58,7 +58,7 @@ def background_data(signal):
 
 def background_node(data, like):
     """``data`` as a float32 signal with the axes of ``like`` (lazy for a dask array)."""
-    from hyperspy._signals.lazy import LazySignal
+    from hyperspy.signals import LazySignal
 
     if _is_lazy_array(data):
         sig = LazySignal(data.astype(np.float32), axes=axes_dicts(like))

@@ -149,6 +149,9 @@ class ElementAxisMixin:
         -------
         A signal of the same class whose element axis has one entry.
         """
+        if _axis_position(self, ELEMENT) is None:
+            raise InputError(f"This {type(self).__name__} has no element axis (its elements share every spectrum): "
+                             "make element maps with get_element_maps() first.")
         return self.inav[..., self._element_index(element)]
 
     # -- slicing (HyperSpy's hooks, extended) ----------------------------------------------

@@ -39,6 +39,7 @@ from hyperspy_edxtomo.analysis.fsc import (
     fsc_sampling_problem,
     halves_tilts,
 )
+from hyperspy_edxtomo.analysis.metrics import pearson
 from hyperspy_edxtomo.analysis.quality import flag_particles
 from hyperspy_edxtomo.base.conventions import check_elements
 from hyperspy_edxtomo.base.counts import is_counts
@@ -453,7 +454,7 @@ def reconstruct(maps: ElementMapTiltSeries, config: PipelineConfig, work: Path) 
         numbers["pearson_with_truth"] = {}
         for el in volume.elements:
             if el in truth.elements:
-                r = np.corrcoef(volume.element(el).to_numpy().ravel(), truth.element(el).to_numpy().ravel())[0, 1]
+                r = pearson(volume.element(el).to_numpy(), truth.element(el).to_numpy())
                 numbers["pearson_with_truth"][el] = float(r)
                 log(config.verbose, f"  {el:>2}: Pearson correlation with the ground truth {r:.3f}")
     return ReconstructSummary(numbers=numbers, files={"volume": work / "volume.hspy"}, volume=volume, method=method,

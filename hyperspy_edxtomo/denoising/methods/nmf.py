@@ -3,9 +3,6 @@
 Uses HyperSpy's own online robust NMF (``ORNMF``) so that scikit-learn is not needed.
 """
 
-import contextlib
-
-import numpy as np
 from traits.api import Range
 
 from hyperspy_edxtomo.denoising.methods.patches import PatchDecomposition
@@ -23,16 +20,9 @@ class PatchNMF(PatchDecomposition):
 
     seeded = True
 
-    @contextlib.contextmanager
-    def _random_state(self):
-        # ORNMF draws its initialisation from numpy's global generator: seed it for the
-        # decomposition only, and give the user's generator its state back afterwards
-        state = np.random.get_state()
-        np.random.seed(self.seed)
-        try:
-            yield
-        finally:
-            np.random.set_state(state)
+    def _decomposition_options(self):
+        # ORNMF draws its initialisation from a generator of its own, seeded here
+        return {"random_state": int(self.seed)}
 
 
 @hookimpl

@@ -8,8 +8,6 @@ pixels the signal. HyperSpy's decomposition with Poisson normalisation
 model patches are averaged back where they overlap.
 """
 
-import contextlib
-
 import numpy as np
 from traits.api import Range
 
@@ -68,21 +66,21 @@ class PatchDecomposition(Denoiser):
         keep_sig = rows.sum(axis=0) > 0
         if keep_nav.sum() < 2 or keep_sig.sum() < 2:
             return DenoisingResult(counts.copy())
-        with self._random_state():
-            s.decomposition(
-                normalize_poissonian_noise=True,
-                algorithm=self.algorithm,
-                output_dimension=n,
-                navigation_mask=~keep_nav,
-                signal_mask=~keep_sig,
-                print_info=False,
-            )
+        s.decomposition(
+            normalize_poissonian_noise=True,
+            algorithm=self.algorithm,
+            output_dimension=n,
+            navigation_mask=~keep_nav,
+            signal_mask=~keep_sig,
+            print_info=False,
+            **self._decomposition_options(),
+        )
         model = np.asarray(s.get_decomposition_model(n).data, np.float64)
         model = np.nan_to_num(model, nan=0.0, posinf=0.0, neginf=0.0)
         model[~keep_nav] = 0.0
         model[:, ~keep_sig] = 0.0
         return DenoisingResult(np.clip(assemble(model, counts.shape, patch, ys, xs), 0, None))
 
-    def _random_state(self):
-        # a context for the decomposition's random draws (none by default)
-        return contextlib.nullcontext()
+    def _decomposition_options(self):
+        # options of the decomposition a subclass adds (NMF: its seed)
+        return {}
