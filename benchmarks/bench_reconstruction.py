@@ -436,12 +436,9 @@ def main(argv=None):
 
     preferences.General.show_progressbar = False
     t0 = time.perf_counter()
-    try:
-        import skimage  # noqa: F401
+    import skimage  # Otsu's threshold of the Dice scores (hyperspy_edxtomo.analysis.metrics)
 
-        otsu = f"skimage {skimage.__version__}"
-    except ImportError:
-        otsu = "numpy"
+    otsu = f"skimage {skimage.__version__}"
     print(f"bench_reconstruction: {'quick' if q else 'full'} run, sections {args.sections}; Otsu from {otsu}; "
           f"code {git_state()}")
     if "speed" in args.sections:

@@ -12,6 +12,7 @@ from hyperspy_edxtomo.base.conventions import to_nm
 from hyperspy_edxtomo.base.counts import (
     DOSE_RATIO_WARN,
     EMPTY_VIEW_COUNTS,
+    check_counts,
     check_finite,
     is_counts,
 )
@@ -204,19 +205,13 @@ BACKGROUND_SIGMA_PX = 2.0
 
 def _background_of(maps, shape):
     """The maps' expected background counts (``metadata.Tomography.background``) as float32, or None."""
-    b = getattr(maps, "background", None)
-    if b is None:
-        b = maps.metadata.get_item("Tomography.background", None)
-        if b is not None and hasattr(b, "data"):
-            b = b.data
+    b = maps.background  # float32 numpy array (computed when lazy) or None
     if b is None:
         return None
-    b = np.asarray(b.compute() if hasattr(b, "compute") else b, np.float32)
     if b.shape != tuple(shape):
         raise InputError(f"The maps' background (metadata.Tomography.background) is shaped {b.shape}, the maps "
                          f"{tuple(shape)}: they must match.")
-    if not np.all(np.isfinite(b)) or np.any(b < 0):
-        raise InputError("The maps' background (metadata.Tomography.background) must be finite and >= 0.")
+    b = check_counts(b, "maps' background (metadata.Tomography.background)", integer=False).astype(np.float32)
     if not np.any(b):
         return None
     # b is estimated pixel by pixel from side windows, as noisy as counts; the continuum itself varies
