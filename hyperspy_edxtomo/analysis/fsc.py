@@ -684,8 +684,10 @@ def fsc_halves_parameters(volume, method: str, fsc_method: str | None = None,
     method : str
         The method that made ``volume``.
     fsc_method : None or str
-        None: ``method`` itself, unless it trains networks (then the default
-        method, ``tv``: a learned method is not run twice more).
+        None: ``method`` itself, unless it trains networks or uses the HAADF
+        (then the default method, ``tv``: a learned method is not run twice
+        more, and two halves sharing one HAADF series would be correlated
+        through it).
     fsc_parameters : None or dict
         Parameters for the halves; they replace what is reused.
 
@@ -710,8 +712,11 @@ def fsc_halves_parameters(volume, method: str, fsc_method: str | None = None,
     2.0
     """
     if fsc_method is None:
-        # an algorithm that trains networks is not run twice more: its halves get the default method
-        fsc_method = DEFAULT_METHOD if get_algorithm(method).learned else method
+        # an algorithm that trains networks is not run twice more; one that uses the HAADF would give both
+        # halves the same HAADF, which correlates them (its FSC would measure the HAADF, not the counts):
+        # their halves get the default method
+        cls = get_algorithm(method)
+        fsc_method = DEFAULT_METHOD if cls.learned or cls.uses_haadf is True else method
     names = get_algorithm(fsc_method).parameter_names()
     per_element = {el: {} for el in volume.elements}
     if fsc_method == method:

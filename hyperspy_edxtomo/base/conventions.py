@@ -81,3 +81,18 @@ def check_elements(elements, n_expected=None):
             "(counts are shaped (element, tilt, row, column))."
         )
     return elements
+
+
+def atomic_number(element):
+    """Atomic number of a chemical symbol, from exspy's element database.
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo.base.conventions import atomic_number
+    >>> atomic_number("Se")
+    34
+    """
+    from exspy.material import elements as elements_db
+
+    (element,) = check_elements(element)
+    return int(elements_db[element].General_properties.Z)

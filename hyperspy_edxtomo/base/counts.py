@@ -227,3 +227,43 @@ def poisson_deviance(counts, expected, eps=1e-9, axis=None):
         term = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0) - (y - mu)
     out = 2 * np.sum(term, axis=axis)
     return float(out) if axis is None else out
+
+
+def in_count_units(maps):
+    """Each element's maps in counts where they are counts in disguise.
+
+    Parameters
+    ----------
+    maps : ndarray
+        ``(element, ...)``.
+
+    Returns
+    -------
+    values : ndarray
+        float32; an element whose maps are counts times a scale is divided by
+        it (:func:`as_counts`), the others are as given.
+    units : ndarray
+        Per element, the value of one count in the input (1 when unchanged):
+        multiply results in counts by it to return to the maps' scale.
+    kinds : list of str
+        Per element, :func:`data_kind` after the conversion (``"counts"`` or ``"continuous"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo.base.counts import in_count_units
+    >>> values, units, kinds = in_count_units(np.array([[0, 2, 3], [0, 0.5, 1.0]]))
+    >>> values.tolist(), units.tolist(), kinds
+    ([[0.0, 2.0, 3.0], [0.0, 1.0, 2.0]], [1.0, 0.5], ['counts', 'counts'])
+    """
+    values = np.array(maps, np.float32, copy=True)
+    units = np.ones(values.shape[0])
+    kinds = []
+    for e in range(values.shape[0]):
+        kind = data_kind(values[e])
+        if kind == "scaled_counts":
+            units[e] = counts_quantum(values[e])
+            values[e] = as_counts(values[e], units[e])
+            kind = "counts"
+        kinds.append(kind)
+    return values, units, kinds

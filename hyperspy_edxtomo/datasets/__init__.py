@@ -15,6 +15,9 @@ Tilt series of a phantom (Poisson counts, the phantom in
 * :func:`simulate_tilt_series` -- spectrum images (tilt, y, x, energy) with
   exspy's X-ray lines and a continuum;
 * :func:`project` -- the noiseless projections;
+* :func:`simulate_haadf` -- HAADF images (``Z**1.7`` contrast, shot and
+  read noise); ``haadf_snr`` / ``haadf_dose`` of the simulators above add
+  them to a series as ``metadata.Tomography.reference_images``;
 * :func:`misalign` -- views rotated and moved by known shifts, to test
   alignment on.
 
@@ -63,6 +66,7 @@ from hyperspy_edxtomo.datasets.spectra import (
     quantum_dot_element_maps,
     quantum_dot_tilt_series,
     simulate_element_maps,
+    simulate_haadf,
     simulate_tilt_series,
     xray_lines_of,
 )
@@ -76,6 +80,7 @@ __all__ = [
     "misalign",
     "simulate_element_maps",
     "simulate_tilt_series",
+    "simulate_haadf",
     "xray_lines_of",
     "quantum_dot_tilt_series",
     "quantum_dot_element_maps",

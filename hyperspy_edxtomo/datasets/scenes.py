@@ -39,14 +39,19 @@ from hyperspy_edxtomo.datasets.phantoms import (
     nanorod_phantom,
 )
 from hyperspy_edxtomo.datasets.spectra import (
+    HAADF_EXPONENT,
     attach_truth,
+    check_haadf,
     default_tilts,
+    haadf_noise,
+    haadf_parameters,
+    haadf_series,
+    haadf_weights,
     int_dtype,
     per_element_counts,
     project,
 )
 from hyperspy_edxtomo.signals import element_maps_from_array, volume_from_array
-from hyperspy_edxtomo.signals.tilts import tilt_axis_dict
 
 __all__ = ["SCENES", "MAP_KINDS", "scene_phantom", "simulate_scene"]
 
@@ -58,8 +63,6 @@ MIN_SIZE = 24
 
 # side windows twice as wide as the line window: the estimate is Poisson(k b) / k
 _BACKGROUND_WINDOW_RATIO = 2
-# HAADF intensity ~ Z**1.7 (Rutherford-like, screened)
-_HAADF_EXPONENT = 1.7
 _CDSE = KINDS["CdSe/ZnS"]
 # outer radius of a default CdSe/ZnS dot as a fraction of its box
 _DOT_RADIUS = (_CDSE["core_radius_nm"] + sum(_CDSE["shell_thickness_nm"])) / REFERENCE_BOX_NM
@@ -209,19 +212,9 @@ def scene_phantom(scene, size=64, voxel_size_nm=0.189, seed=0, field_margin=None
     return out
 
 
-def _haadf_series(images, tilts, pixel_size_nm):
-    import hyperspy.api as hs
-
-    space = {"offset": 0.0, "scale": pixel_size_nm, "units": "nm", "navigate": False}
-    axes = [tilt_axis_dict(tilts), {"name": "y", "size": images.shape[1], **space},
-            {"name": "x", "size": images.shape[2], **space}]
-    md = {"General": {"title": "Simulated HAADF reference images"}, "Signal": {"signal_type": ""}}
-    return hs.signals.Signal2D(images.astype(np.float32), axes=axes, metadata=md)
-
-
 def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="counts", background=0.0,
                    rotation_deg=0.0, max_shift_px=0.0, haadf_snr=None, seed=0, background_mass=0.0,
-                   voxel_size_nm=0.189, field_margin=None):
+                   voxel_size_nm=0.189, field_margin=None, haadf_dose=None):
     """Element maps of a scene's field of view, with known truth, misalignment
     and background.
 
@@ -260,11 +253,13 @@ def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="c
     rotation_deg, max_shift_px : float
         Passed to :func:`misalign`: in-plane rotation of the tilt axis and
         uniform random shifts in ``[-max_shift_px, max_shift_px]``.
-    haadf_snr : None or float
-        If given, simulated HAADF images (projection of ``sum_e Z_e**1.7
-        rho_e``, peak 1, Gaussian noise of standard deviation ``1 /
-        haadf_snr``), misaligned with the maps, in
-        ``metadata.Tomography.reference_images``.
+    haadf_snr, haadf_dose : None or float
+        If either is given, simulated HAADF images (projection of ``sum_e
+        Z_e**1.7 rho_e`` of the whole box, peak 1, Poisson shot noise from
+        ``haadf_dose`` electrons at the peak, Gaussian noise of standard
+        deviation ``1 / haadf_snr``: the model of
+        :func:`~hyperspy_edxtomo.datasets.simulate_haadf`), misaligned with
+        the maps, in ``metadata.Tomography.reference_images``.
     seed : int or None
         Seeds the particles, the shifts and every noise.
     voxel_size_nm, field_margin
@@ -304,8 +299,8 @@ def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="c
         rotation_deg = np.nan
     if not np.isfinite(rotation_deg):
         raise InputError("rotation_deg must be a finite number (degrees)")
-    if haadf_snr is not None:
-        haadf_snr = check_positive(haadf_snr, "haadf_snr")
+    with_haadf = haadf_snr is not None or haadf_dose is not None
+    haadf_snr, haadf_dose, _ = check_haadf(haadf_snr, haadf_dose, HAADF_EXPONENT)
     tilts = np.sort(default_tilts(tilts))
     phantom = scene_phantom(scene, size, voxel_size_nm, seed, field_margin)
     record = phantom.metadata.Simulation.scene.as_dictionary()
@@ -321,10 +316,10 @@ def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="c
     field = slice(m, m + size)
     mean_totals = wide[..., field].sum(axis=(2, 3)).mean(axis=1)
     scale = np.array([counts[el] / t if t > 0 else 0.0 for el, t in zip(elements, mean_totals)])
-    z = np.array([float(db[el].General_properties.Z) for el in elements])
     a = np.array([float(db[el].General_properties.atomic_weight) for el in elements])
-    # every channel moves together: maps, HAADF and mass thickness
-    stack = np.concatenate([wide * scale[:, None, None, None], np.tensordot(z**_HAADF_EXPONENT, wide, axes=1)[None],
+    # every channel moves together: maps, HAADF (noise added after the crop) and mass thickness
+    stack = np.concatenate([wide * scale[:, None, None, None],
+                            np.tensordot(haadf_weights(elements, HAADF_EXPONENT), wide, axes=1)[None],
                             np.tensordot(a, wide, axes=1)[None]])
     if rotation_deg or max_shift_px:
         stack, shift_x, shift_y = misalign(stack, max_shift_px, rotation_deg, seed=rng_shift)
@@ -359,7 +354,7 @@ def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="c
         "counts_scaled_on": "mean over views of each element's expected counts in the field of view",
         "map_kind": map_kind, "background": background, "background_mass": background_mass,
         "background_estimate_window_ratio": k, "rotation_deg": rotation_deg,
-        "max_shift_px": max_shift_px, "haadf_snr": haadf_snr, "haadf_exponent": _HAADF_EXPONENT,
+        "max_shift_px": max_shift_px, **haadf_parameters(haadf_snr, haadf_dose, HAADF_EXPONENT),
         "seed": seed, "voxel_size_nm": voxel_size_nm, "field_margin": m, **extra,
     }
     attach_truth(maps, truth, "simulate_scene", parameters)
@@ -371,8 +366,7 @@ def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="c
         "shift_x_px": shift_x, "shift_y_px": shift_y, "applied": "rotated about the view centre, then shifted"}))
     if map_kind == "counts" and np.any(bg > 0):
         maps.metadata.set_item(f"{NODE}.background", estimate)
-    if haadf_snr is not None:
-        peak = max(float(haadf.max()), 1e-30)
-        images = haadf / peak + rng_haadf.normal(scale=1.0 / haadf_snr, size=haadf.shape)
-        maps.metadata.set_item(f"{NODE}.reference_images", _haadf_series(images, tilts, voxel_size_nm))
+    if with_haadf:
+        images = haadf_noise(haadf, haadf_snr, haadf_dose, rng_haadf)
+        maps.metadata.set_item(f"{NODE}.reference_images", haadf_series(images, tilts, voxel_size_nm))
     return maps

@@ -18,6 +18,7 @@ import inspect
 
 import numpy as np
 
+from hyperspy_edxtomo.base.conventions import NODE, atomic_number
 from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.private_api import fwhm_at_energy, is_lazy
 from hyperspy_edxtomo.base.provenance import append_history, get_history, plain_record
@@ -28,7 +29,7 @@ from hyperspy_edxtomo.signals import (
     element_maps_from_array,
     tilt_series_from_array,
 )
-from hyperspy_edxtomo.signals.tilts import check_tilts
+from hyperspy_edxtomo.signals.tilts import check_tilts, tilt_axis_dict
 
 # docstring fragment shared by the simulators (HyperSpy's convention)
 PHANTOM_TILTS_ARGS = """phantom : ElementVolume
@@ -38,7 +39,9 @@ PHANTOM_TILTS_ARGS = """phantom : ElementVolume
 
 __all__ = [
     "DEFAULT_COUNTS_PER_TILT",
+    "HAADF_EXPONENT",
     "project",
+    "simulate_haadf",
     "simulate_element_maps",
     "simulate_tilt_series",
     "xray_lines_of",
@@ -60,6 +63,8 @@ _SUPPORT_BACKGROUND = 0.02
 _DEFAULT_BACKGROUND_FRACTION = 0.25
 # Detector low-energy cut-off (keV): efficiency exp(-(E_c / E)**3).
 _DETECTOR_CUTOFF_KEV = 0.35
+#: HAADF intensity per atom ~ Z**1.7 (Rutherford-like scattering, screened).
+HAADF_EXPONENT = 1.7
 
 
 def default_tilts(tilts):
@@ -235,11 +240,187 @@ def _lazy(data, chunks):
 
 
 # ---------------------------------------------------------------------------------------
+# HAADF
+
+
+def check_haadf(snr, dose, exponent):
+    """``(snr, dose, exponent)`` validated: snr positive or inf (None: no read noise), dose positive (None: no
+    shot noise), exponent finite and >= 0."""
+    def number(value, name, allow_inf=False):
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            out = np.nan
+        if not (out > 0 and (np.isfinite(out) or (allow_inf and out == np.inf))):
+            raise InputError(f"{name} must be a positive number{' (or inf)' if allow_inf else ''}, got {value!r}")
+        return out
+
+    snr = None if snr is None else number(snr, "haadf_snr", allow_inf=True)
+    dose = None if dose is None else number(dose, "haadf_dose")
+    try:
+        exponent = float(exponent)
+    except (TypeError, ValueError):
+        exponent = np.nan
+    if not (np.isfinite(exponent) and exponent >= 0):
+        raise InputError(f"haadf_exponent must be a finite number >= 0, got {exponent!r}")
+    return snr, dose, exponent
+
+
+def haadf_weights(elements, exponent=HAADF_EXPONENT):
+    """``Z**exponent`` of each element (exspy's atomic numbers): its HAADF signal per unit density."""
+    return np.array([float(atomic_number(el)) for el in elements]) ** exponent
+
+
+def haadf_noise(clean, snr, dose, rng):
+    """Noisy HAADF images from noiseless ones (tilt, y, x), in units of the noiseless peak.
+
+    The images are scaled to peak 1 over the whole series; with ``dose``
+    (electrons reaching the detector at that peak) each pixel becomes
+    ``Poisson(dose * I) / dose`` (shot noise); with ``snr`` (finite) Gaussian
+    read noise of standard deviation ``1 / snr`` is added. Without dose the
+    random draws are those ``simulate_scene`` made before the dose existed.
+    """
+    clean = np.asarray(clean, dtype=float)
+    images = clean / max(float(clean.max(initial=0.0)), 1e-30)
+    if dose is not None:
+        # interpolated (misaligned) views may dip below 0 by rounding: no negative rates
+        images = rng.poisson(dose * np.clip(images, 0.0, None)) / dose
+    if snr is not None and np.isfinite(snr):
+        images = images + rng.normal(scale=1.0 / snr, size=images.shape)
+    return images
+
+
+def haadf_series(images, tilts, pixel_size_nm, title="Simulated HAADF reference images"):
+    """(tilt, y, x) images as the ``Signal2D`` navigated by tilt that ``metadata.Tomography.reference_images``
+    holds (float32; axes in nm, or pixels when ``pixel_size_nm`` is None)."""
+    import hyperspy.api as hs
+
+    scale, units = (1.0, "px") if pixel_size_nm is None else (float(pixel_size_nm), "nm")
+    space = {"offset": 0.0, "scale": scale, "units": units, "navigate": False}
+    axes = [tilt_axis_dict(tilts), {"name": "y", "size": images.shape[1], **space},
+            {"name": "x", "size": images.shape[2], **space}]
+    md = {"General": {"title": title}, "Signal": {"signal_type": ""}}
+    return hs.signals.Signal2D(np.asarray(images, dtype=np.float32), axes=axes, metadata=md)
+
+
+def haadf_parameters(snr, dose, exponent):
+    """The HAADF entries of ``metadata.Simulation.parameters``."""
+    return {"haadf_snr": snr, "haadf_dose": dose, "haadf_exponent": exponent,
+            "haadf_model": "projection of sum_e Z_e**haadf_exponent rho_e scaled to peak 1; "
+                           "Poisson(haadf_dose * I) / haadf_dose if haadf_dose; + Normal(0, 1 / haadf_snr)"}
+
+
+def _haadf_from_projections(proj, elements, tilts, pixel_size_nm, snr, dose, exponent, rng):
+    clean = np.tensordot(haadf_weights(elements, exponent), proj, axes=1)  # (tilt, y, x)
+    return haadf_series(haadf_noise(clean, snr, dose, rng), tilts, pixel_size_nm)
+
+
+def simulate_haadf(volume, tilts=None, snr=None, dose=None, exponent=HAADF_EXPONENT, seed=0, elements=None,
+                   pixel_size_nm=None):
+    """HAADF images of a phantom at every tilt.
+
+    Model: the HAADF signal of a voxel is ``sum_e Z_e**exponent rho_e``
+    (incoherent Rutherford-like scattering, screened: ``exponent`` 1.7 by
+    default), projected like the X-ray maps (:func:`project`), so it lines
+    up with them pixel for pixel. The noiseless series is scaled to peak 1
+    (its brightest pixel over all tilts), then:
+
+    * ``dose``: shot noise, ``Poisson(dose * I) / dose``, ``dose`` the
+      electrons reaching the annular detector at the brightest pixel (a
+      relative standard deviation of ``1 / sqrt(dose)`` there);
+    * ``snr``: Gaussian detector (read / amplifier) noise of standard
+      deviation ``1 / snr`` in every pixel, the vacuum included.
+
+    The peak signal-to-noise ratio is then ``1 / sqrt(1 / dose + 1 / snr**2)``.
+    Real STEM HAADF images of nanocrystals have peak SNRs of roughly 20 to
+    100: e.g. ``dose=2000, snr=100`` gives about 41. There is no dark
+    offset, no detector non-linearity and no diffraction contrast.
+
+    Parameters
+    ----------
+    volume : ElementVolume or array-like
+        Densities (element, z, y, x), e.g. from :func:`core_shell_phantom`.
+        An array needs ``elements``.
+    tilts : None or array-like
+        Tilt angles in degrees; None: 13 tilts from -60 to 60 degrees.
+    snr : None or float
+        Peak over the Gaussian noise's standard deviation, > 0; None or
+        ``inf``: no Gaussian noise.
+    dose : None or float
+        Electrons per pixel at the brightest pixel, > 0; None: no shot noise.
+    exponent : float
+        ``Z`` exponent, >= 0.
+    seed : int, None or numpy.random.Generator
+        Seed of the noise.
+    elements : None or list of str
+        Element symbols of an array's first axis (an ``ElementVolume``
+        brings its own).
+    pixel_size_nm : None or float
+        Pixel size of an array (an ``ElementVolume`` brings its own); None:
+        axes in pixels.
+
+    Returns
+    -------
+    hyperspy.signals.Signal2D
+        Shaped (tilt, y, x), float32, navigated by tilt, in units of the
+        noiseless peak; the parameters in ``metadata.Simulation.parameters``.
+        It is what ``metadata.Tomography.reference_images`` holds (see
+        :func:`simulate_element_maps`, which adds it to simulated maps).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo import datasets
+    >>> vol = datasets.core_shell_phantom("CdSe/ZnS", size=32)
+    >>> haadf = datasets.simulate_haadf(vol, tilts=[-60, 0, 60], snr=50, dose=2000, seed=1)
+    >>> haadf.data.shape, haadf.axes_manager[0].name
+    ((3, 32, 32), 'tilt')
+    >>> clean = datasets.simulate_haadf(vol, tilts=[-60, 0, 60])   # no noise
+    >>> float(clean.data.max())
+    1.0
+    >>> bool(np.std(haadf.data - clean.data) < 0.05)
+    True
+    """
+    if isinstance(volume, ElementVolume):
+        _, data, vol_elements, vol_pixel = _check_phantom(volume)
+        if elements is not None and list(elements) != vol_elements:
+            raise InputError(f"elements {list(elements)} differ from the volume's {vol_elements}: leave elements "
+                             "out for an ElementVolume.")
+        elements = vol_elements
+        pixel_size_nm = vol_pixel if pixel_size_nm is None else pixel_size_nm
+    else:
+        try:
+            data = np.asarray(volume, dtype=float)
+        except (TypeError, ValueError):
+            raise InputError(f"volume must be an ElementVolume or an array (element, z, y, x), "
+                             f"got {type(volume).__name__}") from None
+        if data.ndim != 4:
+            raise InputError(f"volume must be shaped (element, z, y, x), got shape {data.shape}")
+        if not np.all(np.isfinite(data)) or np.any(data < 0):
+            raise InputError("The volume must hold finite, non-negative densities.")
+        if elements is None or isinstance(elements, str) or len(elements) != data.shape[0]:
+            raise InputError(f"An array volume needs elements: one symbol per entry of its first axis "
+                             f"({data.shape[0]}), got {elements!r}")
+        elements = list(elements)
+    if pixel_size_nm is not None:
+        pixel_size_nm = _positive(pixel_size_nm, "pixel_size_nm")
+    snr, dose, exponent = check_haadf(snr, dose, exponent)
+    tilts = default_tilts(tilts)
+    out = _haadf_from_projections(project(data, tilts), elements, tilts, pixel_size_nm, snr, dose, exponent,
+                                  _rng(seed))
+    parameters = {"tilts_deg": tilts, "elements": elements, **haadf_parameters(snr, dose, exponent),
+                  "seed": seed if not isinstance(seed, np.random.Generator) else "numpy Generator"}
+    out.metadata.set_item("Simulation.parameters", plain_record(parameters))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 # element maps
 
 
-def simulate_element_maps(phantom, tilts=None, counts_per_tilt=None, seed=0, lazy=False):
-    """Poisson element maps of a phantom at every tilt.
+def simulate_element_maps(phantom, tilts=None, counts_per_tilt=None, seed=0, lazy=False, haadf_snr=None,
+                          haadf_dose=None, haadf_exponent=HAADF_EXPONENT):
+    """Poisson element maps of a phantom at every tilt, optionally with HAADF images.
 
     Parameters
     ----------
@@ -251,16 +432,27 @@ def simulate_element_maps(phantom, tilts=None, counts_per_tilt=None, seed=0, laz
         (:data:`DEFAULT_COUNTS_PER_TILT`: Se 1500, S 800, Zn 2400, In and Cd
         1500, P 600, other elements 1000).
     seed : int or None
-        Seed of the counting noise.
+        Seed of the counting noise (and of the HAADF noise, drawn after the
+        counts: the counts do not depend on whether HAADF is simulated).
     lazy : bool
         If True, return the lazy (dask) twin.
+    haadf_snr, haadf_dose : None or float
+        If either is given, HAADF images of the same views (see
+        :func:`simulate_haadf`: peak 1, Poisson shot noise from
+        ``haadf_dose`` electrons at the brightest pixel, Gaussian noise of
+        standard deviation ``1 / haadf_snr``; ``haadf_snr=float("inf")``
+        alone gives noiseless images) in
+        ``metadata.Tomography.reference_images``.
+    haadf_exponent : float
+        HAADF signal per atom ``Z**haadf_exponent``.
 
     Returns
     -------
     ElementMapTiltSeries
         Counts shaped (element, tilt, y, x) (uint16), elements in the
         phantom's order, the phantom in ``metadata.Simulation.ground_truth``
-        and the parameters in ``metadata.Simulation.parameters``.
+        and the parameters (the HAADF ones when simulated) in
+        ``metadata.Simulation.parameters``.
 
     Examples
     --------
@@ -269,18 +461,31 @@ def simulate_element_maps(phantom, tilts=None, counts_per_tilt=None, seed=0, laz
     >>> maps = datasets.simulate_element_maps(vol, counts_per_tilt={"S": 500})
     >>> maps.elements, maps.tilts.size
     (['Cd', 'Se', 'S', 'Zn'], 13)
+    >>> maps = datasets.simulate_element_maps(vol, haadf_snr=100, haadf_dose=2000)
+    >>> maps.reference_images.data.shape
+    (13, 32, 32)
     """
     phantom, data, elements, pixel_size_nm = _check_phantom(phantom)
     tilts = default_tilts(tilts)
     counts = per_element_counts(counts_per_tilt, elements)
-    _, expected = _expected_maps(data, tilts, elements, counts)
-    sampled = _rng(seed).poisson(expected)
+    with_haadf = haadf_snr is not None or haadf_dose is not None
+    if with_haadf:
+        haadf_snr, haadf_dose, haadf_exponent = check_haadf(haadf_snr, haadf_dose, haadf_exponent)
+    proj, expected = _expected_maps(data, tilts, elements, counts)
+    rng = _rng(seed)
+    sampled = rng.poisson(expected)
     sampled = sampled.astype(int_dtype(sampled.max(initial=0)))
     if lazy:
         sampled = _lazy(sampled, (1, -1, -1, -1))
     maps = element_maps_from_array(sampled, tilts, elements, pixel_size_nm=pixel_size_nm, title="Simulated element maps")
     parameters = {"tilts_deg": tilts, "counts_per_tilt": counts, "seed": seed}
+    if with_haadf:
+        parameters.update(haadf_parameters(haadf_snr, haadf_dose, haadf_exponent))
     attach_truth(maps, phantom, "simulate_element_maps", parameters)
+    if with_haadf:
+        refs = _haadf_from_projections(proj, elements, tilts, pixel_size_nm, haadf_snr, haadf_dose, haadf_exponent,
+                                       rng)
+        maps.metadata.set_item(f"{NODE}.reference_images", refs)
     return maps
 
 
@@ -389,6 +594,9 @@ def simulate_tilt_series(
     other_lines_fraction=0.3,
     seed=0,
     lazy=False,
+    haadf_snr=None,
+    haadf_dose=None,
+    haadf_exponent=HAADF_EXPONENT,
 ):
     """STEM-EDX spectrum images of a phantom at every tilt (Poisson counts).
 
@@ -431,9 +639,14 @@ def simulate_tilt_series(
         Weight of the lines of the other families relative to their exspy
         weights, in [0, 1].
     seed : int or None
-        Seed of the counting noise.
+        Seed of the counting noise (and of the HAADF noise, drawn last).
     lazy : bool
         If True, return the lazy (dask) twin.
+    haadf_snr, haadf_dose, haadf_exponent
+        HAADF images of the same views in
+        ``metadata.Tomography.reference_images`` when ``haadf_snr`` or
+        ``haadf_dose`` is given, as in :func:`simulate_element_maps`
+        (``get_element_maps`` passes them on to the maps).
 
     Returns
     -------
@@ -465,6 +678,9 @@ def simulate_tilt_series(
     if not (0.0 <= other_lines_fraction <= 1.0):
         raise InputError(f"other_lines_fraction must be in [0, 1], got {other_lines_fraction!r}")
     e_range = (0.0, n_channels * energy_scale_keV)
+    with_haadf = haadf_snr is not None or haadf_dose is not None
+    if with_haadf:
+        haadf_snr, haadf_dose, haadf_exponent = check_haadf(haadf_snr, haadf_dose, haadf_exponent)
 
     from exspy.material import elements as db
 
@@ -551,7 +767,13 @@ def simulate_tilt_series(
         "xray_lines": line_table,
         "seed": seed,
     }
+    if with_haadf:
+        parameters.update(haadf_parameters(haadf_snr, haadf_dose, haadf_exponent))
     attach_truth(s, phantom, "simulate_tilt_series", parameters)
+    if with_haadf:  # drawn last: the spectra do not depend on it
+        refs = _haadf_from_projections(proj, elements, tilts, pixel_size_nm, haadf_snr, haadf_dose, haadf_exponent,
+                                       rng)
+        s.metadata.set_item(f"{NODE}.reference_images", refs)
     return s
 
 
@@ -610,7 +832,7 @@ def quantum_dot_tilt_series(
 
 
 def quantum_dot_element_maps(
-    kind="InP/ZnSe/ZnS", size=64, tilts=None, counts_per_tilt=None, seed=0, lazy=False, **phantom_kwargs
+    kind="InP/ZnSe/ZnS", size=64, tilts=None, counts_per_tilt=None, seed=0, lazy=False, **kwargs
 ):
     """Simulated element maps of a core-shell quantum dot.
 
@@ -623,8 +845,10 @@ def quantum_dot_element_maps(
     size : int
     tilts, counts_per_tilt, seed, lazy
         See :func:`simulate_element_maps`.
-    **phantom_kwargs
-        Passed to :func:`core_shell_phantom`.
+    **kwargs
+        Passed to :func:`simulate_element_maps` when they name one of its
+        parameters (``haadf_snr``, ``haadf_dose``, ``haadf_exponent``),
+        otherwise to :func:`core_shell_phantom` (``shell_gap``, ...).
 
     Returns
     -------
@@ -633,12 +857,15 @@ def quantum_dot_element_maps(
     Examples
     --------
     >>> from hyperspy_edxtomo import datasets
-    >>> maps = datasets.quantum_dot_element_maps("CdSe/ZnS", size=32, shell_gap=0.2)
-    >>> maps.elements
-    ['Cd', 'Se', 'S', 'Zn']
+    >>> maps = datasets.quantum_dot_element_maps("CdSe/ZnS", size=32, shell_gap=0.2, haadf_snr=50)
+    >>> maps.elements, maps.reference_images.data.shape
+    (['Cd', 'Se', 'S', 'Zn'], (13, 32, 32))
     """
+    phantom_kwargs, sim_kwargs = _split_kwargs(kwargs, simulate_element_maps)
     phantom = core_shell_phantom(kind=kind, size=size, seed=seed, **phantom_kwargs)
-    return simulate_element_maps(phantom, tilts=tilts, counts_per_tilt=counts_per_tilt, seed=seed, lazy=lazy)
+    return simulate_element_maps(
+        phantom, tilts=tilts, counts_per_tilt=counts_per_tilt, seed=seed, lazy=lazy, **sim_kwargs
+    )
 
 
 def nanorod_tilt_series(size=64, tilts=None, counts_per_tilt=None, seed=0, lazy=False, **kwargs):

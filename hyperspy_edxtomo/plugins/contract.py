@@ -62,6 +62,17 @@ class Context:
     background : numpy.ndarray or None
         Reconstruction only, for algorithms with ``accepts_background``:
         expected background counts shaped like the counts.
+    haadf : numpy.ndarray or None
+        Reconstruction only, for algorithms with ``uses_haadf``: the HAADF
+        tilt series ``(tilt, y, x)`` float32, checked against the maps (same
+        views, pixels and tilts), turned with them; None when there is none.
+    haadf_mask : numpy.ndarray or None
+        With ``haadf``: True where a HAADF pixel is usable (False where
+        saturated); None: all are.
+    haadf_volume : numpy.ndarray or None
+        Reconstruction only, for algorithms with ``uses_haadf``: a HAADF
+        tomogram ``(z, y, x)`` of the volume's shape (e.g. from a HAADF tilt
+        series with more tilts than the maps), float32; None when not given.
     """
 
     elements: tuple
@@ -73,6 +84,9 @@ class Context:
     projector: Any = None
     batch_size: int | None = None
     background: np.ndarray | None = None
+    haadf: np.ndarray | None = None
+    haadf_mask: np.ndarray | None = None
+    haadf_volume: np.ndarray | None = None
 
     @property
     def device(self):
@@ -225,6 +239,9 @@ class ReconstructionAlgorithm(ParameterisedMethod):
     #: True: the algorithm runs a denoiser itself (its ``denoiser`` and
     #: ``denoiser_parameters`` parameters take the pipeline's denoiser)
     denoises = False
+    #: True: the algorithm uses the HAADF tilt series (``context.haadf``); an
+    #: instance may decide by its parameters (a property)
+    uses_haadf = False
     #: parameters for a quicker run where a rough volume serves (the FSC halves
     #: of a run that used another method, the demo's halves), e.g. fewer iterations
     quick_parameters: ClassVar[dict] = {}

@@ -17,8 +17,8 @@ from hyperspy_edxtomo.plugins import hookspecs
 
 #: modules of the built-in plugins, each implementing the hooks of :mod:`~hyperspy_edxtomo.plugins.hookspecs`
 BUILTIN_PLUGINS = tuple(
-    [f"hyperspy_edxtomo.reconstruction.algorithms.{name}" for name in ("fbp", "sirt", "tv", "l1", "two_step",
-                                                                       "end_to_end")]
+    [f"hyperspy_edxtomo.reconstruction.algorithms.{name}" for name in ("fbp", "sirt", "tv", "l1", "fused",
+                                                                       "two_step", "end_to_end")]
     + [f"hyperspy_edxtomo.denoising.methods.{name}" for name in ("gaussian", "moving_average", "pca", "nmf", "bm3d",
                                                                "deep")]
 )

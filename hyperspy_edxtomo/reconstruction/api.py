@@ -8,7 +8,7 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from hyperspy_edxtomo.base.conventions import to_nm
+from hyperspy_edxtomo.base.conventions import NODE, to_nm
 from hyperspy_edxtomo.base.counts import (
     DOSE_RATIO_WARN,
     EMPTY_VIEW_COUNTS,
@@ -24,6 +24,7 @@ from hyperspy_edxtomo.base.provenance import append_history, get_history
 from hyperspy_edxtomo.plugins.contract import Context, ReconstructionResult
 from hyperspy_edxtomo.plugins.manager import get_algorithm, reconstruction_algorithms
 from hyperspy_edxtomo.plugins.slices import default_batch
+from hyperspy_edxtomo.reconstruction.haadf import check_haadf
 from hyperspy_edxtomo.reconstruction.projector import Projector, resolve_cuda
 from hyperspy_edxtomo.signals.element_maps import (
     ElementMapTiltSeries,
@@ -93,6 +94,8 @@ def reconstruct(
     cuda: bool | None = None,
     show_progressbar: bool | None = None,
     return_intermediates: bool = False,
+    haadf=None,
+    haadf_volume=None,
     **parameters,
 ) -> ElementVolume | tuple[ElementVolume, dict]:
     """Reconstruct every element (the docstring is completed below, with the shared parameter text)."""
@@ -118,9 +121,16 @@ def reconstruct(
     background = _background_of(maps, counts.shape)
     has_background = background is not None
     check_views(counts, tilts, maps.elements)
+    haadf_views, haadf_mask = _haadf_of(maps, haadf, algorithm, counts.shape)
+    guide_volume = _haadf_volume_of(haadf_volume, algorithm, (n_z or n_x, n_y, n_x))
     if rotation_deg:
         counts = rotate_views(counts, rotation_deg)
         background = None if background is None else rotate_views(background, rotation_deg)
+        if haadf_views is not None:
+            haadf_views = rotate_views(haadf_views, rotation_deg, clip=False)
+            # a pixel partly from a saturated one is not trusted either; the corners turned in from outside are 0
+            haadf_mask = rotate_views(np.ones(haadf_views.shape, np.float32) if haadf_mask is None
+                                      else haadf_mask.astype(np.float32), rotation_deg) > 0.999
     cuda = resolve_cuda(cuda)
     projector = Projector(tilts, n_x=n_x, n_z=n_z or n_x, axis_offset_px=axis_offset_px, cuda=cuda)
     if batch_size is None:
@@ -135,7 +145,7 @@ def reconstruct(
         counts, background = counts - background, None
     context = Context(elements=tuple(maps.elements), tilts_deg=tilts, pixel_size_nm=nm if nm_units == "nm" else None,
                       show_progressbar=show, cuda=cuda, projector=projector, batch_size=batch_size,
-                      background=background)
+                      background=background, haadf=haadf_views, haadf_mask=haadf_mask, haadf_volume=guide_volume)
     result = algorithm.reconstruct_series(counts, context)
     if not isinstance(result, ReconstructionResult):
         raise TypeError(f"Algorithm {method!r} returned {type(result).__name__}; reconstruct_series must return a "
@@ -165,6 +175,9 @@ def reconstruct(
         "background": ("none" if not has_background else
                        "modelled: y ~ Poisson(A x + b)" if cls.accepts_background else "subtracted before reconstruction"),
         "cuda": cuda,
+        "haadf": ("none" if haadf_views is None else "given as haadf=" if haadf is not None
+                  else "the maps' reference images (metadata.Tomography.reference_images)"),
+        "haadf_volume": "none" if guide_volume is None else "given as haadf_volume=",
         "seconds": round(time.perf_counter() - t0, 3),
     }
     append_history(vol, "reconstruction", method, params)
@@ -220,6 +233,44 @@ def _background_of(maps, shape):
     return ndimage.gaussian_filter(b, (0, 0, BACKGROUND_SIGMA_PX, BACKGROUND_SIGMA_PX), mode="nearest")
 
 
+def _haadf_of(maps, haadf, algorithm, shape):
+    """The HAADF views ``(tilt, y, x)`` and mask for an algorithm that uses them (``haadf=``, else the
+    maps' reference images, else None), checked against the maps; refuses ``haadf=`` for one that does not."""
+    if not algorithm.uses_haadf:
+        if haadf is not None:
+            users = [n for n, c in reconstruction_algorithms().items() if c.uses_haadf is True]
+            raise InputError(f"Method {algorithm.name!r} does not use a HAADF series; methods that do: {users}.")
+        return None, None
+    source = haadf if haadf is not None else maps.reference_images
+    if source is None:
+        return None, None
+    if haadf is not None and maps.metadata.has_item(f"{NODE}.alignment") and not hasattr(haadf, "metadata"):
+        warn("These maps were aligned and haadf= is a plain array: it must be aligned the same way "
+             "(maps.apply_alignment(haadf_signal)), or the HAADF term fits the wrong pixels.")
+    _, n_t, n_y, n_x = shape
+    return check_haadf(source, n_t, (n_y, n_x), maps.tilts)
+
+
+def _haadf_volume_of(volume, algorithm, shape):
+    """A HAADF tomogram given as ``haadf_volume=`` for an algorithm that uses the HAADF, checked, or None."""
+    if volume is None:
+        return None
+    if not algorithm.uses_haadf:
+        raise InputError(f"Method {algorithm.name!r} does not use a HAADF volume; methods that do: "
+                         f"{[n for n, c in reconstruction_algorithms().items() if c.uses_haadf is True]}.")
+    data = volume.data if hasattr(volume, "data") else volume
+    data = np.asarray(data.compute() if hasattr(data, "compute") else data, np.float64)
+    if data.ndim == 4 and data.shape[0] == 1:
+        data = data[0]
+    if data.shape != tuple(shape):
+        raise InputError(f"haadf_volume is shaped {data.shape}; the reconstruction is (z, y, x) = {tuple(shape)}: "
+                         "reconstruct the HAADF series on the maps' pixels and the same depth (n_z).")
+    data = check_finite(data, "haadf_volume")
+    if not np.ptp(data) > 0:
+        raise InputError("haadf_volume is constant: it has no edges to guide the reconstruction.")
+    return data.astype(np.float32)
+
+
 def check_views(maps_array, tilts, elements):
     """Refuse views that hold nothing at all; warn about views of one element
     that are empty or whose totals differ from the others' by more than
@@ -255,18 +306,19 @@ def check_views(maps_array, tilts, elements):
                 "dwell time, a failed frame) and remove or rescale such views.")
 
 
-def rotate_views(counts, rotation_deg):
+def rotate_views(counts, rotation_deg, clip=True):
     """Turn every view so that a tilt axis at ``rotation_deg`` (counter-clockwise
     from the rows' direction) runs along the rows.
 
     Bilinear, same size, zero outside the field of view: counts inside it are
-    kept up to interpolation, counts rotated out of it are lost.
+    kept up to interpolation, counts rotated out of it are lost. ``clip``:
+    negative values (interpolation ringing of counts) are set to 0.
     """
     from scipy.ndimage import rotate
 
     flat = counts.reshape(-1, *counts.shape[-2:]).astype(np.float32)
     out = np.stack([rotate(v, -rotation_deg, reshape=False, order=1, mode="constant", cval=0.0) for v in flat])
-    return np.clip(out, 0, None).reshape(counts.shape)
+    return (np.clip(out, 0, None) if clip else out).reshape(counts.shape)
 
 
 reconstruct.__doc__ = f"""Reconstruct every element of an element-map tilt series.
@@ -293,6 +345,12 @@ reconstruct.__doc__ = f"""Reconstruct every element of an element-map tilt serie
     cuda : None or bool
         None: use CUDA when present.
     {SHOW_PROGRESSBAR_ARG}
+    haadf : None, Signal2D or array
+        For methods that use the HAADF (``"fused"``): the HAADF tilt series
+        ``(tilt, y, x)``, the maps' views and pixels (aligned as they are);
+        None takes the maps' reference images
+        (``metadata.Tomography.reference_images``). Methods that do not use
+        it refuse it.
     return_intermediates : bool
         Also return a dict of the algorithm's intermediate results as
         signals (e.g. ``two_step``: the denoised maps, the MBIR volume, the

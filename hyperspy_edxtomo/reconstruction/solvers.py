@@ -28,39 +28,44 @@ def cols_to_slices(cols, slice_shape):
     return np.ascontiguousarray(cols.detach().cpu().numpy().T).reshape(B, *slice_shape)
 
 
-def _as_volume(cols, slice_shape):
+def as_volume(cols, slice_shape):
     """View a column batch as ``(B, n_z, n_x)`` without copying."""
     return cols.T.reshape(cols.shape[1], *slice_shape)
 
 
 def gradient3d(v):
-    """Forward differences along (slice, z, x), zero at the far boundary."""
+    """Forward differences along the last three axes (slice, z, x), zero at the
+    far boundary: ``(..., B, n_z, n_x) -> (3, ..., B, n_z, n_x)`` (leading axes,
+    e.g. elements, are batched)."""
     g = torch.zeros((3, *v.shape), dtype=v.dtype, device=v.device)
-    g[0, :-1] = v[1:] - v[:-1]
-    g[1, :, :-1] = v[:, 1:] - v[:, :-1]
-    g[2, :, :, :-1] = v[:, :, 1:] - v[:, :, :-1]
+    g[0, ..., :-1, :, :] = v[..., 1:, :, :] - v[..., :-1, :, :]
+    g[1, ..., :, :-1, :] = v[..., :, 1:, :] - v[..., :, :-1, :]
+    g[2, ..., :, :, :-1] = v[..., :, :, 1:] - v[..., :, :, :-1]
     return g
 
 
 def divergence3d(g):
     """Divergence, the negative adjoint of :func:`gradient3d`: <grad v, g> = -<v, div g>."""
     d = torch.zeros(g.shape[1:], dtype=g.dtype, device=g.device)
+    lead = d.ndim - 3
     for axis in range(3):
         p = g[axis]
-        n = p.shape[axis]
+        dim = lead + axis
+        n = p.shape[dim]
         if n < 2:
             continue
         # d_i = p_i - p_{i-1}, with p_{-1} = 0 and p_{n-1} taken as 0
-        d.narrow(axis, 0, n - 1).add_(p.narrow(axis, 0, n - 1))
-        d.narrow(axis, 1, n - 1).sub_(p.narrow(axis, 0, n - 1))
+        d.narrow(dim, 0, n - 1).add_(p.narrow(dim, 0, n - 1))
+        d.narrow(dim, 1, n - 1).sub_(p.narrow(dim, 0, n - 1))
     return d
 
 
-def _inverse(v, eps=1e-6):
+def inverse(v, eps=1e-6):
+    """``1 / v`` where ``v > eps``, 0 elsewhere (preconditioners of empty rows and columns)."""
     return torch.where(v > eps, 1.0 / v.clamp_min(eps), torch.zeros_like(v))
 
 
-def _row_col_sums(projector, device):
+def row_col_sums(projector, device):
     A = projector.matrix[0]
     row = torch.from_numpy(np.asarray(A.sum(axis=1), np.float32).ravel()).to(device)[:, None]
     col = torch.from_numpy(np.asarray(A.sum(axis=0), np.float32).ravel()).to(device)[:, None]
@@ -73,8 +78,8 @@ def sirt(projector, y, iterations, constrain=True, x0=None, fused=None):
     ``fused=None``: numba kernels for CPU tensors that need no gradient,
     torch operations otherwise (CUDA, autograd); ``False`` forces torch.
     """
-    row, col = _row_col_sums(projector, y.device)
-    R, C = _inverse(row), _inverse(col)
+    row, col = row_col_sums(projector, y.device)
+    R, C = inverse(row), inverse(col)
     x = torch.zeros((col.shape[0], y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0.clone()
     if fused is None:
         fused = y.device.type == "cpu" and not (y.requires_grad or x.requires_grad)
@@ -98,7 +103,7 @@ def sirt(projector, y, iterations, constrain=True, x0=None, fused=None):
     return x
 
 
-def _prepare_background(y, background):
+def prepare_background(y, background):
     """``background`` in the column layout of ``y`` (torch), or None."""
     if background is None:
         return None
@@ -112,7 +117,7 @@ def _prepare_background(y, background):
 
 def tv_norm(projector, x):
     """Isotropic 3D total variation of a column batch ``x`` (torch)."""
-    g = gradient3d(_as_volume(x, projector.slice_shape))
+    g = gradient3d(as_volume(x, projector.slice_shape))
     return float(torch.sqrt((g**2).sum(0)).sum())
 
 
@@ -123,7 +128,7 @@ def objective(projector, x, y, lam, data_term="least_squares", background=None, 
     ``sum(mu - y - y log(mu / y))``. Relative changes of it are the
     convergence measure (:func:`convergence`)."""
     mu = projector.fp_cols(x)
-    b = _prepare_background(y, background)
+    b = prepare_background(y, background)
     if b is not None:
         mu = mu + b
     if data_term == "least_squares":
@@ -173,7 +178,7 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
     if not np.isfinite(lam) or lam <= 0:
         raise InputError(f"The TV strength must be a finite number > 0, got {lam!r}.")
     iterations = int(iterations)
-    b = _prepare_background(y, background)
+    b = prepare_background(y, background)
     if data_term == "least_squares" and b is not None:
         y, b = y - b, None  # least squares: fitting y - b is the same problem
     # Solve for x / m with m the magnitude of x (5 SIRT iterations), so that
@@ -193,8 +198,8 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
     # likelihood scales as 1/m like TV: lam unchanged
     lam_m = lam / m if data_term == "least_squares" else lam
     shape = projector.slice_shape
-    row, col = _row_col_sums(projector, y.device)
-    sigma_d = _inverse(row)
+    row, col = row_col_sums(projector, y.device)
+    sigma_d = inverse(row)
     sigma_g = 0.5 * lam_m  # rows of lam * grad are lam * (-1, +1); the dual is kept as lam * (unit-ball dual)
     tau = 1.0 / (col + 6.0 * lam_m)  # column sums of |A| plus |lam grad| (2 lam per direction)
     x = torch.zeros((col.shape[0], y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0 / m
@@ -238,7 +243,7 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
             bp = projector.bp_cols(p)
             # dual ascent on TV: project onto the ball of radius lam
             qv = q.permute(0, 2, 1).reshape(3, y.shape[1], *shape)  # a view: (3, B, n_z, n_x)
-            qv += sigma_g * gradient3d(_as_volume(xbar, shape))
+            qv += sigma_g * gradient3d(as_volume(xbar, shape))
             qv /= torch.clamp(torch.sqrt((qv**2).sum(0, keepdim=True)) / lam_m, min=1.0)
             # primal descent with non-negativity
             x_old = x
@@ -281,13 +286,13 @@ def l1(projector, y, lam, iterations, constrain=True, x0=None, background=None, 
     lam = float(lam)
     if not np.isfinite(lam) or lam <= 0:
         raise InputError(f"The L1 strength must be a finite number > 0, got {lam!r}.")
-    b = _prepare_background(y, background)
+    b = prepare_background(y, background)
     if b is not None:
         y = y - b
     iterations = int(iterations)
     n_vox = projector.n_z * projector.n_x
     ones = torch.ones((n_vox, 1), dtype=torch.float32, device=y.device)
-    D = _inverse(projector.bp_cols(projector.fp_cols(ones)))
+    D = inverse(projector.bp_cols(projector.fp_cols(ones)))
     x = torch.zeros((n_vox, y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0.clone()
     z, t = x.clone(), 1.0
     checkpoints = {max(1, iterations // 2), iterations}

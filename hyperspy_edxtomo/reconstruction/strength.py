@@ -109,12 +109,13 @@ def view_folds(n_tilts, folds=VIEW_FOLDS):
     return [interior[k::folds] for k in range(folds) if interior[k::folds].size]
 
 
-def _sub_projector(projector, keep):
+def sub_projector(projector, keep):
+    """The projector of the views ``keep`` only."""
     return Projector(projector.tilts_deg[keep], projector.n_x, projector.n_z,
                      axis_offset_px=projector.axis_offset_px, cuda=projector.cuda)
 
 
-def _view_weights(views, sigma=2.0):
+def view_weights(views, sigma=2.0):
     """Inverse of the smoothed measured views (quasi-Poisson variance), floored."""
     smooth = ndimage.gaussian_filter(np.abs(np.asarray(views, np.float64)), (0, 0, sigma))
     floor = max(float(smooth[smooth > 0].mean()) if np.any(smooth > 0) else 1.0, 1e-30) * 0.1
@@ -165,10 +166,10 @@ class _HeldOutViewScorer:
             b = None if background is None else sinograms_to_cols(background[:, keep], device)
             self.folds.append({
                 "keep_fraction": keep.size / n_t,
-                "fit": (_sub_projector(projector, keep), sinograms_to_cols(sinograms[:, keep], device), b),
-                "predict": _sub_projector(projector, held),
+                "fit": (sub_projector(projector, keep), sinograms_to_cols(sinograms[:, keep], device), b),
+                "predict": sub_projector(projector, held),
                 "target": np.asarray(signal[:, held], np.float64),
-                "weights": _view_weights(signal[:, held]),
+                "weights": view_weights(signal[:, held]),
             })
 
     def __call__(self, solve, lam):

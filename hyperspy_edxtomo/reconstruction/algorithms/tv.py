@@ -1,10 +1,14 @@
 """TV: 3D isotropic total variation with non-negativity (Chambolle-Pock)."""
 
-from traits.api import Range
+from traits.api import Bool, Range
 
-from hyperspy_edxtomo.plugins.contract import ReconstructionAlgorithm
+from hyperspy_edxtomo.plugins.contract import (
+    ReconstructionAlgorithm,
+    ReconstructionResult,
+)
 from hyperspy_edxtomo.plugins.hookspecs import hookimpl
 from hyperspy_edxtomo.reconstruction import solvers
+from hyperspy_edxtomo.reconstruction.joint_series import reconstruct_jointly
 from hyperspy_edxtomo.reconstruction.regularised import (
     AutoStrength,
     data_term_trait,
@@ -20,9 +24,21 @@ class TV(AutoStrength, ReconstructionAlgorithm):
     lam = strength_trait("total-variation")
     iterations = Range(1, 100_000, 200, desc="Chambolle-Pock iterations")
     data_term = data_term_trait()
+    couple_elements = Bool(False, desc="True: reconstruct all elements together with a multi-channel TV (edges "
+                                       "shared across elements; strength chosen on all elements' held-out counts; "
+                                       "data_term 'auto' is then the Poisson likelihood for counts, least squares "
+                                       "for other maps)")
     # 3D TV couples neighbouring slices: batches overlap by this many slices
     slice_halo = 4
     quick_parameters = {"iterations": 100}
+
+    def reconstruct_series(self, counts, context):
+        if not self.couple_elements:
+            return super().reconstruct_series(counts, context)
+        volumes, chosen = reconstruct_jointly(counts, context, lam=self.lam, iterations=self.iterations,
+                                              data_term=self.data_term, name="tv (coupled)")
+        self.chosen = chosen
+        return ReconstructionResult(volumes, [self.parameter_values()] * len(context.elements))
 
     def _solve(self, projector, y, lam, iterations, data_term, background=None, return_info=False):
         return solvers.tv(projector, y, lam, iterations, data_term=data_term, background=background,

@@ -10,7 +10,7 @@ import time
 import numpy as np
 from traits.api import Bool, Dict, Enum, Int, Range, Str
 
-from hyperspy_edxtomo.base.counts import as_counts, counts_quantum, data_kind
+from hyperspy_edxtomo.base.counts import in_count_units
 from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.deep.networks import torch_device
 from hyperspy_edxtomo.plugins.contract import (
@@ -23,6 +23,7 @@ from hyperspy_edxtomo.plugins.slices import reconstruct_elements
 from hyperspy_edxtomo.reconstruction import deep_models as deep
 from hyperspy_edxtomo.reconstruction.deep_models import check_tilt_count, denoise_stage
 from hyperspy_edxtomo.reconstruction.filters import FILTERS
+from hyperspy_edxtomo.reconstruction.joint_series import plan_joint, solve_joint
 from hyperspy_edxtomo.reconstruction.projector import Projector
 from hyperspy_edxtomo.reconstruction.regularised import strength_trait
 
@@ -42,7 +43,8 @@ class TwoStep(ReconstructionAlgorithm):
                                 "splitting cannot train, 'gaussian' with its width validated by a blind spot), an "
                                 "installed denoiser ('deep', 'gaussian', ...) or 'none' (maps already denoised)")
     denoiser_parameters = Dict(desc="parameters of the denoiser, e.g. {'steps': 800}")
-    mbir = Enum("tv", "l1", desc="the model-based reconstruction M: 'tv' or 'l1'")
+    mbir = Enum("tv", "l1", "fused", desc="the model-based reconstruction M: 'tv', 'l1' or 'fused' (all elements "
+                                          "together with the HAADF series, as method='fused')")
     lam = strength_trait("MBIR regularisation")
     mbir_iterations = Range(1, 100_000, 150, desc="iterations of the MBIR solver")
     mbir_input = Enum("denoised", "counts", desc="what M is reconstructed from: the Q^D output (paper) or raw counts")
@@ -67,6 +69,10 @@ class TwoStep(ReconstructionAlgorithm):
     learned = True
     denoises = True
 
+    @property
+    def uses_haadf(self):
+        return self.mbir == "fused"
+
     def reconstruct_series(self, counts, context):
         t0 = time.perf_counter()
         elements, projector, background = list(context.elements), context.projector, context.background
@@ -74,18 +80,8 @@ class TwoStep(ReconstructionAlgorithm):
         # everything that can refuse the input is checked before any training
         check_tilt_count(projector, self.name)
         check_enhancer_size(counts.shape[-2:], self.enhancer_levels, self.enhancer_steps)
-        counts = np.asarray(counts, np.float32)
         # counts in disguise (normalised maps) are the counts times a scale: work on the counts
-        units = np.ones(len(elements))
-        kinds = []
-        counts = counts.copy()
-        for e in range(len(elements)):
-            kind = data_kind(counts[e])
-            if kind == "scaled_counts":
-                units[e] = counts_quantum(counts[e])
-                counts[e] = as_counts(counts[e], units[e])
-                kind = "counts"
-            kinds.append(kind)
+        counts, units, kinds = in_count_units(counts)
         background = (None if background is None
                       else (np.asarray(background, np.float64) / units[:, None, None, None]).astype(np.float32))
         denoiser, params = self.denoiser, dict(self.denoiser_parameters)
@@ -104,7 +100,13 @@ class TwoStep(ReconstructionAlgorithm):
         # the MBIR's data term and strength, from the raw maps (held-out counts or views)
         mbir_cls = get_algorithm(self.mbir)
         lams, selections, data_terms = [], [], []
-        for e in range(len(elements)):
+        plan = None
+        if self.mbir == "fused":
+            # all elements and the HAADF together: strength, HAADF guide and weight from the raw counts
+            plan = plan_joint(counts, kinds, background, context, lam=self.lam, haadf_weight="auto",
+                              guide_strength="auto", iterations=self.mbir_iterations, use_haadf=True,
+                              name="two_step MBIR (fused)")
+        for e in range(len(elements) if plan is None else 0):
             lam, extra, data_term = self.lam, {}, "least_squares"
             if lam == "auto":
                 # strength (and for tv on counts the data term) validated on held-out raw data
@@ -124,7 +126,10 @@ class TwoStep(ReconstructionAlgorithm):
         t = time.perf_counter()
         source = y_d if self.mbir_input == "denoised" else counts
         M, mbir_used = [], []
-        for e, element in enumerate(elements):
+        if plan is not None:
+            M = list(solve_joint(source, background, plan, context, self.mbir_iterations, "two_step MBIR (fused)"))
+            mbir_used = [{"lam": plan.lam, **{k: v for k, v in plan.chosen.items() if k != "lam"}}] * len(elements)
+        for e, element in enumerate(elements if plan is None else []):
             alg = mbir_cls.create(lam=lams[e], iterations=self.mbir_iterations, **_data_term(self.mbir, data_terms[e]))
             vol, _ = reconstruct_elements(alg, source[e : e + 1], [element], projector, batch_size, show_progressbar,
                                           f"two_step MBIR ({self.mbir})",
