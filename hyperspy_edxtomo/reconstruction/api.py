@@ -178,6 +178,7 @@ def reconstruct(
         "haadf": ("none" if haadf_views is None else "given as haadf=" if haadf is not None
                   else "the maps' reference images (metadata.Tomography.reference_images)"),
         "haadf_volume": "none" if guide_volume is None else "given as haadf_volume=",
+        "haadf_masked_pixels": 0 if haadf_mask is None else int(np.size(haadf_mask) - np.count_nonzero(haadf_mask)),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     append_history(vol, "reconstruction", method, params)
@@ -341,7 +342,10 @@ reconstruct.__doc__ = f"""Reconstruct every element of an element-map tilt serie
         slice-by-slice reconstruction.
     batch_size : int, optional
         Slices reconstructed together; bounds the memory. Each batch is a dask
-        task, so a ``dask.distributed`` client spreads them over its workers.
+        task, so a ``dask.distributed`` client spreads them over its workers;
+        the methods that solve every element at once (``fused``, ``tv`` with
+        ``couple_elements``) run their batches in this process and share
+        ``batch_size`` among the elements.
     cuda : None or bool
         None: use CUDA when present.
     {SHOW_PROGRESSBAR_ARG}
@@ -351,6 +355,13 @@ reconstruct.__doc__ = f"""Reconstruct every element of an element-map tilt serie
         None takes the maps' reference images
         (``metadata.Tomography.reference_images``). Methods that do not use
         it refuse it.
+    haadf_volume : None, signal or array
+        For methods that use the HAADF: a HAADF tomogram ``(z, y, x)`` of
+        this reconstruction's shape (``n_z`` deep, the maps' pixels, after
+        ``rotation_deg``), e.g. reconstructed from a HAADF tilt series with
+        more tilts than the maps. Its edges guide the regulariser in place of
+        those of the volume reconstructed from ``haadf`` (the guide's strength
+        is still chosen on held-out counts). With it, ``haadf`` may be absent.
     return_intermediates : bool
         Also return a dict of the algorithm's intermediate results as
         signals (e.g. ``two_step``: the denoised maps, the MBIR volume, the

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from hyperspy_edxtomo.reconstruction.haadf import guide_field
 from hyperspy_edxtomo.reconstruction.joint_selection import JointData, choose_joint
-from hyperspy_edxtomo.reconstruction.multichannel import coupled_tv
+from hyperspy_edxtomo.reconstruction.multichannel import element_scales
 from hyperspy_edxtomo.reconstruction.projector import resolve_cuda
 
 __all__ = ["ImageOperator", "fuse_view"]
@@ -70,26 +70,28 @@ def fuse_view(counts, haadf, background=None, lam="auto", haadf_weight="auto", g
         ``(element, y, x)`` float32: ``x + b``, the expected counts.
     chosen : dict
         What was chosen and why (:func:`~hyperspy_edxtomo.reconstruction.joint_selection.choose_joint`).
+
+    The image's rows play the views: the HAADF model fits one offset per
+    row (a scan-line offset), not one per image.
     """
     counts = np.asarray(counts, np.float32)
     op = ImageOperator(counts.shape[1:], cuda)
     h = np.asarray(haadf, np.float32)
-    terms = ["poisson"] * counts.shape[0]
-    data = JointData(counts[:, None], op, terms, None if background is None else np.asarray(background)[:, None],
-                     h[None], None)
+    dev = op.device
+    ys = torch.from_numpy(counts.reshape(counts.shape[0], -1, 1)).to(dev)
+    b = None if background is None else torch.from_numpy(
+        np.asarray(background, np.float32).reshape(counts.shape[0], -1, 1)).to(dev)
+    data = JointData(counts[:, None], op, ["poisson"] * counts.shape[0],
+                     None if background is None else np.asarray(background)[:, None], h[None], None,
+                     scales=element_scales(op, ys, b))
 
     def make_guide(model):
         return guide_field(ndimage.gaussian_filter(h, GUIDE_SMOOTHING_PX)[None])
 
     chosen = choose_joint(data, "count_split", lam=lam, haadf_weight=haadf_weight, guide_strength=guide_strength,
                           iterations=iterations, elements=elements, make_guide=make_guide, seed=seed)
-    dev = op.device
-    ys = torch.from_numpy(counts.reshape(counts.shape[0], -1, 1)).to(dev)
-    b = None if background is None else torch.from_numpy(
-        np.asarray(background, np.float32).reshape(counts.shape[0], -1, 1)).to(dev)
     with torch.no_grad():
-        x = coupled_tv(op, ys, chosen["lam"], iterations, terms, b,
-                       data.haadf_term(chosen["haadf_model"], chosen["haadf_weight"]),
-                       guide=data.guide_tensor(chosen["guide_strength"]))
+        x = data.solve(op, ys, chosen["lam"], iterations, b,
+                       data.haadf_term(chosen["haadf_model"], chosen["haadf_weight"]), chosen["guide_strength"])
         mu = x if b is None else x + b
     return mu.cpu().numpy().reshape(counts.shape), chosen

@@ -23,6 +23,7 @@ its edge field.
 
 import numpy as np
 import torch
+from scipy import ndimage
 from scipy.optimize import lsq_linear
 
 from hyperspy_edxtomo.base.errors import InputError, warn
@@ -47,6 +48,8 @@ SATURATED_SHARE = 1e-3
 #: guide (|xi| = |g| / sqrt(|g|^2 + eta^2)); with a perfect guide the error against the truth changed by
 #: under 2x over 0.01-0.1 and an estimated guide's by under 10 % (simulated core-shell dots, 32 px)
 GUIDE_EDGE = 0.03
+#: views whose minimum value covers more than this share of their pixels are clipped at the black level
+BLACK_CLIPPED_SHARE = 0.2
 #: tilts of the HAADF series may differ from the maps' by this much (degrees)
 TILT_TOLERANCE_DEG = 0.5
 
@@ -57,9 +60,11 @@ def check_haadf(haadf, n_tilts, view_shape, tilts=None):
     Refuses a missing series, another number of views, another view size,
     other tilt angles (when ``haadf`` is a signal with a tilt axis), values
     that are not finite, and views without contrast. Saturated pixels (the
-    view's maximum repeated over more than :data:`SATURATED_SHARE` of it)
-    are masked out, with a warning; a series whose views are darker where
-    the maps hold signal is caught by the contrast fit (all contrasts 0).
+    view's maximum repeated over more than :data:`SATURATED_SHARE` of it,
+    for integer images only at an ADC limit 2^k - 1) are masked out, with a
+    warning; a black level clipped in more than :data:`BLACK_CLIPPED_SHARE`
+    of a view is warned about; a series whose views are darker where the
+    maps hold signal is caught by the contrast fit (all contrasts 0).
     """
     if haadf is None:
         raise InputError(f"No HAADF series: {HAADF_HELP}.")
@@ -73,6 +78,7 @@ def check_haadf(haadf, n_tilts, view_shape, tilts=None):
             data = data.compute()
     else:
         data = haadf
+    raw_dtype = np.asarray(data[:1] if hasattr(data, "__getitem__") else data).dtype
     try:
         data = np.asarray(data, np.float64)
     except (TypeError, ValueError) as err:
@@ -98,14 +104,30 @@ def check_haadf(haadf, n_tilts, view_shape, tilts=None):
     if flat.size:
         raise InputError(f"HAADF view(s) {flat.tolist()} are constant: no contrast to fit.")
     mask = np.ones(data.shape, bool)
+    limits = _detector_limits(raw_dtype)
     for i, view in enumerate(data):
         top = view >= view.max()
-        if top.mean() > SATURATED_SHARE and top.sum() > 1:
+        # a repeated maximum is saturation when the values are floats (no two equal by chance) or when it
+        # sits at an ADC limit (2^k - 1); an integer image's own maximum repeated is just its brightest level
+        clipped = limits is None or float(view.max()) in limits
+        if top.mean() > SATURATED_SHARE and top.sum() > 1 and clipped:
             mask[i] &= ~top
     if not mask.all():
         warn(f"The HAADF series is saturated in {int((~mask).sum())} pixels ({100 * (~mask).mean():.2g} %) of "
              f"{int(np.sum(~mask.all(axis=(1, 2))))} view(s): those pixels are left out of the HAADF term.")
+    floor = [i for i, view in enumerate(data) if np.mean(view <= view.min()) > BLACK_CLIPPED_SHARE]
+    if floor:
+        warn(f"HAADF view(s) {floor} hold their minimum value in more than {100 * BLACK_CLIPPED_SHARE:.0f} % of "
+             "the pixels: the vacuum level looks clipped (black level set too high), which the fitted offset "
+             "cannot undo; check the detector settings, or pass a HAADF with the vacuum above its minimum.")
     return data.astype(np.float32), (None if mask.all() else mask)
+
+
+def _detector_limits(dtype):
+    """The values an integer detector saturates at (2^k - 1 for 8 to 16 bits), or None for floats."""
+    if not np.issubdtype(dtype, np.integer):
+        return None
+    return {float(2**k - 1) for k in range(8, 17)}
 
 
 def noise_level(views, mask=None):
@@ -124,7 +146,12 @@ def noise_level(views, mask=None):
 
 
 def fit_contrast(haadf_views, projections, mask=None, max_rows=200_000, seed=0):
-    """Fit ``h = sum_e c_e P_e + o_view`` with ``c_e >= 0``.
+    """Fit ``h = sum_e c_e P_e + o_view`` with ``c_e >= 0`` and one free offset per view.
+
+    The offsets are eliminated exactly (each view's pixels centred on their
+    mean), so the bounded least squares has one column per element whatever
+    the number of views; an element whose projections are all zero (no counts)
+    gets ``c_e = 0``.
 
     Parameters
     ----------
@@ -140,33 +167,56 @@ def fit_contrast(haadf_views, projections, mask=None, max_rows=200_000, seed=0):
     -------
     dict
         ``coefficients`` (E,), ``offsets`` (n_tilts,), ``r2`` (share of the
-        HAADF variance the model explains), ``residual_rms``.
+        HAADF variance within the views that the model explains),
+        ``residual_rms``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo.reconstruction.haadf import fit_contrast
+    >>> P = np.random.default_rng(0).random((2, 4, 5, 8))
+    >>> h = 3 * P[0] + 0.5 * P[1] + np.arange(5)[None, :, None]
+    >>> fit = fit_contrast(h, P)
+    >>> np.round(fit["coefficients"], 3).tolist(), (np.round(fit["offsets"], 3) + 0.0).tolist()
+    ([3.0, 0.5], [0.0, 1.0, 2.0, 3.0, 4.0])
     """
     h = np.asarray(haadf_views, np.float64)
     P = np.asarray(projections, np.float64)
     E, n_t = P.shape[0], h.shape[1]
     keep = np.ones(h.shape, bool) if mask is None else np.asarray(mask, bool)
-    view = np.broadcast_to(np.arange(n_t)[None, :, None], h.shape)[keep]
-    target = h[keep]
-    design = np.column_stack([P[e][keep] for e in range(E)])
+    h_mean = np.zeros(n_t)
+    p_mean = np.zeros((E, n_t))
+    targets, designs = [], []
+    for t in range(n_t):
+        k = keep[:, t]
+        if not k.any():
+            continue
+        ht, pt = h[:, t][k], P[:, :, t][:, k]  # (n,), (E, n)
+        h_mean[t], p_mean[:, t] = ht.mean(), pt.mean(axis=1)
+        targets.append(ht - h_mean[t])
+        designs.append((pt - p_mean[:, t, None]).T)
+    target, design = np.concatenate(targets), np.concatenate(designs)
     if target.size > max_rows:
         pick = np.random.default_rng(seed).choice(target.size, max_rows, replace=False)
-        target, design, view = target[pick], design[pick], view[pick]
-    # one offset column per view; contrasts bounded below by 0, offsets free
-    offsets = np.zeros((target.size, n_t))
-    offsets[np.arange(target.size), view] = 1.0
-    X = np.hstack([design, offsets])
-    scale = np.maximum(np.abs(X).max(axis=0), 1e-30)  # columns of comparable size for the solver
-    lower = np.r_[np.zeros(E), np.full(n_t, -np.inf)]
-    fit = lsq_linear(X / scale, target, bounds=(lower, np.full(E + n_t, np.inf)), method="bvls")
-    coef = fit.x / scale
-    residual = target - X @ coef
-    var = float(np.var(target - offsets @ coef[E:])) if target.size > 1 else 0.0
+        target, design = target[pick], design[pick]
+    norms = np.sqrt((design**2).sum(axis=0))
+    active = norms > 1e-9 * max(float(norms.max(initial=0.0)), 1e-300)
+    coef = np.zeros(E)
+    if active.any():
+        X = design[:, active] / norms[active]  # unit columns: the solver sees comparable scales
+        fit = lsq_linear(X, target, bounds=(0.0, np.inf), method="bvls")
+        coef[active] = fit.x / norms[active]
+    residual = target - design @ coef
+    var = float(np.mean(target**2)) if target.size else 0.0
+    offsets = h_mean - coef @ p_mean
+    empty = ~keep.any(axis=(0, 2))
+    if empty.any():
+        offsets[empty] = float(np.median(offsets[~empty])) if (~empty).any() else 0.0
     return {
-        "coefficients": coef[:E].tolist(),
-        "offsets": coef[E:].tolist(),
+        "coefficients": coef.tolist(),
+        "offsets": offsets.tolist(),
         "r2": float(1 - np.mean(residual**2) / var) if var > 0 else 0.0,
-        "residual_rms": float(np.sqrt(np.mean(residual**2))),
+        "residual_rms": float(np.sqrt(np.mean(residual**2))) if residual.size else 0.0,
     }
 
 
@@ -184,7 +234,7 @@ def apparent_exponent(coefficients, elements):
     return float(np.polyfit(np.log(z[ok]), np.log(c[ok]), 1)[0])
 
 
-def reconstruct_haadf(haadf_sinograms, offsets, projector, iterations=300, max_slices=32):
+def reconstruct_haadf(haadf_sinograms, offsets, projector, iterations=300, max_slices=32, mask=None):
     """The HAADF volume: least-squares TV of the HAADF views minus their offsets, the strength chosen on
     held-out HAADF views (:func:`~hyperspy_edxtomo.reconstruction.strength.choose_strength`).
 
@@ -194,6 +244,10 @@ def reconstruct_haadf(haadf_sinograms, offsets, projector, iterations=300, max_s
         ``(n_slices, n_tilts, n_x)``.
     offsets : sequence of float
         One per view (:func:`fit_contrast`).
+    mask : ndarray of bool or None
+        Usable pixels (``haadf_sinograms``' shape); the others (saturated,
+        turned in from outside the field) take the value of their nearest
+        usable pixel in the same view, so that they make no edge.
 
     Returns
     -------
@@ -203,6 +257,8 @@ def reconstruct_haadf(haadf_sinograms, offsets, projector, iterations=300, max_s
         The strength selection.
     """
     h = np.asarray(haadf_sinograms, np.float32) - np.asarray(offsets, np.float32)[None, :, None]
+    if mask is not None and not np.all(mask):
+        h = _fill_from_nearest(h, np.asarray(mask, bool))
 
     def solve(P, y, lam, b):
         return solvers.tv(P, y, lam, min(int(iterations), 200), data_term="least_squares", background=b)
@@ -228,3 +284,15 @@ def guide_field(slices, edge=GUIDE_EDGE):
     mag = torch.sqrt((g**2).sum(0))
     eta = max(edge * float(mag.max()), 1e-30)
     return (g / torch.sqrt(mag**2 + eta**2)).numpy()
+
+
+def _fill_from_nearest(sinograms, mask):
+    """Every unusable pixel of each view ``(B, n_tilts, n_x)`` replaced by its nearest usable one."""
+    out = np.array(sinograms, copy=True)
+    for t in range(out.shape[1]):
+        good = mask[:, t]
+        if good.all() or not good.any():
+            continue
+        _, (iy, ix) = ndimage.distance_transform_edt(~good, return_indices=True)
+        out[:, t] = out[:, t][iy, ix]
+    return out

@@ -47,7 +47,10 @@ from hyperspy_edxtomo.reconstruction.strength import (
     DEFAULT_GRID,
     FIT_FRACTION,
     MIN_VIEWS,
+    ScoreTable,
+    paired_gain,
     reference_strength,
+    search_log_grid,
     sub_projector,
     view_folds,
     view_weights,
@@ -60,7 +63,8 @@ WEIGHT_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 #: refinement candidates of the strength with the HAADF guide and term, relative to the strength without
 #: them (a guided TV tolerates a stronger strength: edges along the guide cost little)
 RESTRENGTH = (1 / 3, 1.0, 3.0, 10.0)
-#: strengths of the HAADF guide tried (1 would make edges along the guide free)
+#: strengths of the HAADF guide tried: gamma of P = I - gamma^2 xi xi^T (edges along the guide's cost a
+#: factor sqrt(1 - gamma^2 |xi|^2) of the TV: 0.71, 0.44, 0.14 where |xi| ~ 1)
 GUIDE_GRID = (0.7, 0.9, 0.99)
 
 
@@ -84,11 +88,29 @@ def brightest_joint_slices(sinograms, max_slices, background=None):
 
 
 class JointData:
-    """One slab of slices of every element, with what the solves need: sinograms ``(E, B, T, X)`` (counts
-    for the Poisson terms), background, data terms, HAADF views ``(B, T, X)`` and mask (or None)."""
+    """Slices of every element, with what the solves need: sinograms ``(E, B, T, X)`` (counts for the
+    Poisson terms), background, data terms, HAADF views ``(B, T, X)`` and mask (or None), the guide and
+    the element scales."""
 
-    def __init__(self, sinograms, projector, data_terms, background=None, haadf=None, haadf_mask=None, guide=None):
+    def solve(self, projector, ys, lam, iterations, backgrounds=None, haadf=None, guide=0.0, return_info=False):
+        """:func:`coupled_tv` with this series' data terms, scales and guide."""
+        return coupled_tv(projector, ys, lam, iterations, self.data_terms, backgrounds, haadf, scales=self.scales,
+                          guide=self.guide_tensor(guide), return_info=return_info)
+
+    def subset(self, sl):
+        """The same series restricted to the slices ``sl``."""
+        return JointData(self.sinograms[:, sl], self.projector, self.data_terms,
+                         None if self.background is None else self.background[:, sl],
+                         None if self.haadf is None else self.haadf[sl],
+                         None if self.haadf_mask is None else self.haadf_mask[sl],
+                         None if self.guide is None else self.guide[:, sl], self.scales)
+
+    def __init__(self, sinograms, projector, data_terms, background=None, haadf=None, haadf_mask=None, guide=None,
+                 scales=None):
         self.sinograms = np.asarray(sinograms, np.float32)
+        #: the series' element magnitudes ``m_e`` (:func:`~hyperspy_edxtomo.reconstruction.multichannel.element_scales`):
+        #: part of the problem, the same for every solve of the series
+        self.scales = scales
         #: the HAADF volume's edge field ``(3, B, n_z, n_x)`` (:func:`~hyperspy_edxtomo.reconstruction.haadf.guide_field`)
         self.guide = guide
         self.background = None if background is None else np.asarray(background, np.float32)
@@ -131,8 +153,7 @@ class _JointCountSplit:
     def __call__(self, lam, weight, model, iterations, guide=0.0):
         d = self.data
         with torch.no_grad():
-            x = coupled_tv(d.projector, self.y_fit, lam, iterations, d.data_terms, self.b,
-                           d.haadf_term(model, weight), guide=d.guide_tensor(guide))
+            x = d.solve(d.projector, self.y_fit, lam, iterations, self.b, d.haadf_term(model, weight), guide)
             mu = project_elements(d.projector, x)
             if self.b is not None:
                 mu = mu + self.b
@@ -174,8 +195,8 @@ class _JointHeldOutViews:
         with torch.no_grad():
             for f in self.folds:
                 # fewer views shrink both data terms alike: the TV strength shrinks with them, the weight stays
-                x = coupled_tv(f["projector"], f["y"], lam * f["keep_fraction"], iterations, d.data_terms, f["b"],
-                               d.haadf_term(model, weight, f["keep"]), guide=d.guide_tensor(guide))
+                x = d.solve(f["projector"], f["y"], lam * f["keep_fraction"], iterations, f["b"],
+                            d.haadf_term(model, weight, f["keep"]), guide)
                 pred = project_elements(f["predict"], x).cpu().numpy()  # (E, held * X, B)
                 target = f["target"]  # (E, B, held, X)
                 pred = pred.transpose(0, 2, 1).reshape(target.shape)
@@ -191,63 +212,6 @@ def _reference(data):
     refs = [reference_strength(s, data.projector, t) for s, t in zip(data.sinograms, data.data_terms)]
     refs = [r for r in refs if r > 0] or [1.0]
     return float(np.exp(np.mean(np.log(refs))))
-
-
-def _search(score, grid, refine, edges=True):
-    """Minimise ``score`` over a log grid of positive candidates: widen at an edge, refine between the
-    best and its neighbours. Candidates <= 0 the caller scored (no HAADF) take no part."""
-    for r in grid:
-        score(float(r))
-
-    def positive():
-        return sorted(k for k in score.seen if k > 0)
-
-    if edges:
-        for _ in range(2):
-            best = min(positive(), key=score)
-            if best == positive()[0]:
-                score(best / 10)
-            elif best == positive()[-1]:
-                score(best * 10)
-            else:
-                break
-    for _ in range(refine):
-        ordered = positive()
-        i = ordered.index(min(ordered, key=score))
-        lo, best, hi = ordered[max(i - 1, 0)], ordered[i], ordered[min(i + 1, len(ordered) - 1)]
-        for r in (np.sqrt(lo * best), np.sqrt(best * hi)):
-            score(float(r))
-    return min(positive(), key=score)
-
-
-class _Scores:
-    """Memoised mean score of a candidate, the fold scores kept."""
-
-    def __init__(self, fn, progress=None):
-        self.fn, self.progress, self.folds = fn, progress, {}
-
-    @property
-    def seen(self):
-        return list(self.folds)
-
-    def __call__(self, key):
-        if key not in self.folds:
-            self.folds[key] = np.asarray(self.fn(key), float)
-            if self.progress is not None:
-                self.progress()
-        return float(self.folds[key].mean())
-
-    def curve(self, unit=1.0):
-        keys = sorted(self.folds)
-        return {"candidates": [float(k * unit) for k in keys], "scores": [float(self.folds[k].mean()) for k in keys],
-                "fold_scores": [self.folds[k].tolist() for k in keys]}
-
-
-def _paired_gain(base, other):
-    """Sum of ``base - other`` over the folds/views and its standard error."""
-    d = np.asarray(base) - np.asarray(other)
-    se = float(np.std(d, ddof=1) * np.sqrt(d.size)) if d.size > 1 else float("inf")
-    return float(d.sum()), se
 
 
 def choose_joint(data, criterion, lam="auto", haadf_weight="auto", guide_strength="auto", iterations=200,
@@ -276,24 +240,39 @@ def choose_joint(data, criterion, lam="auto", haadf_weight="auto", guide_strengt
         offsets, noise, r2) or None, and the record of every search that ran: ``lam_selection``,
         ``guide_selection``, ``haadf_weight_selection``, ``lam_with_haadf_selection``.
     """
-    if criterion == "count_split":
-        scorer = _JointCountSplit(data, fraction, seed)
-    else:
-        scorer = _JointHeldOutViews(data)
+    built = {}
+
+    def get_scorer():
+        # built only when something is chosen: with every setting given, nothing is held out (and
+        # nothing needs 5 views)
+        if "scorer" not in built:
+            built["scorer"] = (_JointCountSplit(data, fraction, seed) if criterion == "count_split"
+                               else _JointHeldOutViews(data))
+        return built["scorer"]
+
+    def scorer(*args, **kwargs):
+        return get_scorer()(*args, **kwargs)
+
+    if "auto" in (lam, haadf_weight, guide_strength):
+        get_scorer()
+
     ref = _reference(data)
     chosen = {"criterion": criterion}
     reason_lam = ("lowest Poisson deviance of held-out counts, all elements" if criterion == "count_split"
                   else "lowest weighted squared error of held-out views, all elements")
     if lam == "auto":
-        lam_scores = _Scores(lambda r: scorer(r * ref, 0.0, None, iterations), progress)
-        lam0 = _search(lam_scores, DEFAULT_GRID, refine=2) * ref
+        lam_scores = ScoreTable(lambda r: scorer(r * ref, 0.0, None, iterations), progress)
+        lam0 = search_log_grid(lam_scores, DEFAULT_GRID, refine=2) * ref
         chosen["lam_selection"] = {**lam_scores.curve(ref), "chosen": lam0, "reason": reason_lam}
     else:
         lam0 = float(lam)
     chosen.update(lam=lam0, guide_strength=0.0, haadf_weight=0.0, haadf_model=None)
     model = None
     if data.haadf is not None:
-        model = _fit_model(data, lam0, iterations, elements)
+        # with counts split, on the fit part only: the held-out counts stay unseen by everything scored
+        fit_part = built.get("scorer")
+        model = _fit_model(data, lam0, iterations, elements, *((fit_part.y_fit, fit_part.b)
+                                                               if isinstance(fit_part, _JointCountSplit) else ()))
         chosen["haadf_model"] = model
         if not any(c > 0 for c in model["coefficients"]):
             reason = ("the HAADF contrast fitted to the X-ray reconstruction is 0 for every element (no HAADF signal "
@@ -313,7 +292,7 @@ def choose_joint(data, criterion, lam="auto", haadf_weight="auto", guide_strengt
         data.guide = make_guide(model)
     if data.guide is not None:
         if guide_strength == "auto":
-            g_scores = _Scores(lambda g: scorer(lam0, 0.0, model, iterations, guide=g), progress)
+            g_scores = ScoreTable(lambda g: scorer(lam0, 0.0, model, iterations, guide=g), progress)
             g_scores(0.0)
             for g in GUIDE_GRID:
                 g_scores(g)
@@ -327,9 +306,9 @@ def choose_joint(data, criterion, lam="auto", haadf_weight="auto", guide_strengt
     weight = 0.0
     if model is not None:
         if haadf_weight == "auto":
-            w_scores = _Scores(lambda w: scorer(lam0, w, model, iterations, guide=gamma), progress)
+            w_scores = ScoreTable(lambda w: scorer(lam0, w, model, iterations, guide=gamma), progress)
             w_scores(0.0)
-            _search(w_scores, WEIGHT_GRID, refine=1)
+            search_log_grid(w_scores, WEIGHT_GRID, refine=1)
             weight, record = _significant(w_scores, "the HAADF term at weight {:.3g}", "no HAADF term")
             chosen["haadf_weight_selection"] = record
         else:
@@ -337,8 +316,8 @@ def choose_joint(data, criterion, lam="auto", haadf_weight="auto", guide_strengt
     chosen["haadf_weight"] = weight
     # 3. the strength again, with what the HAADF brought
     if lam == "auto" and (gamma > 0 or weight > 0):
-        l_scores = _Scores(lambda r: scorer(r * lam0, weight, model, iterations, guide=gamma), progress)
-        best_r = _search(l_scores, RESTRENGTH, refine=1)
+        l_scores = ScoreTable(lambda r: scorer(r * lam0, weight, model, iterations, guide=gamma), progress)
+        best_r = search_log_grid(l_scores, RESTRENGTH, refine=1)
         chosen["lam"] = float(best_r * lam0)
         chosen["lam_with_haadf_selection"] = {**l_scores.curve(lam0), "chosen": chosen["lam"],
                                               "reason": reason_lam + ", with the HAADF guide and term chosen"}
@@ -348,8 +327,8 @@ def choose_joint(data, criterion, lam="auto", haadf_weight="auto", guide_strengt
 def _significant(scores, what, baseline):
     """The best positive candidate if it beats candidate 0 by more than 2 standard errors (paired over views
     or folds), else 0; with the record and its reason."""
-    best = min((k for k in scores.seen if k > 0), key=scores)
-    gain, se = _paired_gain(scores.folds[0.0], scores.folds[best])
+    best = min((k for k in scores.folds if k > 0), key=scores)
+    gain, se = paired_gain(scores.folds[0.0], scores.folds[best])
     keep = gain > 2 * se
     name = what.format(best)
     reason = (f"{name} predicts the held-out X-ray data better than {baseline} by {gain:.3g} +- {se:.3g}" if keep
@@ -360,13 +339,15 @@ def _significant(scores, what, baseline):
                                             "reason": reason}
 
 
-def _fit_model(data, lam, iterations, elements):
-    """HAADF contrasts and offsets fitted to the coupled-TV reconstruction of all the slab's X-ray data."""
+def _fit_model(data, lam, iterations, elements, ys=None, b=None):
+    """HAADF contrasts and offsets fitted to the coupled-TV reconstruction of the slab's X-ray data
+    (``ys``, ``b`` in column layout; None: all of it)."""
     dev = data.projector.device
-    ys = _cols(data.sinograms, dev)
-    b = None if data.background is None else _cols(data.background, dev)
+    if ys is None:
+        ys = _cols(data.sinograms, dev)
+        b = None if data.background is None else _cols(data.background, dev)
     with torch.no_grad():
-        x = coupled_tv(data.projector, ys, lam, iterations, data.data_terms, b)
+        x = data.solve(data.projector, ys, lam, iterations, b)
         proj = project_elements(data.projector, x).cpu().numpy()  # (E, T * X, B)
     E, B = proj.shape[0], proj.shape[2]
     n_t, n_x = data.haadf.shape[1:]

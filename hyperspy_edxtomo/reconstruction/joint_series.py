@@ -31,12 +31,13 @@ from hyperspy_edxtomo.reconstruction.joint_selection import (
     brightest_joint_slices,
     choose_joint,
 )
-from hyperspy_edxtomo.reconstruction.multichannel import coupled_tv
+from hyperspy_edxtomo.reconstruction.multichannel import element_scales
 from hyperspy_edxtomo.reconstruction.regularised import CONVERGENCE_TOL
-from hyperspy_edxtomo.reconstruction.solvers import cols_to_slices, sinograms_to_cols
+from hyperspy_edxtomo.reconstruction.solvers import TV_HALO, cols_to_slices, sinograms_to_cols
 from hyperspy_edxtomo.reconstruction.strength import (
     FALLBACK_RELATIVE,
     MIN_SPLIT_COUNTS,
+    MIN_VIEWS,
     reference_strength,
 )
 
@@ -45,8 +46,6 @@ _logger = logging.getLogger(__name__)
 __all__ = ["JointReconstruction", "JointPlan", "weight_trait", "guide_trait", "reconstruct_jointly", "plan_joint",
            "solve_joint"]
 
-#: slices on each side a batch borrows from its neighbours (the 3D TV's reach)
-HALO = 4
 #: the strength and weight are chosen on at most this many slices (the brightest)
 SELECTION_SLICES = 32
 
@@ -71,8 +70,9 @@ def guide_trait():
         Enum("auto"),
         Range(0.0, 1.0, exclude_high=True),
         default_value="auto",
-        desc="how much the elements' TV spares edges along the HAADF volume's edges (directional TV), in [0, 1); "
-             "'auto' chooses it on held-out X-ray counts (or views), 0 included",
+        desc="gamma of the directional TV P = I - gamma^2 xi xi^T: how much the elements' TV spares edges along "
+             "the HAADF volume's edges, in [0, 1); 'auto' chooses it on held-out X-ray counts (or views), 0 "
+             "included",
     )
 
 
@@ -86,6 +86,7 @@ class JointPlan:
     data_term: str
     model: dict | None
     guide: np.ndarray | None  # (3, n_slices, n_z, n_x), the HAADF volume's edges, or None
+    scales: np.ndarray  # the element magnitudes m_e: part of the problem the strength was chosen for
     chosen: dict
 
 
@@ -138,10 +139,14 @@ def plan_joint(values, kinds, background, context, lam="auto", haadf_weight=0.0,
     start, stop = brightest_joint_slices(sino, min(SELECTION_SLICES, max(8, n_slices // 4)), back)
     sl = slice(start, stop)
     terms = [data_term] * len(elements)
-    slab = JointData(sino[:, sl], projector, terms, None if back is None else back[:, sl],
-                     None if haadf is None else haadf[sl], None if haadf_mask is None else haadf_mask[sl])
+    # the elements' magnitudes weigh them in the coupled TV: one set for the whole series, so that the
+    # selection slab and every batch solve the same problem
+    scales = element_scales(projector, _columns_of(sino, projector.device),
+                            None if back is None else _columns_of(back, projector.device))
+    series = JointData(sino, projector, terms, back, haadf, haadf_mask, scales=scales)
+    slab = series.subset(sl)
     criterion = "count_split" if data_term == "poisson" else "held_out_views"
-    chosen = {"data_term": data_term, "data_kinds": dict(zip(elements, kinds)),
+    chosen = {"data_term": data_term, "data_kinds": dict(zip(elements, kinds)), "element_scales": scales.tolist(),
               "selection_slices": [int(start), int(stop - start)]}
     if not use_haadf:
         haadf_weight = guide_strength = 0.0
@@ -154,22 +159,25 @@ def plan_joint(values, kinds, background, context, lam="auto", haadf_weight=0.0,
             slices = np.ascontiguousarray(np.asarray(haadf_volume, np.float32).transpose(1, 0, 2))  # (y, z, x)
             record = {"reason": "the HAADF volume given (haadf_volume=)"}
         elif model is not None:
-            slices, record = reconstruct_haadf(haadf, model["offsets"], projector, iterations)
+            slices, record = reconstruct_haadf(haadf, model["offsets"], projector, iterations, mask=haadf_mask)
         else:
             return None
         guides.update(full=guide_field(slices), record=record)
         return guides["full"][:, sl]
 
     too_few = criterion == "count_split" and float(slab.sinograms.sum()) < MIN_SPLIT_COUNTS
-    if too_few and "auto" in (lam, haadf_weight, guide_strength):
+    few_views = criterion == "held_out_views" and sino.shape[2] < MIN_VIEWS
+    if (too_few or few_views) and "auto" in (lam, haadf_weight, guide_strength):
         # nothing to validate on: the centre of the strengths, and no HAADF the user did not ask for
         if lam == "auto":
             lam = FALLBACK_RELATIVE * float(np.exp(np.mean(
                 [np.log(max(reference_strength(s, projector, data_term), 1e-30)) for s in slab.sinograms])))
         haadf_weight = 0.0 if haadf_weight == "auto" else haadf_weight
         guide_strength = 0.0 if guide_strength == "auto" else guide_strength
-        reason = (f"too few counts ({int(slab.sinograms.sum())}, under {MIN_SPLIT_COUNTS}) in the brightest slices "
-                  f"to validate anything by count splitting: lam {lam:.4g} (the centre of the candidates)"
+        why = (f"too few counts ({int(slab.sinograms.sum())}, under {MIN_SPLIT_COUNTS}) in the brightest slices "
+               "to validate anything by count splitting" if too_few else
+               f"{sino.shape[2]} views, under {MIN_VIEWS}: no view can be held out to validate anything")
+        reason = (f"{why}: lam {lam:.4g} (the centre of the candidates)"
                   + (", the HAADF only as given" if use_haadf else ""))
         warn(f"{name}: {reason}.")
         chosen["selection_reason"] = reason
@@ -186,25 +194,31 @@ def plan_joint(values, kinds, background, context, lam="auto", haadf_weight=0.0,
     slab.guide = None if "full" not in guides else guides["full"][:, sl]
     chosen["convergence"] = _convergence(slab, model, lam, weight, gamma, iterations, name)
     _logger.info("%s: lam %.4g, HAADF guide %.3g, HAADF weight %.3g", name, lam, gamma, weight)
-    return JointPlan(lam, weight, gamma, data_term, model, guides.get("full") if gamma > 0 else None, chosen)
+    return JointPlan(lam, weight, gamma, data_term, model, guides.get("full") if gamma > 0 else None, scales,
+                     chosen)
 
 
 def solve_joint(values, background, plan, context, iterations, name):
     """Every slice of ``values`` (``(E, tilt, y, x)``) under ``plan``: ``(E, z, y, x)`` float32."""
     haadf, haadf_mask = _haadf_sinograms(context) if plan.model is not None else (None, None)
     data = JointData(_sinograms(values), context.projector, [plan.data_term] * values.shape[0],
-                     None if background is None else _sinograms(background), haadf, haadf_mask, plan.guide)
+                     None if background is None else _sinograms(background), haadf, haadf_mask, plan.guide,
+                     plan.scales)
     return _solve_batches(data, plan.model, plan.lam, plan.haadf_weight, plan.guide_strength, iterations, context,
                           name)
 
 
+def _columns_of(sinograms, device):
+    """``(E, B, T, X)`` numpy -> ``(E, T * X, B)`` torch."""
+    return torch.stack([sinograms_to_cols(s, device) for s in sinograms])
+
+
 def _convergence(slab, model, lam, weight, gamma, iterations, name):
     dev = slab.projector.device
-    ys = torch.stack([sinograms_to_cols(s, dev) for s in slab.sinograms])
-    b = None if slab.background is None else torch.stack([sinograms_to_cols(s, dev) for s in slab.background])
+    b = None if slab.background is None else _columns_of(slab.background, dev)
     with torch.no_grad():
-        _, info = coupled_tv(slab.projector, ys, lam, iterations, slab.data_terms, b, slab.haadf_term(model, weight),
-                             return_info=True, guide=slab.guide_tensor(gamma))
+        _, info = slab.solve(slab.projector, _columns_of(slab.sinograms, dev), lam, iterations, b,
+                             slab.haadf_term(model, weight), gamma, return_info=True)
     info = {**info, "iterations": int(iterations), "tolerance": CONVERGENCE_TOL}
     info["converged"] = bool(abs(info["relative_change"]) <= CONVERGENCE_TOL)
     if not info["converged"]:
@@ -215,27 +229,24 @@ def _convergence(slab, model, lam, weight, gamma, iterations, name):
 
 
 def _solve_batches(data, model, lam, weight, gamma, iterations, context, name):
-    """Batches of slices with a halo on each side, every element together: ``(E, z, y, x)``."""
+    """Batches of slices with a halo of :data:`~hyperspy_edxtomo.reconstruction.solvers.TV_HALO` slices on
+    each side, every element together, in this process: ``(E, z, y, x)``. A batch holds every element and
+    a dual three times each element's size: ``context.batch_size`` is divided by the number of elements."""
     projector = data.projector
     E, n_y = data.sinograms.shape[:2]
-    batch = int(max(1, min(context.batch_size or n_y, n_y)))
+    batch = int(max(1, min((context.batch_size or n_y * E) // E, n_y)))
     dev = projector.device
     out = np.zeros((E, projector.n_z, n_y, projector.n_x), np.float32)
     starts = list(range(0, n_y, batch))
     for s0 in progress_bar(starts, desc=f"Reconstructing ({name}, all elements)", show=context.show_progressbar,
                            unit="batch"):
         s1 = min(s0 + batch, n_y)
-        lo, hi = (max(0, s0 - HALO), min(n_y, s1 + HALO)) if len(starts) > 1 else (s0, s1)
-        part = JointData(data.sinograms[:, lo:hi], projector, data.data_terms,
-                         None if data.background is None else data.background[:, lo:hi],
-                         None if data.haadf is None else data.haadf[lo:hi],
-                         None if data.haadf_mask is None else data.haadf_mask[lo:hi],
-                         None if data.guide is None else data.guide[:, lo:hi])
-        ys = torch.stack([sinograms_to_cols(s, dev) for s in part.sinograms])
-        b = None if part.background is None else torch.stack([sinograms_to_cols(s, dev) for s in part.background])
+        lo, hi = (max(0, s0 - TV_HALO), min(n_y, s1 + TV_HALO)) if len(starts) > 1 else (s0, s1)
+        part = data.subset(slice(lo, hi))
+        b = None if part.background is None else _columns_of(part.background, dev)
         with torch.no_grad():
-            x = coupled_tv(projector, ys, lam, iterations, part.data_terms, b, part.haadf_term(model, weight),
-                           guide=part.guide_tensor(gamma))
+            x = part.solve(projector, _columns_of(part.sinograms, dev), lam, iterations, b,
+                           part.haadf_term(model, weight), gamma)
         for e in range(E):
             slices = cols_to_slices(x[e], projector.slice_shape)  # (B, n_z, n_x)
             out[e, :, s0:s1] = slices[s0 - lo: s0 - lo + (s1 - s0)].transpose(1, 0, 2)

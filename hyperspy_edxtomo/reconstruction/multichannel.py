@@ -4,7 +4,7 @@
 
     min_{x >= 0}  sum_e D_e(A x_e + b_e, y_e)
                 + (w / 2) || M (A sum_e c_e x_e + o - h) / sigma_h ||^2      (HAADF, optional)
-                + lam sum_voxels sqrt( sum_e |grad x_e / s_e|^2 )
+                + lam sum_voxels sqrt( sum_e |P grad x_e / s_e|^2 )
 
 ``D_e`` is the Poisson negative log-likelihood of element ``e``'s counts (or
 least squares weighted by ``s_e^-1``, variance proportional to the signal as
@@ -13,7 +13,8 @@ the HAADF views with a per-view offset ``o`` and a mask ``M`` of usable
 pixels, ``c_e`` each element's HAADF contrast per unit of its X-ray signal and
 ``s_e = m_e / mean_geometric(m)`` the elements' magnitudes relative to each
 other, so that a faint element's edges count as much in the coupled TV as a
-bright one's. With one element and no HAADF it is exactly
+bright one's, and ``P`` the identity or, with a guide ``xi`` (the HAADF
+volume's normalised gradient) of strength ``gamma``, ``I - gamma^2 xi xi^T``. With one element and no HAADF it is exactly
 :func:`~hyperspy_edxtomo.reconstruction.solvers.tv` (a test checks this).
 
 Chambolle-Pock with diagonal preconditioning (Pock & Chambolle, ICCV 2011),
@@ -73,13 +74,21 @@ class HaadfTerm:
 
 def element_scales(projector, ys, backgrounds=None):
     """``m_e``: the magnitude of each element's volume (the maximum of 5 SIRT
-    iterations on its background-free data); 1 for an element without signal."""
+    iterations on its background-free data). An element without signal gets
+    the geometric mean of the others (1 when none has any), so that it does
+    not change the scale of the strength for them.
+
+    The scales define the problem (the coupled TV weighs each element by
+    ``1 / s_e``): compute them once per series and pass them to every solve of
+    it (``scales=`` of :func:`coupled_tv`)."""
     scales = []
     for e in range(ys.shape[0]):
         y = ys[e] if backgrounds is None else (ys[e] - backgrounds[e]).clamp_min(0)
-        m = float(sirt(projector, y, 5).max())
-        scales.append(m if m > 0 else 1.0)
-    return np.asarray(scales, np.float64)
+        scales.append(float(sirt(projector, y, 5).max()))
+    scales = np.asarray(scales, np.float64)
+    positive = scales > 0
+    scales[~positive] = _geometric_mean(scales[positive]) if positive.any() else 1.0
+    return scales
 
 
 def project_elements(projector, u):
@@ -114,7 +123,7 @@ def _data_terms(data_terms, n):
     return terms
 
 
-def coupled_objective(projector, x, ys, lam, data_terms, backgrounds, haadf, scales):
+def coupled_objective(projector, x, ys, lam, data_terms, backgrounds, haadf, scales, guide=None):
     """The objective :func:`coupled_tv` minimises, at ``x`` (``(E, n_vox, B)``, counts per voxel), each
     data term written to be 0 for a perfect fit (as :func:`~hyperspy_edxtomo.reconstruction.solvers.objective`)."""
     terms = _data_terms(data_terms, ys.shape[0])
@@ -137,7 +146,7 @@ def coupled_objective(projector, x, ys, lam, data_terms, backgrounds, haadf, sca
             r = r * haadf.mask
         total += 0.5 * haadf.weight * float((r**2).sum())
     rel = torch.as_tensor(scales / _geometric_mean(scales), dtype=x.dtype, device=x.device)[:, None, None]
-    g = gradient3d(_volumes(x / rel, projector.slice_shape))
+    g = _guided(gradient3d(_volumes(x / rel, projector.slice_shape)), guide)
     return total + float(lam) * float(torch.sqrt((g**2).sum(dim=(0, 1))).sum())
 
 
@@ -174,9 +183,15 @@ def coupled_tv(projector, ys, lam, iterations, data_terms="poisson", backgrounds
         Expected background counts ``b_e``, shaped like ``ys``.
     haadf : HaadfTerm or None
     scales : sequence of float or None
-        ``m_e``; None: :func:`element_scales`.
+        ``m_e``; None: :func:`element_scales` of ``ys`` (pass the series' own
+        when solving it in batches: they are part of the problem).
     return_info : bool
         Also return :func:`~hyperspy_edxtomo.reconstruction.solvers.convergence` of the objective.
+    guide : torch.Tensor or None
+        ``gamma xi`` ``(3, B, n_z, n_x)``: the directional TV replaces each
+        gradient ``g`` by ``g - (gamma xi)(gamma xi . g)``, i.e.
+        ``P = I - gamma^2 xi xi^T`` (edges along the guide's cost less);
+        None: the coupled TV.
 
     Returns
     -------
@@ -246,7 +261,7 @@ def coupled_tv(projector, ys, lam, iterations, data_terms="poisson", backgrounds
         ubar = 2 * u - u_old
         if return_info and k in checkpoints:
             objectives.append(coupled_objective(projector, u * m_t, ys, lam, terms, backgrounds,
-                                                haadf if use_haadf else None, m))
+                                                haadf if use_haadf else None, m, guide))
     x = u * m_t
     if return_info:
         return x, convergence(objectives if len(objectives) == 2 else objectives * 2)

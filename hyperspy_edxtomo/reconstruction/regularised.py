@@ -11,6 +11,7 @@ from hyperspy_edxtomo.reconstruction import solvers
 from hyperspy_edxtomo.reconstruction.strength import (
     brightest_slices,
     choose_strength,
+    paired_gain,
     select_criterion,
 )
 
@@ -144,9 +145,7 @@ def _choose_data_term(trials):
     for name, t in by.items():
         record = t[3]
         views[name] = np.asarray(record["fold_scores"][record["candidates"].index(record["chosen"])], float)
-    d = views["least_squares"] - views["poisson"]
-    se = float(np.std(d, ddof=1) * np.sqrt(d.size)) if d.size > 1 else float("inf")
-    gain = float(-d.sum())
+    gain, se = paired_gain(views["poisson"], views["least_squares"])
     winner = "least_squares" if gain > 2 * se else "poisson"
     record = {
         "criterion": "held-out Poisson deviance at each data term's best strength, paired over the views",

@@ -186,6 +186,64 @@ class _HeldOutViewScorer:
         return scores
 
 
+class ScoreTable:
+    """Held-out scores of candidates, computed once each: ``table(candidate)`` is the mean score,
+    ``table.folds[candidate]`` the score per view or fold."""
+
+    def __init__(self, score, progress=None):
+        self.score, self.progress, self.folds = score, progress, {}
+
+    def __call__(self, candidate):
+        if candidate not in self.folds:
+            self.folds[candidate] = np.asarray(self.score(candidate), float)
+            if self.progress is not None:
+                self.progress()
+        return float(self.folds[candidate].mean())
+
+    def curve(self, unit=1.0):
+        """``candidates`` (ascending, times ``unit``), ``scores`` and ``fold_scores``, for the records."""
+        keys = sorted(self.folds)
+        return {"candidates": [float(k * unit) for k in keys], "scores": [float(self.folds[k].mean()) for k in keys],
+                "fold_scores": [self.folds[k].tolist() for k in keys]}
+
+
+def search_log_grid(table, grid, refine, edges=True):
+    """The candidate of lowest score: ``grid`` first; while the best is at an edge (``edges``), a tenth or
+    ten times it (twice at most: the optimum may lie beyond the grid); then ``refine`` rounds of the
+    geometric means between the best and its neighbours. Candidates <= 0 scored beforehand (e.g. "none")
+    take no part."""
+    for r in grid:
+        table(float(r))
+
+    def positive():
+        return sorted(k for k in table.folds if k > 0)
+
+    if edges:
+        for _ in range(2):
+            best = min(positive(), key=table)
+            if best == positive()[0]:
+                table(best / 10)
+            elif best == positive()[-1]:
+                table(best * 10)
+            else:
+                break
+    for _ in range(int(refine)):
+        ordered = positive()
+        i = ordered.index(min(ordered, key=table))
+        lo, best, hi = ordered[max(i - 1, 0)], ordered[i], ordered[min(i + 1, len(ordered) - 1)]
+        for r in (np.sqrt(lo * best), np.sqrt(best * hi)):
+            table(float(r))
+    return min(positive(), key=table)
+
+
+def paired_gain(base, other):
+    """How much lower ``other``'s scores are than ``base``'s, summed over the views or folds they are
+    paired on, and the standard error of that sum (inf with one pair)."""
+    d = np.asarray(base, float) - np.asarray(other, float)
+    se = float(np.std(d, ddof=1) * np.sqrt(d.size)) if d.size > 1 else float("inf")
+    return float(d.sum()), se
+
+
 def choose_strength(
     solve,
     sinograms,
@@ -286,43 +344,16 @@ def choose_strength(
         scorer = _CountSplitScorer(sub, projector, sub_b, fraction, seed)
     else:
         scorer = _HeldOutViewScorer(sub, projector, sub_b)
-    folds = {}
-
-    def score(rel):
-        if rel not in folds:
-            folds[rel] = scorer(solve, rel * ref)
-            if progress is not None:
-                progress()
-        return float(np.mean(folds[rel]))
-
-    for r in np.asarray(grid, float):
-        score(float(r))
-    # the best at the edge of the grid: the optimum may lie beyond it
-    for _ in range(2):
-        best = min(folds, key=score)
-        if best == min(folds):
-            score(best / 10)
-        elif best == max(folds):
-            score(best * 10)
-        else:
-            break
-    for _ in range(int(refine)):
-        ordered = sorted(folds)
-        i = ordered.index(min(folds, key=score))
-        lo, best, hi = ordered[max(i - 1, 0)], ordered[i], ordered[min(i + 1, len(ordered) - 1)]
-        for r in (np.sqrt(lo * best), np.sqrt(best * hi)):
-            score(float(r))
-    ordered = sorted(folds)
-    best = min(ordered, key=score)
+    table = ScoreTable(lambda rel: scorer(solve, rel * ref), progress)
+    best = search_log_grid(table, grid, refine)
+    ordered = sorted(table.folds)
     # strengths on the scale of the data given (Poisson: independent of the scale)
     unit = ref * (scale if data_term == "least_squares" else 1.0)
     record = {
         "criterion": criterion,
         "data_kind": kind,
         "counts_quantum": None if criterion != "count_split" or scale == 1.0 else float(scale),
-        "candidates": [float(r * unit) for r in ordered],
-        "scores": [score(r) for r in ordered],
-        "fold_scores": [list(map(float, folds[r])) for r in ordered],
+        **table.curve(unit),
         "chosen": float(best * unit),
         "slices": [int(start), int(sub.shape[0])],
         "reason": ("lowest Poisson deviance of held-out counts" if criterion == "count_split"

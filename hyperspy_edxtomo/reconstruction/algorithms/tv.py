@@ -29,7 +29,7 @@ class TV(AutoStrength, ReconstructionAlgorithm):
                                        "data_term 'auto' is then the Poisson likelihood for counts, least squares "
                                        "for other maps)")
     # 3D TV couples neighbouring slices: batches overlap by this many slices
-    slice_halo = 4
+    slice_halo = solvers.TV_HALO
     quick_parameters = {"iterations": 100}
 
     def reconstruct_series(self, counts, context):
