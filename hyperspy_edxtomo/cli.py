@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 
 from hyperspy_edxtomo.alignment import Alignment
+from hyperspy_edxtomo.alignment.api import check_rotation
 from hyperspy_edxtomo.analysis import fourier_shell_correlation
 from hyperspy_edxtomo.base.errors import EdxtomoError, InputError
 from hyperspy_edxtomo.base.private_api import is_lazy
@@ -46,7 +47,7 @@ from hyperspy_edxtomo.reconstruction.api import (
     format_algorithms,
     list_algorithms,
 )
-from hyperspy_edxtomo.reconstruction.deep_models import train_end_to_end
+from hyperspy_edxtomo.reconstruction.deep_models import DEFAULT_E2E, train_end_to_end
 from hyperspy_edxtomo.signals import ElementMapTiltSeries, ElementVolume
 
 
@@ -81,6 +82,15 @@ def finite_float(text):
     return value
 
 
+def rotation_deg(text):
+    """A finite angle in degrees within (-180, 180] (argparse type; the in-plane rotation)."""
+    value = finite_float(text)
+    try:
+        return check_rotation(value)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _save_maps(maps, out, stem):
     from hyperspy_edxtomo.workflow.figures import tilt_montage
 
@@ -106,8 +116,14 @@ def cmd_demo(args):
     params = _parse_params(args.param)
     if args.real:
         series = datasets.qd1()
-        if args.size is not None and args.size < series.data.shape[-1]:
-            lo = (series.data.shape[-1] - args.size) // 2
+        full = series.data.shape[-1]
+        if args.size is not None and args.size > full:
+            # --real crops the shipped series; it cannot make a larger field of view
+            raise InputError(f"--size {args.size} is larger than the real QD1 series ({full} x {full} px): with "
+                             f"--real, --size crops a central region; give --size {full} or less, or leave --size "
+                             f"out for all {full} px.")
+        if args.size is not None and args.size < full:
+            lo = (full - args.size) // 2
             series = series.isig[lo : lo + args.size, lo : lo + args.size]
         print(f"QD1, a real quantum dot ({datasets.QD1_CITATION}): {series.data.shape[-1]} px, not aligned; "
               "the whole pipeline, alignment included ...")
@@ -192,7 +208,33 @@ def cmd_reconstruct(args):
     return 0
 
 
+def _check_training_settings(params):
+    """Refuse --param settings of train-end-to-end that cannot train (``steps=0`` would save an untrained
+    network) before the two_step reconstructions; returns them with whole floats made ints."""
+    unknown = sorted(set(params) - set(DEFAULT_E2E))
+    if unknown:
+        raise InputError(f"--param: unknown end-to-end settings {unknown}; known: {sorted(DEFAULT_E2E)}.")
+    checked = {}
+    for name, value in params.items():
+        if isinstance(value, float) and value.is_integer() and name != "learning_rate":
+            value = int(value)  # steps=1e3
+        if name == "learning_rate":
+            need = "a positive number"
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        else:
+            low = 0 if name == "seed" else 1
+            need = f"a whole number >= {low}"
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        if not ok:
+            why = " (steps=0 would save an untrained network)" if name == "steps" else ""
+            raise InputError(f"--param {name}={value!r}: {name} must be {need}{why}; default "
+                             f"{DEFAULT_E2E[name]!r}.")
+        checked[name] = value
+    return checked
+
+
 def cmd_train_end_to_end(args):
+    settings = _check_training_settings(_parse_params(args.param))
     out = Path(args.out)
     inputs = input_files(args.maps)
     check_not_inputs([out], inputs)
@@ -201,7 +243,7 @@ def cmd_train_end_to_end(args):
     series = [_load_maps(p) for p in args.maps]
     with staged_output(out.parent, "files", protect=inputs) as work:
         model = train_end_to_end(series, out=work / out.name, two_step=_parse_params(args.two_step_param),
-                                 show_progressbar=not args.quiet, **_parse_params(args.param))
+                                 show_progressbar=not args.quiet, **settings)
     print(f"Wrote {out}: {model!r} ({model.training_log['seconds_total']:.1f} s)")
     return 0
 
@@ -506,7 +548,8 @@ def build_parser():
                       help="the real QD1 series shipped with the package (Han et al. 2021, Apache-2.0) instead of "
                            "a simulation; always aligned")
     demo.add_argument("--size", type=positive_int, default=None,
-                      help="field of view in pixels (default: 64 simulated; --real: all 256, or a central crop)")
+                      help="field of view in pixels (default: 64 simulated; --real: all 256, or a central crop "
+                           "of at most 256)")
     demo.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: 0)")
     demo.add_argument("--method", default=DEFAULT_METHOD, help=f"reconstruction method (see: edxtomo algorithms; default: {DEFAULT_METHOD})")
     demo.add_argument("--param", action="append", metavar="NAME=VALUE", help="an algorithm parameter, repeatable")
@@ -534,8 +577,9 @@ def build_parser():
     align = _sub(sub, "align", "align the views of saved element maps (writes element_maps_aligned.hspy/.png)")
     align.add_argument("maps", help="element maps (.hspy, .zspy) from 'edxtomo maps'")
     align.add_argument("--method", default="auto", help="auto, xcorr, com, axis or projection_matching (default: auto)")
-    align.add_argument("--rotation", type=finite_float, default=None,
-                       help="in-plane rotation of the tilt axis in degrees, when known (default: estimated)")
+    align.add_argument("--rotation", type=rotation_deg, default=None,
+                       help="in-plane rotation of the tilt axis in degrees, within (-180, 180], when known "
+                            "(default: estimated)")
     _add_common(align, overwrite_help="replace element_maps_aligned.hspy in --out")
     align.set_defaults(func=cmd_align)
 

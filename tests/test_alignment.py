@@ -311,6 +311,19 @@ def test_given_rotation_is_kept(clean):
         estimate_alignment(maps0, method="axis", rotation=float("nan"))
 
 
+@pytest.mark.parametrize("rotation, match", [
+    (1e300, r"within \(-180, 180\], got 1e\+300\.$"),  # a typo: no "same turn" to offer
+    (270, r"within \(-180, 180\], got 270 \(the same turn as -90: give that\)"),
+    (-180, r"got -180 \(the same turn as 180: give that\)"),
+])
+def test_rotation_outside_half_a_turn_either_way_is_refused(clean, rotation, match):
+    # 1e300 was used as given (the views turned by whatever float % 360 made of it), without a word
+    maps, _, _ = _observed(clean)
+    with pytest.raises(ValueError, match=match):
+        maps.align(method="com", rotation=rotation)
+    assert estimate_alignment(maps, method="com", rotation=180)["rotation_deg"] == 180.0
+
+
 def test_auto_applies_only_a_validated_rotation():
     # the old rule (apply a rotation more than two count-noise standard errors from 0) is what turned a real
     # series by -47 deg: now a rotation is applied only when held-out counts confirm it (a confirmed one:

@@ -41,6 +41,27 @@ def test_maps_from_vendor_files(bcf_views, tmp_path):
     assert hs.load(out / "element_maps.hspy").elements == ["Cu"]
 
 
+def test_maps_refuses_an_element_without_a_countable_line(bcf_views, tmp_path, capsys):
+    # H_Ka (1.4 eV) fits the .bcf's energy axis (from -0.48 keV): its maps were the zero-energy noise peak
+    out = tmp_path / "out"
+    args = ["--quiet", "maps", *map(str, bcf_views), "--tilts", "-10", "0", "10", "--elements", "Cu", "H"]
+    assert main(args + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edxtomo maps: error:") and "Element H has no X-ray line" in err
+    assert "energy range -0.475 to 20 keV" in err and "Leave H out" in err and not out.exists()
+
+
+def test_denoise_refuses_one_pixel_maps(tmp_path, capsys):
+    import hyperspy_edxtomo as het
+
+    maps = tmp_path / "m.hspy"
+    het.element_maps_from_array(np.full((2, 3, 1, 1), 5.0), [-60, 0, 60], ["Se", "Zn"]).save(maps)
+    assert main(["--quiet", "denoise", str(maps), "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "error: The element maps are 1 x 1 pixel: there is no image to denoise" in err
+    assert not (tmp_path / "d").exists()
+
+
 def test_errors_name_the_file_and_exit_2(tmp_path, capsys):
     missing = tmp_path / "nope.bcf"
     assert main(["--quiet", "maps", str(missing), "--out", str(tmp_path)]) == 2
@@ -54,6 +75,10 @@ def test_errors_name_the_file_and_exit_2(tmp_path, capsys):
     (["run", "a.bcf", "--seed", "-3"], "argument --seed: expected a whole number >= 0"),
     (["run", "a.bcf", "--tilts", "0", "nan"], "argument --tilts: expected a finite number"),
     (["align", "m.hspy", "--rotation", "inf"], "argument --rotation: expected a finite number"),
+    # 1e300 was used as given, the views turned by whatever the float made of it, without a word
+    (["align", "m.hspy", "--rotation", "1e300"],
+     "argument --rotation: rotation must be in degrees within (-180, 180], got 1e+300."),
+    (["align", "m.hspy", "--rotation", "270"], "got 270 (the same turn as -90: give that)"),
     (["demo", "--size", "0"], "argument --size: expected a positive whole number"),
 ])
 def test_bad_numbers_are_refused_before_any_work(args, expected, capsys):
@@ -106,6 +131,30 @@ def test_demo_real_runs_the_pipeline_on_the_shipped_qd1(tmp_path):
     vol = hs.load(out / "volume.hspy")
     assert isinstance(vol, ElementVolume) and vol.elements == ["Se", "S", "Zn"]
     assert vol.data.max() > 0
+
+
+def test_demo_real_refuses_a_size_larger_than_qd1(tmp_path, capsys):
+    # --real --size 4096 ran on QD1's 256 px without a word
+    out = tmp_path / "qd1_demo"
+    assert main(["demo", "--real", "--size", "4096", "--method", "fbp", "--no-fsc", "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edxtomo demo: error: --size 4096 is larger than the real QD1 series (256 x 256 px)")
+    assert "give --size 256 or less" in err and not out.exists()
+
+
+@pytest.mark.parametrize("param, expected", [
+    ("steps=0", "--param steps=0: steps must be a whole number >= 1 (steps=0 would save an untrained network)"),
+    ("batch_size=-2", "--param batch_size=-2: batch_size must be a whole number >= 1"),
+    ("learning_rate=nan", "--param learning_rate='nan': learning_rate must be a positive number"),
+    ("bogus=1", "--param: unknown end-to-end settings ['bogus']"),
+])
+def test_train_end_to_end_refuses_settings_that_cannot_train_before_any_work(tmp_path, capsys, param, expected):
+    # steps=0 ran the two_step reconstructions, then saved an untrained network as if trained
+    maps = tmp_path / "maps.hspy"  # never read: the settings are checked first
+    out = tmp_path / "w.pt"
+    assert main(["train-end-to-end", str(maps), "--out", str(out), "--param", param, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"edxtomo train-end-to-end: error: {expected}") and not out.exists()
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process on POSIX")

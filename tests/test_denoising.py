@@ -139,6 +139,18 @@ def test_bad_input_errors():
         _maps(counts).denoise("gaussian", sigma=-1)
 
 
+@pytest.mark.parametrize("method", ["gaussian", "moving_average", "pca", "deep"])
+def test_one_pixel_maps_are_refused(method):
+    # a 1 x 1 map came back unchanged (rescaled to its own total) from every classical method, silently
+    maps = _maps(np.random.default_rng(0).poisson(30.0, (2, 3, 1, 1)).astype(float))
+    with pytest.raises(ValueError, match=r"1 x 1 pixel: there is no image to denoise"):
+        if method == "deep":
+            maps.denoise_deep(levels=2, channels=4, steps=3)
+        else:
+            maps.denoise(method)
+    assert _maps(np.ones((2, 3, 1, 4))).denoise("gaussian").data.shape == (2, 3, 1, 4)  # one row is an image
+
+
 def test_non_integer_maps_warn():
     counts = np.random.default_rng(0).poisson(2.0, (2, 3, 16, 16)) * 0.7
     with pytest.warns(NotCountsWarning, match="count"):

@@ -136,3 +136,28 @@ def test_bad_elements_and_lines(rng):
         short.get_element_maps(["Zn"])
     with pytest.raises(ValueError, match="outside the energy range"):
         short.get_element_maps(["Zn"], xray_lines=["Zn_Ka"])
+
+
+def test_elements_without_a_countable_line_are_refused(rng):
+    # H: exspy's H_Ka (1.4 eV) sits in the zero-energy noise peak; with a negative energy offset (a
+    # Bruker .bcf starts at -0.48 keV) its window fitted and the maps of H were that peak, without a word
+    s, _ = _series(rng)
+    data = np.concatenate([np.full(s.data.shape[:3] + (24,), 50), s.data], axis=-1)  # the spectra from -0.48 keV
+    below_zero = het.tilt_series_from_array(data, list(s.tilts), SCALE, energy_offset_keV=-24 * SCALE,
+                                            pixel_size_nm=0.5, metadata={"Sample": {"elements": ["H"]}})
+    for series in (s, below_zero):
+        with pytest.raises(ValueError, match=r"Element H has no X-ray line .* in the energy range .*"
+                                             r"H_Ka .* zero-energy noise peak.*Leave H out"):
+            series.get_element_maps(["Zn", "H"])
+    with pytest.raises(ValueError, match=r"Element He has no X-ray line"):
+        s.get_element_maps(["He"], xray_lines=["He_Ka"], background_windows=None)
+    with pytest.raises(ValueError, match=r"Element Li has no X-ray line in the energy range"):
+        s.get_element_maps(["Li"])  # exspy lists no line at all for Li (was a KeyError)
+    with pytest.raises(ValueError, match=r"Unknown X-ray line 'Li_Ka'"):
+        s.get_element_maps(["Li"], xray_lines=["Li_Ka"])
+    # Be_Ka (0.11 keV) is countable, but its lower background window would start below 0 keV
+    with pytest.raises(ValueError, match=r"background windows of Be_Ka .* leave the energy range.*"
+                                         r"background_windows=None"):
+        s.get_element_maps(["Be"])
+    assert s.get_element_maps(["Be"], background_windows=None, show_progressbar=False).elements == ["Be"]
+    assert below_zero.get_element_maps(["Be"], show_progressbar=False).background is not None

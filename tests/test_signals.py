@@ -228,3 +228,25 @@ def test_element_of_a_spectrum_series_is_refused_not_a_tilt():
     s = datasets.quantum_dot_tilt_series(size=16, seed=0)
     with pytest.raises(ValueError, match="no element axis.*get_element_maps"):
         s.element("P")
+
+
+def test_signal_method_refuses_to_shadow_a_method():
+    """A stage function named like a HyperSpy method (or another stage's) would replace it silently."""
+    import pytest
+
+    from hyperspy_edxtomo.signals import ElementVolume
+    from hyperspy_edxtomo.signals.methods import signal_method
+
+    class Volume(ElementVolume):
+        pass
+
+    def plot(volume):
+        return None
+
+    with pytest.raises(TypeError, match=r"Volume\.plot exists already"):
+        signal_method(Volume)(plot)
+    assert Volume.plot is ElementVolume.plot
+    from hyperspy_edxtomo.reconstruction.api import reconstruct
+
+    signal_method(Volume, name="reconstruct_again")(reconstruct)  # a new name is fine
+    assert Volume.reconstruct_again is reconstruct

@@ -136,12 +136,60 @@ if TYPE_CHECKING:
     from hyperspy.signal import BaseSignal
     from hyperspy.signals import Signal2D
 
-__all__ = ["Method", "METHODS", "align", "apply_alignment", "apply_alignment_of", "estimate_alignment",
-           "with_reference_images"]
+__all__ = ["Method", "METHODS", "align", "apply_alignment", "apply_alignment_of", "check_rotation",
+           "estimate_alignment", "with_reference_images"]
 
 #: the alignment methods of ``align``
 Method = Literal["auto", "xcorr", "com", "axis", "projection_matching"]
 METHODS = get_args(Method)
+
+
+def check_rotation(rotation: float | None) -> float | None:
+    """``rotation`` as a float in degrees within (-180, 180], or None.
+
+    Parameters
+    ----------
+    rotation : None or float
+        An in-plane rotation of the tilt axis in degrees, as ``align`` takes it.
+
+    Returns
+    -------
+    None or float
+
+    Raises
+    ------
+    InputTypeError
+        For something that is not a number.
+    InputError
+        For NaN, infinity or an angle outside (-180, 180] (naming the same
+        turn inside it, for an angle within two turns).
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo.alignment.api import check_rotation
+    >>> check_rotation(-2)
+    -2.0
+    >>> try:
+    ...     check_rotation(270)
+    ... except ValueError as err:
+    ...     print(err)
+    rotation must be in degrees within (-180, 180], got 270 (the same turn as -90: give that).
+    """
+    if rotation is None:
+        return None
+    try:
+        value = float(rotation)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"rotation must be a number of degrees or None, got {rotation!r}.") from None
+    if not np.isfinite(value):
+        raise InputError(f"rotation must be a finite number of degrees or None (estimate it), got {value}.")
+    # refused rather than reduced modulo 360: an angle outside it is more often a typo (1e300) than a
+    # deliberate extra turn, and reducing it silently would hide the typo
+    if not -180 < value <= 180:
+        same = value % 360 - 360 if value % 360 > 180 else value % 360
+        hint = f" (the same turn as {same:g}: give that)" if abs(value) <= 720 else ""
+        raise InputError(f"rotation must be in degrees within (-180, 180], got {value:g}{hint}.")
+    return value
 
 
 def estimate_alignment(series: ElementMapTiltSeries | EDXTiltSeries, method: Method = "auto",
@@ -171,13 +219,7 @@ def estimate_alignment(series: ElementMapTiltSeries | EDXTiltSeries, method: Met
     """
     if method not in METHODS:
         raise InputError(f"Unknown alignment method {method!r}: choose one of {METHODS}.")
-    if rotation is not None:
-        try:
-            rotation = float(rotation)
-        except (TypeError, ValueError):
-            raise InputTypeError(f"rotation must be a number of degrees or None, got {rotation!r}.") from None
-        if not np.isfinite(rotation):
-            raise InputError(f"rotation must be a finite number of degrees or None (estimate it), got {rotation}.")
+    rotation = check_rotation(rotation)
     rotation_given = rotation is not None
     show = show_progress(show_progressbar)
     t0 = time.perf_counter()
@@ -467,8 +509,8 @@ def align(series: ElementMapTiltSeries | EDXTiltSeries, method: Method = "auto",
     rotation : None or float
         In-plane rotation of the tilt axis in degrees. None: estimated (by
         ``"axis"`` and ``"auto"``). A number: used as given (a direction
-        known from the microscope; 0 keeps the views unrotated); only the
-        shifts and the axis offset are estimated.
+        known from the microscope; 0 keeps the views unrotated), within
+        (-180, 180]; only the shifts and the axis offset are estimated.
     score_bin_to : int
         The held-out criterion bins the views to at most this many pixels.
     seed : int
@@ -499,8 +541,8 @@ def align(series: ElementMapTiltSeries | EDXTiltSeries, method: Method = "auto",
     ------
     ValueError
         For an unknown method, fewer than 3 views, NaN or infinite values, an
-        empty view, or reference images whose number or size does not match
-        the views.
+        empty view, reference images whose number or size does not match
+        the views, or a ``rotation`` that is not finite or outside (-180, 180].
 
     Warns
     -----

@@ -63,7 +63,7 @@ def list_denoisers():
 def check_denoising_input(counts, assumes_counts=True, splits_counts=False, elements=None):
     """Validate element-map counts; returns them as float64.
 
-    NaN/inf and negative values raise; non-integer values warn
+    NaN/inf and negative values and 1 x 1-pixel maps raise; non-integer values warn
     (:class:`NotCountsWarning`) when the method assumes counts; too few counts
     raise when the method splits counts.
     """
@@ -72,6 +72,10 @@ def check_denoising_input(counts, assumes_counts=True, splits_counts=False, elem
         raise InputError(f"Element maps must be shaped (element, tilt, y, x), got shape {c.shape}.")
     if c.size == 0:
         raise InputError("The element maps are empty.")
+    if c.shape[2] == c.shape[3] == 1:
+        # every method would give each map back unchanged (rescaled to its own total): refuse the no-op
+        raise InputError("The element maps are 1 x 1 pixel: there is no image to denoise. Denoise maps of at "
+                         "least 2 pixels, or use these as they are.")
     c = check_counts(c, "element maps", integer=False)
     if assumes_counts and not is_counts(c):
         warn(

@@ -96,6 +96,14 @@ def get_element_maps(
         The last ``history`` step records ``background``: ``"attached"``,
         ``"subtracted"`` or ``"none"``.
 
+    Raises
+    ------
+    ValueError
+        For no elements, an unknown element or X-ray line, an element with
+        no line in the series' energy range or only one in the detector's
+        zero-energy noise peak (H, He), or a line whose integration or
+        background windows leave the energy range.
+
     Examples
     --------
     >>> import numpy as np
@@ -132,7 +140,10 @@ def get_element_maps(
     if xray_lines is None:
         xray_lines = []
         for el in elements:
-            lines = lines_from_elements(series, [el], only_one=True, only_lines=("a",))
+            try:
+                lines = lines_from_elements(series, [el], only_one=True, only_lines=("a",))
+            except KeyError:  # exspy's database lists no X-ray line at all for it (Li)
+                lines = []
             if not lines:
                 ax = series.axes_manager.signal_axes[0]
                 raise InputError(
@@ -147,6 +158,11 @@ def get_element_maps(
         for el, line in zip(elements, xray_lines):
             if not line.startswith(el + "_"):
                 raise InputError(f"X-ray line {line!r} does not belong to element {el!r}.")
+        for line in xray_lines:
+            try:
+                xray_lines_in_range(series, [line])
+            except KeyError:  # exspy's database has no such line (Li_Ka, Se_Kz)
+                raise InputError(f"Unknown X-ray line {line!r}: exspy's database does not list it.") from None
         _, missing = xray_lines_in_range(series, xray_lines)
         if missing:
             raise InputError(f"X-ray lines {missing} are outside the energy range of this series.")
@@ -162,6 +178,7 @@ def get_element_maps(
         bw = np.asarray(background_windows, dtype=float)
         if bw.shape != (len(xray_lines), 4):
             raise InputError(f"background_windows must be shaped ({len(xray_lines)}, 4), got {bw.shape}")
+    _check_windows(series, xray_lines, iw, bw)
 
     layers, background = [], []
     for i in progress_bar(range(len(xray_lines)), desc="Element maps", show=show_progress(show_progressbar)):
@@ -222,3 +239,26 @@ def get_element_maps(
 
 
 get_element_maps.__doc__ %= SHOW_PROGRESSBAR_ARG
+
+
+def _check_windows(series, xray_lines, integration, background):
+    """Refuse a line whose windows cannot hold its counts: a window reaching 0 (the line sits in the
+    detector's zero-energy noise peak: H_Ka, He_Ka) or leaving the recorded energies."""
+    ax = series.axes_manager.signal_axes[0]
+    lo, hi, units = ax.low_value, ax.high_value, ax.units
+    recorded = f"the energy range {lo:.3g} to {hi:.3g} {units} of this series"
+    for line, (w0, w1), bg in zip(xray_lines, np.asarray(integration, float),
+                                  [None] * len(xray_lines) if background is None else background):
+        el = line.split("_")[0]
+        where = f"{line} at {(w0 + w1) / 2:.3g} {units} (window {w0:.3g} to {w1:.3g} {units})"
+        if w0 <= 0:
+            raise InputError(f"Element {el} has no X-ray line an EDX detector can count in {recorded}: {where} "
+                             f"lies in the detector's zero-energy noise peak, so its counts would be noise. "
+                             f"Leave {el} out of the elements.")
+        if w0 < lo or w1 > hi:
+            raise InputError(f"The window of {where} of element {el} leaves {recorded}. Leave {el} out of the "
+                             "elements, or choose another line with xray_lines=.")
+        if bg is not None and (np.min(bg) < lo or np.max(bg) > hi):
+            raise InputError(f"The background windows of {line} of element {el} ({np.min(bg):.3g} to "
+                             f"{np.max(bg):.3g} {units}) leave {recorded}: pass background_windows=None (the "
+                             "command line: --no-background) or windows inside it.")

@@ -28,6 +28,7 @@ import shutil
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -37,9 +38,14 @@ from hyperspy_edxtomo.io.staging import saved_as
 from hyperspy_edxtomo.signals.methods import signal_method
 from hyperspy_edxtomo.signals.volume import ElementVolume
 
-__all__ = ["export_volume", "read_vti", "read_npy", "FORMATS"]
+__all__ = ["export_volume", "read_vti", "read_npy", "FORMATS", "ExportFormat", "EXPORT_FORMATS"]
 
-FORMATS = (".hspy", ".zspy", ".mrc", ".tif", ".tiff", ".npy", ".vti")
+#: the formats a volume is exported to besides HyperSpy's own ``.hspy`` (what ``exports=`` of the
+#: pipeline and ``edxtomo run --export`` accept)
+ExportFormat = Literal["mrc", "tif", "vti", "npy", "zspy"]
+EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
+#: every file suffix :func:`export_volume` writes (``.tiff`` is ``.tif``)
+FORMATS = (".hspy", *(f".{f}" for f in EXPORT_FORMATS), ".tiff")
 
 
 def export_targets(path, suffix, elements):

@@ -28,6 +28,12 @@ def signal_method(*classes, name=None):
     callable
         The function, unchanged (it stays callable as a function).
 
+    Raises
+    ------
+    TypeError
+        A class already has an attribute of that name that is not this
+        function (a HyperSpy method, or another stage's function).
+
     Examples
     --------
     >>> from hyperspy_edxtomo.signals import ElementVolume
@@ -42,8 +48,23 @@ def signal_method(*classes, name=None):
     """
 
     def attach(function):
+        attr = name or function.__name__
         for cls in classes:
-            setattr(cls, name or function.__name__, function)
+            existing = getattr(cls, attr, None)
+            # a method of HyperSpy's, or another stage's, would be shadowed without a word: a programming error
+            if existing is not None and not _same_function(existing, function):
+                raise TypeError(f"{cls.__name__}.{attr} exists already ({_where(existing)}): the stage function "
+                                f"{function.__module__}.{function.__qualname__} needs another name.")
+            setattr(cls, attr, function)
         return function
 
     return attach
+
+
+def _same_function(a, b):
+    # the same definition, also when its module is imported again (a reload, a doctest run)
+    return (getattr(a, "__module__", None), getattr(a, "__qualname__", None)) == (b.__module__, b.__qualname__)
+
+
+def _where(obj):
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 from hyperspy_edxtomo.alignment.api import Method
 from hyperspy_edxtomo.base.errors import InputError, InputTypeError
 from hyperspy_edxtomo.denoising.api import get_denoiser
+from hyperspy_edxtomo.io.exports import EXPORT_FORMATS, ExportFormat
 from hyperspy_edxtomo.plugins.manager import get_algorithm
 from hyperspy_edxtomo.reconstruction.api import DEFAULT_METHOD
 from hyperspy_edxtomo.signals.volume import ElementVolume
@@ -26,9 +27,6 @@ __all__ = ["PipelineConfig", "PipelineError", "BackgroundMode", "ExportFormat", 
 BackgroundMode = Literal["model", "subtract", "none"]
 BACKGROUND_MODES: tuple[str, ...] = get_args(BackgroundMode)
 
-#: formats ``exports=`` accepts (the volume is always saved as ``volume.hspy``)
-ExportFormat = Literal["mrc", "tif", "vti", "npy", "zspy"]
-EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
 
 #: what ``align_method=`` names: the alignment's own choices (checked by ``maps.align``)
 AlignMethod = Method
