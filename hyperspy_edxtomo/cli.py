@@ -47,7 +47,7 @@ from hyperspy_edxtomo.reconstruction.api import (
     format_algorithms,
     list_algorithms,
 )
-from hyperspy_edxtomo.reconstruction.deep_models import DEFAULT_E2E, train_end_to_end
+from hyperspy_edxtomo.reconstruction.deep_models import check_e2e_settings, train_end_to_end
 from hyperspy_edxtomo.signals import ElementMapTiltSeries, ElementVolume
 
 
@@ -208,33 +208,9 @@ def cmd_reconstruct(args):
     return 0
 
 
-def _check_training_settings(params):
-    """Refuse --param settings of train-end-to-end that cannot train (``steps=0`` would save an untrained
-    network) before the two_step reconstructions; returns them with whole floats made ints."""
-    unknown = sorted(set(params) - set(DEFAULT_E2E))
-    if unknown:
-        raise InputError(f"--param: unknown end-to-end settings {unknown}; known: {sorted(DEFAULT_E2E)}.")
-    checked = {}
-    for name, value in params.items():
-        if isinstance(value, float) and value.is_integer() and name != "learning_rate":
-            value = int(value)  # steps=1e3
-        if name == "learning_rate":
-            need = "a positive number"
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-        else:
-            low = 0 if name == "seed" else 1
-            need = f"a whole number >= {low}"
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-        if not ok:
-            why = " (steps=0 would save an untrained network)" if name == "steps" else ""
-            raise InputError(f"--param {name}={value!r}: {name} must be {need}{why}; default "
-                             f"{DEFAULT_E2E[name]!r}.")
-        checked[name] = value
-    return checked
-
-
 def cmd_train_end_to_end(args):
-    settings = _check_training_settings(_parse_params(args.param))
+    # checked before the two_step reconstructions (``steps=0`` would save an untrained network)
+    settings = check_e2e_settings(_parse_params(args.param), prefix="--param ")
     out = Path(args.out)
     inputs = input_files(args.maps)
     check_not_inputs([out], inputs)

@@ -146,7 +146,7 @@ def test_demo_real_refuses_a_size_larger_than_qd1(tmp_path, capsys):
     ("steps=0", "--param steps=0: steps must be a whole number >= 1 (steps=0 would save an untrained network)"),
     ("batch_size=-2", "--param batch_size=-2: batch_size must be a whole number >= 1"),
     ("learning_rate=nan", "--param learning_rate='nan': learning_rate must be a positive number"),
-    ("bogus=1", "--param: unknown end-to-end settings ['bogus']"),
+    ("bogus=1", "--param unknown end-to-end settings ['bogus']"),
 ])
 def test_train_end_to_end_refuses_settings_that_cannot_train_before_any_work(tmp_path, capsys, param, expected):
     # steps=0 ran the two_step reconstructions, then saved an untrained network as if trained

@@ -274,3 +274,18 @@ def test_two_step_checks_its_input_before_training(qd):
     small = maps.element("Zn").isig[13:19, 13:19]
     with pytest.raises(ValueError, match="too small for Q.S with 4 levels"):
         small.reconstruct("two_step", **{**FAST, "enhancer_levels": 4, "denoiser": "deep"})
+
+
+def test_train_end_to_end_refuses_settings_that_cannot_train_before_two_step():
+    """steps=0 would save an untrained network: refused at once, from Python too."""
+    import pytest
+
+    import hyperspy_edxtomo as het
+    from hyperspy_edxtomo import datasets
+    from hyperspy_edxtomo.base.errors import InputError
+
+    maps = datasets.quantum_dot_element_maps(size=16, seed=0)
+    with pytest.raises(InputError, match="steps=0: steps must be a whole number >= 1"):
+        het.train_end_to_end(maps, steps=0)
+    with pytest.raises(InputError, match="learning_rate"):
+        het.train_end_to_end(maps, learning_rate=-1.0)

@@ -410,6 +410,42 @@ def _patch_start(shape, patch, rng, weights=None):
     return [int(rng.integers(0, n - patch + 1)) for n in shape]
 
 
+def check_e2e_settings(config, prefix=""):
+    """The end-to-end settings ``config`` (a subset of :data:`DEFAULT_E2E`) checked, whole floats made ints.
+
+    Raises an InputError naming the setting (after ``prefix``, e.g. the
+    command-line option) for an unknown name, a size or count that is not a
+    whole number >= 1 (``steps=0`` would save an untrained network), a
+    negative seed or a learning rate that is not a positive number.
+
+    Examples
+    --------
+    >>> from hyperspy_edxtomo.reconstruction.deep_models import check_e2e_settings
+    >>> check_e2e_settings({"steps": 1e3})
+    {'steps': 1000}
+    """
+    unknown = sorted(set(config) - set(DEFAULT_E2E))
+    if unknown:
+        raise InputError(f"{prefix}unknown end-to-end settings {unknown}; known: {sorted(DEFAULT_E2E)}.")
+    checked = {}
+    for name, value in config.items():
+        if isinstance(value, float) and value.is_integer() and name != "learning_rate":
+            value = int(value)  # steps=1e3
+        if name == "learning_rate":
+            need = "a positive number"
+            ok = (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+                  and np.isfinite(value) and value > 0)
+        else:
+            low = 0 if name == "seed" else 1
+            need = f"a whole number >= {low}"
+            ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+        if not ok:
+            why = " (steps=0 would save an untrained network)" if name == "steps" else ""
+            raise InputError(f"{prefix}{name}={value!r}: {name} must be {need}{why}; default {DEFAULT_E2E[name]!r}.")
+        checked[name] = value
+    return checked
+
+
 def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cuda=None, **config):
     """Train the end-to-end network ``T`` on your own tilt series.
 
@@ -443,6 +479,8 @@ def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cud
     >>> model = het.train_end_to_end(maps, steps=5, two_step={"enhancer_steps": 5,
     ...     "denoiser": "gaussian", "lam": 0.1, "mbir_iterations": 10})
     """
+    # before the two_step reconstructions that make the targets: a bad setting fails at once
+    config = check_e2e_settings(config)
     if isinstance(series, ElementMapTiltSeries):
         series = [series]
     series = list(series)
