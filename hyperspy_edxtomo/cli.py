@@ -106,6 +106,10 @@ def _targets_free(targets, inputs, overwrite):
     _check_free(targets, overwrite)
 
 
+#: the quantum dot the simulated demo makes unless --kind names another
+DEMO_KIND = "InP/ZnSe/ZnS"
+
+
 def cmd_demo(args):
     from hyperspy_edxtomo import datasets
     from hyperspy_edxtomo.workflow.config import PipelineConfig
@@ -115,6 +119,9 @@ def cmd_demo(args):
     out = Path(args.out)
     params = _parse_params(args.param)
     if args.real:
+        if args.kind is not None:
+            raise InputError(f"--kind {args.kind} applies to the simulated demo; --real runs the real QD1 series "
+                             "(an InP/ZnSe/ZnS dot): leave --kind out.")
         series = datasets.qd1()
         full = series.data.shape[-1]
         if args.size is not None and args.size > full:
@@ -130,6 +137,7 @@ def cmd_demo(args):
         elements, truth, align, keep_spectra = list(series.elements), None, True, False
     else:
         size = 64 if args.size is None else args.size
+        args.kind = args.kind or DEMO_KIND
         print(f"Simulating a {args.kind} quantum-dot tilt series ({size} px, seed {args.seed}) ...")
         series = datasets.quantum_dot_tilt_series(kind=args.kind, size=size, seed=args.seed)
         elements = list(series.metadata.Sample.elements)
@@ -519,7 +527,8 @@ def build_parser():
                             "on it (maps, reconstruction, FSC, particles and shells, pictures, report); "
                             "the report compares with the ground truth. Files of an earlier demo in --out are replaced.")
     demo.add_argument("--out", default="demo_output", help="output folder; its demo files are replaced (default: demo_output)")
-    demo.add_argument("--kind", default="InP/ZnSe/ZnS", help="quantum-dot kind: InP/ZnSe/ZnS or CdSe/ZnS")
+    demo.add_argument("--kind", default=None,
+                      help="quantum-dot kind of the simulated demo: InP/ZnSe/ZnS (default) or CdSe/ZnS")
     demo.add_argument("--real", action="store_true",
                       help="the real QD1 series shipped with the package (Han et al. 2021, Apache-2.0) instead of "
                            "a simulation; always aligned")

@@ -142,6 +142,14 @@ def test_demo_real_refuses_a_size_larger_than_qd1(tmp_path, capsys):
     assert "give --size 256 or less" in err and not out.exists()
 
 
+def test_demo_real_refuses_a_kind(tmp_path, capsys):
+    # --real --kind CdSe/ZnS ran the InP/ZnSe/ZnS series QD1 without a word
+    out = tmp_path / "qd1_demo"
+    assert main(["demo", "--real", "--kind", "CdSe/ZnS", "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edxtomo demo: error: --kind CdSe/ZnS applies to the simulated demo") and not out.exists()
+
+
 @pytest.mark.parametrize("param, expected", [
     ("steps=0", "--param steps=0: steps must be a whole number >= 1 (steps=0 would save an untrained network)"),
     ("batch_size=-2", "--param batch_size=-2: batch_size must be a whole number >= 1"),
