@@ -41,7 +41,7 @@ from hyperspy_edxtomo.datasets.phantoms import (
 from hyperspy_edxtomo.datasets.spectra import (
     HAADF_EXPONENT,
     attach_truth,
-    check_haadf,
+    check_haadf_settings,
     default_tilts,
     haadf_noise,
     haadf_parameters,
@@ -300,7 +300,7 @@ def simulate_scene(scene, size=64, tilts=None, counts_per_tilt=2000, map_kind="c
     if not np.isfinite(rotation_deg):
         raise InputError("rotation_deg must be a finite number (degrees)")
     with_haadf = haadf_snr is not None or haadf_dose is not None
-    haadf_snr, haadf_dose, _ = check_haadf(haadf_snr, haadf_dose, HAADF_EXPONENT)
+    haadf_snr, haadf_dose, _ = check_haadf_settings(haadf_snr, haadf_dose, HAADF_EXPONENT)
     tilts = np.sort(default_tilts(tilts))
     phantom = scene_phantom(scene, size, voxel_size_nm, seed, field_margin)
     record = phantom.metadata.Simulation.scene.as_dictionary()

@@ -243,7 +243,7 @@ def _lazy(data, chunks):
 # HAADF
 
 
-def check_haadf(snr, dose, exponent):
+def check_haadf_settings(snr, dose, exponent):
     """``(snr, dose, exponent)`` validated: snr positive or inf (None: no read noise), dose positive (None: no
     shot noise), exponent finite and >= 0."""
     def number(value, name, allow_inf=False):
@@ -404,7 +404,7 @@ def simulate_haadf(volume, tilts=None, snr=None, dose=None, exponent=HAADF_EXPON
         elements = list(elements)
     if pixel_size_nm is not None:
         pixel_size_nm = _positive(pixel_size_nm, "pixel_size_nm")
-    snr, dose, exponent = check_haadf(snr, dose, exponent)
+    snr, dose, exponent = check_haadf_settings(snr, dose, exponent)
     tilts = default_tilts(tilts)
     out = _haadf_from_projections(project(data, tilts), elements, tilts, pixel_size_nm, snr, dose, exponent,
                                   _rng(seed))
@@ -470,7 +470,7 @@ def simulate_element_maps(phantom, tilts=None, counts_per_tilt=None, seed=0, laz
     counts = per_element_counts(counts_per_tilt, elements)
     with_haadf = haadf_snr is not None or haadf_dose is not None
     if with_haadf:
-        haadf_snr, haadf_dose, haadf_exponent = check_haadf(haadf_snr, haadf_dose, haadf_exponent)
+        haadf_snr, haadf_dose, haadf_exponent = check_haadf_settings(haadf_snr, haadf_dose, haadf_exponent)
     proj, expected = _expected_maps(data, tilts, elements, counts)
     rng = _rng(seed)
     sampled = rng.poisson(expected)
@@ -680,7 +680,7 @@ def simulate_tilt_series(
     e_range = (0.0, n_channels * energy_scale_keV)
     with_haadf = haadf_snr is not None or haadf_dose is not None
     if with_haadf:
-        haadf_snr, haadf_dose, haadf_exponent = check_haadf(haadf_snr, haadf_dose, haadf_exponent)
+        haadf_snr, haadf_dose, haadf_exponent = check_haadf_settings(haadf_snr, haadf_dose, haadf_exponent)
 
     from exspy.material import elements as db
 

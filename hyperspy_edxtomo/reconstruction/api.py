@@ -239,8 +239,8 @@ def _haadf_of(maps, haadf, algorithm, shape):
     maps' reference images, else None), checked against the maps; refuses ``haadf=`` for one that does not."""
     if not algorithm.uses_haadf:
         if haadf is not None:
-            users = [n for n, c in reconstruction_algorithms().items() if c.uses_haadf is True]
-            raise InputError(f"Method {algorithm.name!r} does not use a HAADF series; methods that do: {users}.")
+            raise InputError(f"Method {algorithm.name!r} does not use a HAADF series; methods that do: "
+                             f"{_haadf_methods()}.")
         return None, None
     source = haadf if haadf is not None else maps.reference_images
     if source is None:
@@ -252,13 +252,18 @@ def _haadf_of(maps, haadf, algorithm, shape):
     return check_haadf(source, n_t, (n_y, n_x), maps.tilts)
 
 
+def _haadf_methods():
+    """The installed methods that always use the HAADF (``two_step`` does with ``mbir="fused"``)."""
+    return [n for n, c in reconstruction_algorithms().items() if c.uses_haadf is True]
+
+
 def _haadf_volume_of(volume, algorithm, shape):
     """A HAADF tomogram given as ``haadf_volume=`` for an algorithm that uses the HAADF, checked, or None."""
     if volume is None:
         return None
     if not algorithm.uses_haadf:
         raise InputError(f"Method {algorithm.name!r} does not use a HAADF volume; methods that do: "
-                         f"{[n for n, c in reconstruction_algorithms().items() if c.uses_haadf is True]}.")
+                         f"{_haadf_methods()}.")
     data = volume.data if hasattr(volume, "data") else volume
     data = np.asarray(data.compute() if hasattr(data, "compute") else data, np.float64)
     if data.ndim == 4 and data.shape[0] == 1:
