@@ -692,3 +692,38 @@ def test_every_estimator_takes_views_tilts_and_the_alignment_so_far(clean):
     # a held rotation is kept
     held = CommonLine(hold_rotation=True).estimate(views, tilts, com.replace(rotation_deg=2.0))
     assert held.rotation_deg == 2.0
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"shift_x_px": [0.0] * 5}, "13 shift_y_px but 5 shift_x_px"),
+        ({"shift_y_px": [0.0] * 14}, "14 shift_y_px but 13 shift_x_px"),
+        ({"shift_x_px": [float("nan")] + [0.0] * 12}, "shift_x_px holds NaN or infinite values \\(first at view 0\\)"),
+        ({"shift_y_px": [0.0] * 12 + [float("inf")]}, "shift_y_px holds NaN .* view 12"),
+        ({"shift_x_px": 3.0}, "shift_x_px must be a list with one shift per view"),
+        ({"shift_x_px": ["a"] * 13}, "shift_x_px must be numbers"),
+        ({"rotation_deg": float("nan")}, "rotation_deg must be a finite number"),
+        ({"rotation_deg": "ten"}, "rotation_deg must be a finite number"),
+    ],
+)
+def test_alignment_records_typed_by_hand_are_checked(clean, change, message):
+    """Shifts of another length than each other, NaN, a scalar or words, a rotation that is not a number:
+    an error naming the field, before any view is moved (NaN ended in a NumPy error about pvals)."""
+    from hyperspy_edxtomo.alignment import apply_alignment
+
+    counts, tilts, elements = clean
+    maps = het.element_maps_from_array(counts, tilts, elements)
+    record = {"shift_x_px": [0.0] * 13, "shift_y_px": [0.0] * 13, "rotation_deg": 0.0, **change}
+    with pytest.raises(ValueError, match=message):
+        apply_alignment(maps, record)
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_views_too_small_to_align_are_refused_by_size(clean, size):
+    """A 1x1 view is not 'empty views' (what it was reported as): its size is the problem."""
+    counts, tilts, elements = clean
+    tiny = counts[:, :, 20 : 20 + size, 20 : 20 + size] + 1
+    maps = het.element_maps_from_array(tiny, tilts, elements)
+    with pytest.raises(ValueError, match=f"{size}x{size} pixels: too small to align"):
+        maps.align()

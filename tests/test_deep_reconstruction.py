@@ -183,6 +183,32 @@ def test_end_to_end_stored_denoiser(qd, tmp_path):
         sub.reconstruct("end_to_end", weights=str(no_qd))
 
 
+def test_train_end_to_end_reuses_two_step_results(qd, e2e_weights):
+    """A two_step result already computed is the target as it is: the same network as reconstructing it
+    again (everything seeded), without the second two_step; results that do not belong are refused."""
+    import torch
+
+    maps, _ = qd
+    model, _ = e2e_weights
+    result = maps.reconstruct("two_step", return_intermediates=True, **FAST)
+    reused = het.train_end_to_end(maps, results=result, **E2E_FAST)
+    assert reused.training_log["targets"] == "given two_step results"
+    assert model.training_log["targets"] == "reconstructed with two_step"
+    for a, b in zip(model.net.state_dict().values(), reused.net.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="not both"):
+        het.train_end_to_end(maps, results=result, two_step=FAST, **E2E_FAST)
+    with pytest.raises(ValueError, match="2 two_step results for 1"):
+        het.train_end_to_end(maps, results=[result, result], **E2E_FAST)
+    with pytest.raises(ValueError, match="other tilts"):
+        het.train_end_to_end(maps.inav[1:], results=result, **E2E_FAST)
+    tv = maps.reconstruct("tv", iterations=10, return_intermediates=True)
+    with pytest.raises(ValueError, match="made by 'tv'"):
+        het.train_end_to_end(maps, results=tv, **E2E_FAST)
+    with pytest.raises(TypeError, match="volume, intermediates"):
+        het.train_end_to_end(maps, results=[result[0]], **E2E_FAST)
+
+
 def test_train_end_to_end_bad_input(qd):
     maps, _ = qd
     with pytest.raises(ValueError, match="at least one"):

@@ -350,14 +350,45 @@ def test_reconstruct_needs_element_maps():
         reconstruct(hs.signals.Signal2D(np.zeros((3, 8, 8))), "sirt")
 
 
+def test_counts_and_given_settings_get_no_notice_about_counts(qd):
+    """The notice is for an automatic choice made on maps that are not counts: none for counts, counts
+    in disguise, a strength the user set, or l1 (least squares on any maps)."""
+    import warnings
+
+    zn = qd[0].element("Zn")
+    scaled = zn.deepcopy()
+    scaled.data = scaled.data / np.float32(scaled.data.max())
+    smooth = zn.deepcopy()
+    smooth.data = smooth.data.astype(np.float32) + 0.25
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        zn.reconstruct("tv", iterations=20)
+        scaled.reconstruct("tv", iterations=20)
+        smooth.reconstruct("tv", iterations=20, lam=0.5)
+        smooth.reconstruct("l1", iterations=20)  # least squares whatever the maps: nothing was given up
+    assert not [w for w in seen if "not X-ray counts" in str(w.message)]
+    # several elements: shown once under Python's default filter (same text, same line), recorded for each
+    shifted = qd[0].deepcopy()
+    shifted.data = shifted.data.astype(np.float32) + 0.25
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        vol = shifted.reconstruct("tv", iterations=20)
+    assert sum("not X-ray counts" in str(w.message) for w in seen) == 1
+    records = vol.history[-1]["parameters"]["parameters"]
+    assert all("whole counts" in records[el]["notice"] for el in shifted.elements)
+
+
 def test_negative_values_from_background_subtraction(qd):
     """Maps with negative values (negative='keep'): least squares and held-out views by default;
     the Poisson likelihood refuses them with a message saying what to use."""
     maps, truth = qd
     zn = maps.element("Zn").deepcopy()
     zn.data = zn.data.astype(np.float32) - 0.3
-    vol = zn.reconstruct("tv", iterations=40)
+    with pytest.warns(UserWarning, match="not X-ray counts \\(they hold negative values\\).*least squares") as seen:
+        vol = zn.reconstruct("tv", iterations=40)
+    assert sum("not X-ray counts" in str(w.message) for w in seen) == 1
     params = vol.history[-1]["parameters"]["parameters"]
+    assert "not X-ray counts" in params["notice"]
     assert params["data_term"] == "least_squares" and params["lam_selection"]["criterion"] == "held_out_views"
     assert pearson(vol.to_numpy(), truth.element("Zn").to_numpy()) > 0.8
     with pytest.raises(ValueError, match="needs maps >= 0.*least_squares"):

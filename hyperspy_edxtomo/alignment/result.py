@@ -161,8 +161,30 @@ class Alignment:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.shift_y_px = np.asarray(self.shift_y_px, float)
-        self.shift_x_px = np.asarray(self.shift_x_px, float)
+        # a record typed or edited by hand is checked here, once, whatever applies it later
+        for name in ("shift_y_px", "shift_x_px"):
+            try:
+                values = np.asarray(getattr(self, name), float)
+            except (TypeError, ValueError):
+                raise InputError(f"The alignment's {name} must be numbers, one per view.") from None
+            if values.ndim != 1:
+                raise InputError(f"The alignment's {name} must be a list with one shift per view, got shape "
+                                 f"{values.shape}.")
+            if not np.all(np.isfinite(values)):
+                bad = int(np.flatnonzero(~np.isfinite(values))[0])
+                raise InputError(f"The alignment's {name} holds NaN or infinite values (first at view {bad}).")
+            setattr(self, name, values)
+        if self.shift_y_px.size != self.shift_x_px.size:
+            raise InputError(f"The alignment has {self.shift_y_px.size} shift_y_px but {self.shift_x_px.size} "
+                             "shift_x_px: one of each per view.")
+        try:
+            finite = np.isfinite(float(self.rotation_deg))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise InputError(f"The alignment's rotation_deg must be a finite number of degrees, got "
+                             f"{self.rotation_deg!r}.")
+        self.rotation_deg = float(self.rotation_deg)
 
     @classmethod
     def identity(cls, n_views: int, rotation_deg: float = 0.0) -> Alignment:
@@ -228,5 +250,4 @@ class Alignment:
         if missing:
             raise InputError(f"The alignment lacks {missing}.")
         known = {k: record.pop(k) for k in KEYS if k in record}
-        known["rotation_deg"] = float(known["rotation_deg"])
         return cls(**known, extra=record)

@@ -127,11 +127,19 @@ def summed_background(series) -> np.ndarray | None:
 # checks of the (tilt, y, x) stack
 
 
+#: smallest view edge (pixels) alignment works on: a shift or a tilt axis needs a few pixels to move across
+MIN_VIEW_PX = 4
+
+
 def check_stack(stack: np.ndarray, what: str) -> None:
-    """At least 3 views, all finite, none empty; ValueError naming the views otherwise."""
+    """At least 3 views of at least MIN_VIEW_PX pixels a side, all finite, none empty; ValueError naming
+    the views otherwise."""
     n = stack.shape[0]
     if n < 3:
         raise InputError(f"Alignment needs at least 3 views, got {n}.")
+    if min(stack.shape[1:]) < MIN_VIEW_PX:
+        raise InputError(f"The {what} are {stack.shape[1]}x{stack.shape[2]} pixels: too small to align (at least "
+                         f"{MIN_VIEW_PX}x{MIN_VIEW_PX} pixel views).")
     if not np.all(np.isfinite(stack)):
         bad = sorted({int(i) for i in np.argwhere(~np.isfinite(stack))[:, 0]})
         raise InputError(f"The {what} contain NaN or infinite values (views {bad}).")

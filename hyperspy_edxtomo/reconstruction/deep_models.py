@@ -45,6 +45,7 @@ from hyperspy_edxtomo.signals.element_maps import (
     ElementMapTiltSeries,
     element_maps_from_array,
 )
+from hyperspy_edxtomo.signals.volume import ElementVolume
 
 FORMAT = "hyperspy_edxtomo.end_to_end"
 VERSION = 1
@@ -446,7 +447,44 @@ def check_e2e_settings(config, prefix=""):
     return checked
 
 
-def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cuda=None, **config):
+def _check_two_step_results(results, series, two_step):
+    """``results`` as a list of ``(volume, intermediates)``, one per series, each checked; None if not given."""
+    if results is None:
+        return None
+    if two_step is not None:
+        raise InputError("train_end_to_end: give two_step (parameters to reconstruct with) or results (two_step "
+                         "results already computed), not both.")
+    if isinstance(results, tuple) and len(results) == 2 and isinstance(results[0], ElementVolume):
+        results = [results]
+    results = list(results)
+    if len(results) != len(series):
+        raise InputError(f"train_end_to_end: {len(results)} two_step results for {len(series)} tilt series; "
+                         "give one per series, in the same order.")
+    for i, (item, maps) in enumerate(zip(results, series)):
+        what = f"two_step result {i}"
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], ElementVolume)
+                and isinstance(item[1], dict)):
+            raise InputTypeError(f"train_end_to_end: {what} must be the (volume, intermediates) pair of "
+                                 "maps.reconstruct('two_step', return_intermediates=True).")
+        vol, inter = item
+        step = vol.history[-1] if vol.history else {}
+        if step.get("method") != "two_step":
+            raise InputError(f"train_end_to_end: {what} was made by {step.get('method')!r}, not two_step.")
+        if "fbp_denoised" not in inter:
+            raise InputError(f"train_end_to_end: {what} has no 'fbp_denoised' intermediate (the network's input).")
+        if sorted(vol.elements) != sorted(maps.elements):
+            raise InputError(f"train_end_to_end: {what} holds elements {list(vol.elements)}, its series "
+                             f"{list(maps.elements)}.")
+        tilts = np.asarray(step.get("parameters", {}).get("tilts_deg", []), float)
+        if tilts.shape != maps.tilts.shape or not np.allclose(tilts, maps.tilts, atol=0.01):
+            raise InputError(f"train_end_to_end: {what} was reconstructed from other tilts than its series.")
+        if vol.data.shape[2:] != maps.data.shape[2:] or inter["fbp_denoised"].data.shape != vol.data.shape:
+            raise InputError(f"train_end_to_end: {what} is shaped {vol.data.shape}, its series' views "
+                             f"{maps.data.shape[2:]}: it is not a reconstruction of this series.")
+    return results
+
+
+def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cuda=None, results=None, **config):
     """Train the end-to-end network ``T`` on your own tilt series.
 
     Each series is reconstructed with ``two_step`` (the target) and by FBP of
@@ -460,6 +498,14 @@ def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cud
         Where to save the weights (:meth:`EndToEndModel.save`).
     two_step : dict, optional
         Parameters for the ``two_step`` reconstructions.
+    results : tuple or list of tuples, optional
+        ``two_step`` results already computed for these series, one per
+        series in the same order, each the ``(volume, intermediates)`` pair
+        that ``maps.reconstruct("two_step", return_intermediates=True)``
+        returns: their volumes are the targets and their ``fbp_denoised``
+        the inputs, so nothing is reconstructed again (``two_step`` must
+        then not be given). Each is checked against its series (method,
+        elements, tilts, view size).
     show_progressbar : None or bool
     cuda : None or bool
         None: CUDA when present.
@@ -476,8 +522,15 @@ def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cud
     >>> import hyperspy_edxtomo as het
     >>> from hyperspy_edxtomo import datasets
     >>> maps = datasets.quantum_dot_element_maps(size=32, counts_per_tilt=20000, seed=1)
-    >>> model = het.train_end_to_end(maps, steps=5, two_step={"enhancer_steps": 5,
-    ...     "denoiser": "gaussian", "lam": 0.1, "mbir_iterations": 10})
+    >>> fast = {"enhancer_steps": 5, "denoiser": "gaussian", "lam": 0.1, "mbir_iterations": 10}
+    >>> model = het.train_end_to_end(maps, steps=5, two_step=fast)
+
+    A ``two_step`` result you already have is used as it is:
+
+    >>> result = maps.reconstruct("two_step", return_intermediates=True, **fast)
+    >>> model = het.train_end_to_end(maps, steps=5, results=result)
+    >>> model.training_log["targets"]
+    'given two_step results'
     """
     # before the two_step reconstructions that make the targets: a bad setting fails at once
     config = check_e2e_settings(config)
@@ -493,14 +546,18 @@ def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cud
     for s in series[1:]:
         if sorted(s.elements) != sorted(elements):
             raise InputError(f"All series must hold the same elements: {elements} vs {list(s.elements)}.")
+    given = _check_two_step_results(results, series, two_step)
     show = show_progress(show_progressbar)
     t0 = time.perf_counter()
     params = dict(two_step or {})
     inputs, targets, qd = [], [], None
-    for s in series:
-        vol, inter = s.reconstruct(method="two_step", return_intermediates=True, cuda=cuda,
-                                   show_progressbar=show, **params)
-        order = [list(s.elements).index(e) for e in elements]
+    for i, s in enumerate(series):
+        if given is None:
+            vol, inter = s.reconstruct(method="two_step", return_intermediates=True, cuda=cuda,
+                                       show_progressbar=show, **params)
+        else:
+            vol, inter = given[i]
+        order = [list(vol.elements).index(e) for e in elements]
         inputs.append(inter["fbp_denoised"].data[order])
         targets.append(vol.to_numpy()[order])
         qd = inter.get("denoiser_model") or qd
@@ -508,7 +565,9 @@ def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cud
     model = EndToEndModel(elements, scale if units == "nm" else None, **config)
     model.fit(inputs, targets, cuda=cuda, show_progressbar=show)
     model.set_denoiser(qd)
-    model.training_log["two_step_parameters"] = params
+    model.training_log["targets"] = "reconstructed with two_step" if given is None else "given two_step results"
+    model.training_log["two_step_parameters"] = (
+        params if given is None else [vol.history[-1]["parameters"]["parameters"] for vol, _ in given])
     model.training_log["seconds_total"] = round(time.perf_counter() - t0, 3)
     if out is not None:
         model.save(out)

@@ -77,7 +77,12 @@ class AutoStrength:
 
     def prepare(self, sinograms, projector, show_progressbar=False, background=None):
         _, kind, quantum = select_criterion(sinograms)
-        terms = self._data_terms(kind, bool(np.any(np.asarray(sinograms) < 0)))
+        negative = bool(np.any(np.asarray(sinograms) < 0))
+        terms = self._data_terms(kind, negative)
+        notice = None
+        if kind == "continuous" and getattr(self, "data_term", None) == "auto" and self.lam == "auto":
+            # on counts the Poisson likelihood would have been tried: say why it is not
+            notice = self._notice_not_counts(negative)
         its = min(self.iterations, self.selection_iterations)
         trials = []
         for data_term in terms:
@@ -99,6 +104,8 @@ class AutoStrength:
             trials, selection = _choose_data_term(trials)
         score, data_term, lam, record, unit = trials[0]
         chosen = {"data_term": data_term, "data_kind": kind, "counts_quantum": None if unit == 1.0 else unit}
+        if notice:
+            chosen["notice"] = notice
         if selection:
             chosen["data_term_selection"] = selection
         if record is not None:
@@ -107,6 +114,18 @@ class AutoStrength:
         self.chosen = chosen
         _logger.info("%s: data term %s, lam %s (%s)", self.name, data_term, lam,
                      "chosen on held-out data" if record is not None else "given")
+
+    def _notice_not_counts(self, negative):
+        """Warn that the maps are not counts, what is done instead and what would do better (the user may
+        not know that background subtraction cost the Poisson model); returns the text for the record."""
+        why = "they hold negative values" if negative else "their values are not whole counts (nor counts times a scale)"
+        notice = (f"{self.name}: these maps are not X-ray counts ({why}): they are fitted by least squares, with a "
+                  "strength chosen on held-out views. Raw counts with their background (get_element_maps() without "
+                  "subtract_background, or edxtomo maps without --subtract-background) keep the Poisson model and "
+                  "reconstruct better.")
+        # the same text from the user's same line: Python's default filter shows it once per reconstruction
+        warn(notice)
+        return notice
 
     def _check_convergence(self, sinograms, background, projector, lam, data_term, unit):
         """Solve the brightest slices at the chosen strength; record the convergence measure, warn when unmet."""
