@@ -56,9 +56,11 @@ def classify(found, truth_particles, shift):
     true particle touches the box."""
     from scipy import ndimage
 
+    from hyperspy_edxtomo.analysis.quality import particle_flags
+
     t_labels = _labels(truth_particles)
     near = ndimage.binary_dilation(t_labels > 0, iterations=NEAR_VOXELS)
-    cut = {lab for lab, info in _truth_faces(t_labels).items() if info}
+    cut = {lab for lab, info in particle_flags(t_labels).items() if info["touches_box"]}
     f_labels = ndimage.shift(_labels(found), shift, order=0, mode="constant")
     out = {}
     for p in found:
@@ -71,15 +73,6 @@ def classify(found, truth_particles, shift):
         hit[0] = 0
         out[p.label] = (real, bool(real and hit.size > 1 and int(np.argmax(hit)) in cut))
     return out
-
-
-def _truth_faces(labels):
-    n = labels.shape
-    faces = {}
-    for lab in np.unique(labels[labels > 0]):
-        idx = np.nonzero(labels == lab)
-        faces[int(lab)] = [a for a in range(3) if idx[a].min() == 0 or idx[a].max() == n[a] - 1]
-    return faces
 
 
 def _volume_shift(vol, truth):

@@ -24,6 +24,10 @@ def test_kinds_of_maps(raw):
     assert C.counts_quantum(raw * 0.0137) == pytest.approx(0.0137)
     # subtracted, smoothed, quantified: continuous
     assert C.data_kind(raw - 0.31) == "continuous"
+    # a scale and an offset: whole multiples of 0.01 (37 c + 1), yet not counts (37 times too many)
+    assert C.data_kind(raw * 0.37 + 0.01) == "continuous"
+    assert C.data_kind((raw * 0.37 + 0.01).astype(np.float32)) == "continuous"
+    assert C.data_kind((raw + 5) * 0.37) == "scaled_counts"  # an offset of whole counts is counts
     assert C.data_kind(np.clip(raw - np.random.default_rng(1).poisson(0.6, raw.shape) / 2, 0, None)) == "continuous"
     # counts minus a background from windows twice as wide come in half counts: not counts
     assert C.counts_quantum(raw - np.minimum(raw, np.random.default_rng(3).poisson(0.5, raw.shape)) / 2) is None

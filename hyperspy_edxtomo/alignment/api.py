@@ -107,6 +107,7 @@ from hyperspy_edxtomo.alignment.result import ALIGNMENT, ORDER, Alignment
 from hyperspy_edxtomo.alignment.transform import RESAMPLE, Resample, transform_data
 from hyperspy_edxtomo.alignment.views import (
     BACKGROUND,
+    MIN_VIEW_PX,
     background_node,
     check_references,
     check_stack,
@@ -233,6 +234,8 @@ def estimate_alignment(series: ElementMapTiltSeries | EDXTiltSeries, method: Met
     warn_doses(counts.sum((1, 2)), tilts)
     n, ny, nx = counts.shape
     b = max(1, int(np.ceil(max(ny, nx) / bin_to))) if bin_to else 1
+    # binning must not shrink a narrow view below what check_stack requires
+    b = max(1, min(b, min(ny, nx) // MIN_VIEW_PX))
 
     # what the views allow: nothing to align on, or no rotation to fit (the warnings point at align's caller)
     kind, why = nothing_to_align_on(counts)

@@ -19,7 +19,7 @@ from hyperspy_edxtomo.base.errors import InputError, InputTypeError
 from hyperspy_edxtomo.signals.edx_tilt_series import EDXTiltSeries
 from hyperspy_edxtomo.signals.element_maps import ElementMapTiltSeries
 
-__all__ = ["BACKGROUND", "BACKGROUND_NOISE_K", "IDENTICAL_Z", "series_kind", "tilt_axis_index", "view_shape",
+__all__ = ["BACKGROUND", "BACKGROUND_NOISE_K", "IDENTICAL_Z", "MIN_VIEW_PX", "series_kind", "tilt_axis_index", "view_shape",
            "check_references", "summed_counts", "background_node", "summed_background", "check_stack",
            "warn_doses", "homogeneity_z", "same_image", "nothing_to_align_on", "bin_views", "background_free",
            "prepare_views"]

@@ -65,6 +65,8 @@ def counts_quantum(values):
     True
     >>> counts_quantum(counts + 0.3) is None
     True
+    >>> counts_quantum(counts * 0.37 + 0.01) is None   # a scale and an offset: not counts
+    True
     """
     v = np.asarray(values, np.float64)
     if v.size == 0 or not np.all(np.isfinite(v)) or np.any(v < 0):
@@ -93,6 +95,12 @@ def counts_quantum(values):
         return None  # a step this small relative to the values: continuous values, not counts
     # float32 maps carry a relative rounding error of about 1e-7 on top of the absolute tolerance
     if not np.all(np.abs(ratio - np.round(ratio)) <= INTEGER_TOLERANCE + 1e-6 * ratio):
+        return None
+    # counts times a scale plus an offset (c * 0.37 + 0.01) are whole multiples of the offset's step
+    # too (37 c + 1 steps of 0.01), but their distinct values differ by multiples of a larger step:
+    # they are not counts (reading them as 37 c + 1 counts would make them 37 times less noisy)
+    n = np.round(positive / q).astype(np.int64)
+    if np.gcd.reduce(n - n.min()) > 1:
         return None
     # a step of 1/k (k a small integer) is ambiguous: counts minus a background estimated in
     # windows k times wider than the line also come in steps of 1/k without being counts. The

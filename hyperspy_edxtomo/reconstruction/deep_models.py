@@ -470,17 +470,22 @@ def _check_two_step_results(results, series, two_step):
         step = vol.history[-1] if vol.history else {}
         if step.get("method") != "two_step":
             raise InputError(f"train_end_to_end: {what} was made by {step.get('method')!r}, not two_step.")
-        if "fbp_denoised" not in inter:
-            raise InputError(f"train_end_to_end: {what} has no 'fbp_denoised' intermediate (the network's input).")
+        if not isinstance(inter.get("fbp_denoised"), ElementVolume):
+            raise InputError(f"train_end_to_end: {what} has no 'fbp_denoised' volume among its intermediates (the "
+                             "network's input).")
         if sorted(vol.elements) != sorted(maps.elements):
             raise InputError(f"train_end_to_end: {what} holds elements {list(vol.elements)}, its series "
                              f"{list(maps.elements)}.")
         tilts = np.asarray(step.get("parameters", {}).get("tilts_deg", []), float)
         if tilts.shape != maps.tilts.shape or not np.allclose(tilts, maps.tilts, atol=0.01):
             raise InputError(f"train_end_to_end: {what} was reconstructed from other tilts than its series.")
-        if vol.data.shape[2:] != maps.data.shape[2:] or inter["fbp_denoised"].data.shape != vol.data.shape:
+        if vol.data.shape[2:] != maps.data.shape[2:]:
             raise InputError(f"train_end_to_end: {what} is shaped {vol.data.shape}, its series' views "
                              f"{maps.data.shape[2:]}: it is not a reconstruction of this series.")
+        if inter["fbp_denoised"].data.shape != vol.data.shape or list(inter["fbp_denoised"].elements) != list(
+                vol.elements):
+            raise InputError(f"train_end_to_end: {what}'s fbp_denoised does not match its volume (shape "
+                             f"{inter['fbp_denoised'].data.shape} against {vol.data.shape}).")
     return results
 
 
@@ -558,7 +563,7 @@ def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cud
         else:
             vol, inter = given[i]
         order = [list(vol.elements).index(e) for e in elements]
-        inputs.append(inter["fbp_denoised"].data[order])
+        inputs.append(inter["fbp_denoised"].to_numpy()[order])
         targets.append(vol.to_numpy()[order])
         qd = inter.get("denoiser_model") or qd
     scale, units = series[0].pixel_size

@@ -123,7 +123,8 @@ class AutoStrength:
                   "strength chosen on held-out views. Raw counts with their background (get_element_maps() without "
                   "subtract_background, or edxtomo maps without --subtract-background) keep the Poisson model and "
                   "reconstruct better.")
-        # the same text from the user's same line: Python's default filter shows it once per reconstruction
+        # one text per call, from the user's line: Python's default filter shows it once for all elements
+        # (and not again for a later call from the same line); every element's record keeps it
         warn(notice)
         return notice
 
