@@ -207,6 +207,11 @@ def test_train_end_to_end_reuses_two_step_results(qd, e2e_weights):
         het.train_end_to_end(maps, results=tv, **E2E_FAST)
     with pytest.raises(TypeError, match="volume, intermediates"):
         het.train_end_to_end(maps, results=[result[0]], **E2E_FAST)
+    with pytest.raises(ValueError, match="no 'fbp_denoised' volume"):
+        het.train_end_to_end(maps, results=(result[0], {}), **E2E_FAST)
+    other = {**result[1], "fbp_denoised": result[1]["fbp_denoised"].inav[:2]}
+    with pytest.raises(ValueError, match="fbp_denoised does not match its volume"):
+        het.train_end_to_end(maps, results=(result[0], other), **E2E_FAST)
 
 
 def test_train_end_to_end_bad_input(qd):
