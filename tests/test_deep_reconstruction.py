@@ -320,3 +320,23 @@ def test_train_end_to_end_refuses_settings_that_cannot_train_before_two_step():
         het.train_end_to_end(maps, steps=0)
     with pytest.raises(InputError, match="learning_rate"):
         het.train_end_to_end(maps, learning_rate=-1.0)
+
+
+def test_training_a_network_leaves_torch_global_generator_alone():
+    """Q^S and T are seeded inside the training only: the user's torch random state is as it was, and the
+    same seed still gives the same network."""
+    import torch
+
+    from hyperspy_edxtomo.reconstruction.deep_models import train_enhancer
+
+    rng = np.random.default_rng(0)
+    inputs = rng.random((4, 1, 16, 16)).astype(np.float32) + 0.5
+    targets = rng.poisson(inputs).astype(np.float32)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    runs = [train_enhancer(inputs, targets, channels=4, levels=2, steps=3, batch_size=2, patch_size=16, seed=s)
+            for s in (1, 1, 2)]
+    assert torch.equal(torch.rand(3), expected)
+    weights = [torch.cat([p.detach().ravel() for p in net.parameters()]) for net, _, _ in runs]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])

@@ -561,10 +561,10 @@ def test_ctrl_c_after_the_results_are_in_place_says_they_are_complete(tmp_path, 
     out = tmp_path / "D"
     real_log = steps.log
 
-    def log(verbose, message):
+    def log(message):
         if message.startswith("Wrote "):  # after the folder has been moved into place
             raise KeyboardInterrupt
-        real_log(verbose, message)
+        real_log(message)
 
     monkeypatch.setattr(steps, "log", log)
     assert main(["--quiet", "run", str(maps_file), "--method", "fbp", "--no-align", "--no-fsc", "--out", str(out)]) == 130
@@ -578,3 +578,22 @@ def test_export_name_is_a_file_name_not_a_path(run_dir, tmp_path, capsys):
     rc = main(["export", str(run_dir / "volume.hspy"), "--format", "npy", "--name", "../../escaped", "--out", str(out)])
     assert rc == 2 and "--name '../../escaped' must be a file name" in capsys.readouterr().err
     assert not list(tmp_path.parent.glob("escaped*")) and not list(tmp_path.glob("escaped*"))
+
+
+def test_step_lines_are_logging_records_shown_only_when_verbose(tmp_path, capsys, caplog):
+    """verbose=True shows the steps on standard output; verbose=False shows nothing there, the records
+    still reach logging; no handler or level of the user's logging is left changed."""
+    import logging
+
+    maps = datasets.quantum_dot_element_maps("CdSe/ZnS", size=24, seed=0)
+    logger = logging.getLogger("hyperspy_edxtomo.workflow")
+    handlers, level = list(logger.handlers), logger.level
+    options = dict(elements=["Se"], method="fbp", align=False, fsc=False, report=False)
+    run_pipeline(maps, out=tmp_path / "a", verbose=True, **options)
+    shown = capsys.readouterr().out
+    assert "Reconstructing with fbp ..." in shown and f"to {tmp_path / 'a'}" in shown
+    with caplog.at_level(logging.INFO, logger="hyperspy_edxtomo.workflow"):
+        run_pipeline(maps, out=tmp_path / "b", verbose=False, **options)
+    assert capsys.readouterr().out == ""
+    assert any(r.getMessage() == "Reconstructing with fbp ..." for r in caplog.records)
+    assert logger.handlers == handlers and logger.level == level

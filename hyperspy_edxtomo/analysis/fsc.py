@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import numpy as np
+from hyperspy.signals import Signal1D
 
 from hyperspy_edxtomo.analysis.checks import (
     normalised_sum,
@@ -272,7 +273,7 @@ def _noise_substituted(a, b, m, voxel_size, freqs, fsc, rng):
 @signal_method(ElementVolume)
 def fourier_shell_correlation(volume: ElementVolume, other: ElementVolume, elements: Sequence[str] | str | None = None,
                               mask: Mask | None = "auto", mask_dilation_nm: float = 1.0, mask_edge_nm: float = 1.0,
-                              mask_correction: bool = True):
+                              mask_correction: bool = True) -> Signal1D:
     """Fourier shell correlation between two reconstructions of the same object.
 
     Parameters
@@ -523,7 +524,8 @@ def split_tilt_series(maps: ElementMapTiltSeries, split: Split = "counts", seed:
         even and odd views (each half has twice the tilt step, and the
         background of its views).
     seed : int
-        Seed of the count split.
+        Seed of the count split and of the halves' reconstructions
+        (``reconstruct(seed=)``).
     raw : None or ElementMapTiltSeries
         For aligned ``maps`` (interpolated: no longer integer counts) and
         ``split="counts"``: the unaligned counts of the same views. They are
@@ -595,7 +597,8 @@ def fsc_from_tilt_series(maps: ElementMapTiltSeries, method: str = DEFAULT_METHO
                          elements: Sequence[str] | str | None = None, mask: Mask | None = "auto",
                          mask_dilation_nm: float = 1.0, mask_edge_nm: float = 1.0, mask_correction: bool = True,
                          return_volumes: bool = False,
-                         element_parameters: Mapping[str, Mapping[str, Any]] | None = None, **reconstruct_params):
+                         element_parameters: Mapping[str, Mapping[str, Any]] | None = None,
+                         **reconstruct_params) -> Signal1D | tuple[Signal1D, ElementVolume, ElementVolume]:
     """Reconstruct two independent halves of a tilt series and their FSC.
 
     Parameters
@@ -642,6 +645,7 @@ def fsc_from_tilt_series(maps: ElementMapTiltSeries, method: str = DEFAULT_METHO
     if split not in SPLIT_CHOICES:
         raise InputError(f"Unknown split {split!r}: choose one of {SPLIT_CHOICES}.")
     first, second = split_tilt_series(maps, split, seed, raw=raw)
+    reconstruct_params = {**reconstruct_params, "seed": seed}  # one seed: the split's and the method's
     if element_parameters is None:
         v1 = first.reconstruct(method=method, **reconstruct_params)
         v2 = second.reconstruct(method=method, **reconstruct_params)

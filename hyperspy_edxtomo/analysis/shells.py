@@ -279,7 +279,7 @@ def _one_particle(part, o, particles, data, idx, rays):
 
 
 @signal_method(ElementVolume)
-def shell_maps(volume: ElementVolume, elements: Sequence[str] | str | None = None, particles=None,
+def shell_maps(volume: ElementVolume, elements: Sequence[str] | str | None = None, particles: ParticleList | None = None,
                origin: Literal["centroid"] | Sequence = "centroid", n_azimuth: int = 72, n_elevation: int = 36,
                level: float = 0.5, absent_below_nm: float | None = None, max_radius_nm: float | None = None,
                max_particles: int | None = None) -> ShellMaps:

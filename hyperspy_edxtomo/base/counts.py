@@ -275,3 +275,24 @@ def in_count_units(maps):
             kind = "counts"
         kinds.append(kind)
     return values, units, kinds
+
+
+def net_of_background(values, background):
+    """The signal part of expected counts: ``values - background`` clipped at 0 (``values`` when no background).
+
+    Where a model holds ``y ~ Poisson(A x + b)``, what goes on without ``b``
+    (the brightest slices to select a strength on, Q^S and the FBP of
+    ``two_step`` and ``end_to_end``) is this: a pixel whose expected counts
+    fall below the background holds no signal, not negative signal.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> net_of_background(np.array([3.0, 1.0, 0.5]), np.array([1.0, 1.0, 1.0])).tolist()
+    [2.0, 0.0, 0.0]
+    >>> net_of_background(np.array([3.0]), None).tolist()
+    [3.0]
+    """
+    if background is None:
+        return values
+    return np.clip(values - background, 0, None)

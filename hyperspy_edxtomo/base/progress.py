@@ -13,9 +13,11 @@ loggers under ``hyperspy_edxtomo`` (``logging.getLogger("hyperspy_edxtomo")
 :func:`hyperspy_edxtomo.base.errors.warn`.
 """
 
+import contextlib
+import logging
 import sys
 
-__all__ = ["show_progress", "progress_bar", "compute"]
+__all__ = ["show_progress", "progress_bar", "compute", "console_lines"]
 
 
 def show_progress(show_progressbar):
@@ -84,3 +86,40 @@ def compute(darr, *, desc=None, show=True, scheduler="synchronous"):
         if bar.total:  # computed: every block is done, whatever keys the graph used
             bar.update(bar.total - bar.n)
     return out
+
+
+@contextlib.contextmanager
+def console_lines(show, logger="hyperspy_edxtomo.workflow"):
+    """While the block runs, show the INFO lines of ``logger`` on standard output when ``show``.
+
+    A run's step lines (``edxtomo run``, ``run_pipeline(verbose=True)``) are
+    ordinary ``logging`` records; this adds, for the block only, the handler
+    that prints them, and takes it away afterwards, so nothing of the user's
+    logging set-up is changed. Nested blocks print each line once.
+
+    Examples
+    --------
+    >>> import logging
+    >>> with console_lines(True):
+    ...     logging.getLogger("hyperspy_edxtomo.workflow.steps").info("Reconstructing with tv ...")
+    Reconstructing with tv ...
+    >>> logging.getLogger("hyperspy_edxtomo.workflow.steps").info("not shown outside the block")
+    """
+    log = logging.getLogger(logger)
+    if not show or any(getattr(h, "console_lines", False) for h in log.handlers):
+        yield
+        return
+    handler = logging.StreamHandler(sys.stdout)  # the stream of this moment: a test's capture, a redirect
+    handler.console_lines = True
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = log.level
+    log.addHandler(handler)
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        handler.flush()
+        log.removeHandler(handler)
+        log.setLevel(level)

@@ -6,6 +6,7 @@ network is the identity of whatever residual form its user wraps it in
 end-to-end network): training only ever has to learn a correction.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -120,11 +121,16 @@ def torch_device(cuda):
     return torch.device("cpu")
 
 
-def seed_everything(seed):
-    """Seed torch and return a numpy Generator: same seed, same result on the CPU."""
+@contextlib.contextmanager
+def seeded(seed):
+    """Inside the block torch draws from ``seed`` (same seed, same result on a device); yields a numpy
+    Generator of the same seed. torch's global generators (CPU and CUDA) are put back as they were after
+    the block: a user's own random state is not changed by training a network here."""
     torch = _torch()
-    torch.manual_seed(int(seed))
-    return np.random.default_rng(int(seed))
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield np.random.default_rng(int(seed))
 
 
 def train(net, batches, loss_fn, steps, learning_rate, description, show_progressbar=False, evaluate=None,

@@ -27,6 +27,7 @@ Poisson statistics downstream rely on it).
 from __future__ import annotations
 
 import logging
+from os import PathLike
 
 import numpy as np
 
@@ -144,7 +145,7 @@ def denoise(maps: ElementMapTiltSeries, method: str = "gaussian", show_progressb
 
 
 def apply_denoiser(maps: ElementMapTiltSeries, denoiser: Denoiser, show_progressbar: bool | None = None,
-                   seed: int = 0) -> tuple[ElementMapTiltSeries, DenoisingResult]:
+                   seed: int | None = None) -> tuple[ElementMapTiltSeries, DenoisingResult]:
     """Run a configured denoiser on ``maps``: ``(denoised maps, DenoisingResult)``.
 
     The counts are checked for the method (:func:`check_denoising_input`), the
@@ -159,9 +160,12 @@ def apply_denoiser(maps: ElementMapTiltSeries, denoiser: Denoiser, show_progress
     denoiser : Denoiser
         An instance, e.g. ``get_denoiser("gaussian").create(sigma=1.5)``.
     show_progressbar : None or bool
-    seed : int
-        The context's seed (a denoiser with its own ``seed`` parameter uses that).
+    seed : None or int
+        The context's seed; None: the denoiser's own ``seed`` parameter when
+        it has one (``seeded``), else 0.
     """
+    if seed is None:
+        seed = int(denoiser.seed) if denoiser.seeded else 0
     method = denoiser.name
     elements = list(maps.elements)
     counts = check_denoising_input(maps.to_numpy(), denoiser.assumes_counts, denoiser.splits_counts, elements)
@@ -189,8 +193,9 @@ def apply_denoiser(maps: ElementMapTiltSeries, denoiser: Denoiser, show_progress
 
 
 @signal_method(ElementMapTiltSeries)
-def denoise_deep(maps: ElementMapTiltSeries, model=None, return_model: bool = False,
-                 show_progressbar: bool | None = None, **parameters):
+def denoise_deep(maps: ElementMapTiltSeries, model: CountSplitDenoiserModel | str | PathLike | None = None,
+                 return_model: bool = False, show_progressbar: bool | None = None,
+                 **parameters) -> ElementMapTiltSeries | tuple[ElementMapTiltSeries, CountSplitDenoiserModel]:
     """Self-supervised deep denoising by Poisson count splitting.
 
     A small U-Net (elements as channels) is trained on these maps: each

@@ -49,7 +49,9 @@ class Context:
     pixel_size_nm : float or None
         Pixel size of the maps in nm; None when they are not calibrated.
     seed : int
-        Seed for anything random the plugin does (``rng`` makes a generator).
+        Seed for anything random the plugin does (``rng`` makes a generator):
+        ``reconstruct(seed=...)`` or ``denoise(seed=...)``; the same seed
+        gives the same result on the same device.
     show_progressbar : bool
         Whether to show progress bars (:mod:`hyperspy_edxtomo.base.progress`).
     cuda : bool
@@ -149,9 +151,6 @@ class ParameterisedMethod(HasStrictTraits):
     name = None
     #: one line for listings
     summary = ""
-    #: settings resolved from the data (e.g. ``lam``) by :meth:`ReconstructionAlgorithm.prepare`,
-    #: recorded with the parameters; not a parameter itself
-    chosen = Dict(parameter=False)
 
     @classmethod
     def create(cls, **parameters):
@@ -204,11 +203,8 @@ class ParameterisedMethod(HasStrictTraits):
         return out
 
     def parameter_values(self):
-        """The parameters of this instance (recorded in the volume's history),
-        with what :meth:`prepare` chose for automatic settings."""
-        values = {name: getattr(self, name) for name in self.parameter_names()}
-        values.update(self.chosen)
-        return values
+        """The parameters of this instance (recorded in the history)."""
+        return {name: getattr(self, name) for name in self.parameter_names()}
 
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self.parameter_values().items())
@@ -246,6 +242,17 @@ class ReconstructionAlgorithm(ParameterisedMethod):
     #: of a run that used another method, the demo's halves), e.g. fewer iterations
     quick_parameters: ClassVar[dict] = {}
 
+    #: settings resolved from the data (e.g. ``lam``) by :meth:`prepare` for the
+    #: batches to read; not a parameter. They reach the user one way only: in the
+    #: result's ``parameters`` (:meth:`parameter_values`), hence the history.
+    #: (A denoiser returns its choices in :class:`DenoisingResult` instead.)
+    chosen = Dict(parameter=False)
+
+    def parameter_values(self):
+        """The parameters of this instance, with what :meth:`prepare` chose
+        for automatic settings (recorded in the volume's history)."""
+        return {**super().parameter_values(), **self.chosen}
+
     def reconstruct_series(self, counts, context):
         """Reconstruct every element.
 
@@ -263,15 +270,15 @@ class ReconstructionAlgorithm(ParameterisedMethod):
         slice batch (:meth:`prepare`, then :meth:`reconstruct_slices`; see
         :func:`~hyperspy_edxtomo.plugins.slices.reconstruct_elements`).
         """
-        volumes, used = reconstruct_elements(self, counts, context.elements, context.projector, context.batch_size,
-                                             context.show_progressbar, self.name, background=context.background)
+        volumes, used = reconstruct_elements(self, counts, context, self.name, background=context.background)
         return ReconstructionResult(volumes, used)
 
-    def prepare(self, sinograms, projector, show_progressbar=False, background=None):
+    def prepare(self, sinograms, context, background=None):
         """Called once per element with all sinograms ``(n_slices, n_tilts, n_x)``
-        before the batches run: resolve data-driven settings here (e.g. an
-        automatic regularisation strength) and store them in :attr:`chosen`, so
-        that every batch uses the same and they are recorded."""
+        and the :class:`Context` (projector, seed, progress) before the batches
+        run: resolve data-driven settings here (e.g. an automatic
+        regularisation strength) and store them in :attr:`chosen`, so that
+        every batch uses the same and they are recorded."""
 
     def reconstruct_slices(self, sinograms, projector, background=None):
         """Reconstruct a batch: sinograms ``(B, n_tilts, n_x)`` float32 to

@@ -14,8 +14,7 @@ from hyperspy_edxtomo.base.progress import compute
 __all__ = ["reconstruct_elements", "default_batch"]
 
 
-def reconstruct_elements(algorithm, counts, elements, projector, batch_size=None, show_progressbar=False, label=None,
-                         background=None):
+def reconstruct_elements(algorithm, counts, context, label=None, background=None):
     """Reconstruct every element of ``counts`` (element, tilt, y, x) slice by slice.
 
     What :meth:`ReconstructionAlgorithm.reconstruct_series` does by default:
@@ -24,6 +23,21 @@ def reconstruct_elements(algorithm, counts, elements, projector, batch_size=None
     algorithm couples neighbouring slices). ``background`` (shaped like
     ``counts``) goes to algorithms that model it (``accepts_background``);
     the others get ``counts - background``.
+
+    Parameters
+    ----------
+    algorithm : ReconstructionAlgorithm
+    counts : ndarray
+        ``(element, tilt, y, x)``, one element per entry of ``context.elements``.
+    context : Context
+        Its ``elements``, ``projector``, ``batch_size`` and
+        ``show_progressbar`` are used, and it is handed to ``prepare``. A
+        whole-series method runs a stage with another geometry or quietly
+        with ``dataclasses.replace(context, ...)``.
+    label : str, optional
+        The progress bars' name (default: the algorithm's).
+    background : ndarray, optional
+        Expected background counts, shaped like ``counts``.
 
     Returns
     -------
@@ -35,6 +49,10 @@ def reconstruct_elements(algorithm, counts, elements, projector, batch_size=None
     import dask.array as da
 
     n_el, n_t, n_y, n_x = counts.shape
+    elements, projector, show_progressbar = context.elements, context.projector, context.show_progressbar
+    if len(elements) != n_el:
+        raise ValueError(f"{n_el} elements of counts for the context's {len(elements)} ({list(elements)})")
+    batch_size = context.batch_size
     if batch_size is None:
         batch_size = default_batch(projector)
     batch_size = int(min(max(1, batch_size), n_y))
@@ -47,11 +65,11 @@ def reconstruct_elements(algorithm, counts, elements, projector, batch_size=None
         # slices are rows: (y, tilt, x)
         sino = np.ascontiguousarray(counts[e].transpose(1, 0, 2), dtype=np.float32)
         if background is None:
-            alg.prepare(sino, projector, show_progressbar=show_progressbar)
+            alg.prepare(sino, context)
             n_views = n_t
         else:
             b = np.ascontiguousarray(background[e].transpose(1, 0, 2), dtype=np.float32)
-            alg.prepare(sino, projector, show_progressbar=show_progressbar, background=b)
+            alg.prepare(sino, context, background=b)
             # the background travels with its slices: views then background views along the tilt axis
             sino, n_views = np.concatenate([sino, b], axis=1), 2 * n_t
         used.append(alg.parameter_values())

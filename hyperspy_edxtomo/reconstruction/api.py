@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -31,6 +32,9 @@ from hyperspy_edxtomo.signals.element_maps import (
     element_maps_from_array,
 )
 from hyperspy_edxtomo.signals.methods import signal_method
+
+if TYPE_CHECKING:
+    from hyperspy.signals import Signal2D
 from hyperspy_edxtomo.signals.volume import ElementVolume, volume_from_array
 
 _logger = logging.getLogger(__name__)
@@ -94,8 +98,9 @@ def reconstruct(
     cuda: bool | None = None,
     show_progressbar: bool | None = None,
     return_intermediates: bool = False,
-    haadf=None,
-    haadf_volume=None,
+    haadf: Signal2D | np.ndarray | None = None,
+    haadf_volume: Signal2D | np.ndarray | None = None,
+    seed: int = 0,
     **parameters,
 ) -> ElementVolume | tuple[ElementVolume, dict]:
     """Reconstruct every element (the docstring is completed below, with the shared parameter text)."""
@@ -103,6 +108,8 @@ def reconstruct(
         raise InputTypeError(f"reconstruct needs an ElementMapTiltSeries, got {type(maps).__name__}")
     cls = get_algorithm(method)
     algorithm = cls.create(**parameters)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0, got {seed!r}.")
     counts = maps.to_numpy()
     if counts.ndim != 4:
         raise InputError(f"Element maps must be shaped (element, tilt, y, x); got {counts.shape}")
@@ -144,7 +151,7 @@ def reconstruct(
         # the algorithm knows no background term: it gets the maps minus the background
         counts, background = counts - background, None
     context = Context(elements=tuple(maps.elements), tilts_deg=tilts, pixel_size_nm=nm if nm_units == "nm" else None,
-                      show_progressbar=show, cuda=cuda, projector=projector, batch_size=batch_size,
+                      seed=int(seed), show_progressbar=show, cuda=cuda, projector=projector, batch_size=batch_size,
                       background=background, haadf=haadf_views, haadf_mask=haadf_mask, haadf_volume=guide_volume)
     result = algorithm.reconstruct_series(counts, context)
     if not isinstance(result, ReconstructionResult):
@@ -172,6 +179,7 @@ def reconstruct(
         "axis_offset_px": axis_offset_px,
         "rotation_deg": rotation_deg,
         "batch_size": batch_size,
+        "seed": int(seed),
         "background": ("none" if not has_background else
                        "modelled: y ~ Poisson(A x + b)" if cls.accepts_background else "subtracted before reconstruction"),
         "cuda": cuda,
@@ -367,6 +375,11 @@ reconstruct.__doc__ = f"""Reconstruct every element of an element-map tilt serie
         more tilts than the maps. Its edges guide the regulariser in place of
         those of the volume reconstructed from ``haadf`` (the guide's strength
         is still chosen on held-out counts). With it, ``haadf`` may be absent.
+    seed : int
+        Seed of everything random in the method: the count split of
+        ``lam="auto"``, the networks of ``two_step`` and ``end_to_end``
+        (``context.seed`` for plugins). Recorded in the history; the same
+        seed gives the same volume on the same device.
     return_intermediates : bool
         Also return a dict of the algorithm's intermediate results as
         signals (e.g. ``two_step``: the denoised maps, the MBIR volume, the

@@ -20,6 +20,8 @@ weights (with the elements, voxel size and the trained ``Q^D``).
 """
 
 import time
+from collections.abc import Sequence
+from os import PathLike
 
 import numpy as np
 
@@ -34,7 +36,7 @@ from hyperspy_edxtomo.deep.networks import (
     pad_to_multiple,
     random_flips,
     save_weights,
-    seed_everything,
+    seeded,
     torch_device,
     train,
 )
@@ -116,43 +118,43 @@ def train_enhancer(inputs, targets, channels=16, levels=3, steps=300, batch_size
     """
     torch = _torch()
     t0 = time.perf_counter()
-    rng = seed_everything(seed)
-    n_t, n_e, ny, nx = inputs.shape
-    scale = np.maximum(inputs.mean(axis=(0, 2, 3)), 1e-12)
-    norm = scale[None, :, None, None]
-    x_all = torch.from_numpy((inputs / norm).astype(np.float32))
-    t_all = torch.from_numpy((targets / norm).astype(np.float32))
-    net = build_unet(2, n_e, n_e, channels, levels).to(device)
-    multiple = 2 ** (int(levels) - 1)
-    patch = min(int(patch_size), ny, nx)
-    patch -= patch % multiple
-    if patch < multiple:
-        raise InputError(f"Views of {ny}x{nx} pixels are too small for a U-Net with {levels} levels.")
+    with seeded(seed) as rng:
+        n_t, n_e, ny, nx = inputs.shape
+        scale = np.maximum(inputs.mean(axis=(0, 2, 3)), 1e-12)
+        norm = scale[None, :, None, None]
+        x_all = torch.from_numpy((inputs / norm).astype(np.float32))
+        t_all = torch.from_numpy((targets / norm).astype(np.float32))
+        net = build_unet(2, n_e, n_e, channels, levels).to(device)
+        multiple = 2 ** (int(levels) - 1)
+        patch = min(int(patch_size), ny, nx)
+        patch -= patch % multiple
+        if patch < multiple:
+            raise InputError(f"Views of {ny}x{nx} pixels are too small for a U-Net with {levels} levels.")
 
-    def batches():
-        ti = rng.integers(0, n_t, batch_size)
-        yi = rng.integers(0, ny - patch + 1, batch_size)
-        xi = rng.integers(0, nx - patch + 1, batch_size)
-        xb = torch.stack([x_all[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
-        tb = torch.stack([t_all[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
-        # mirror images are projections of the mirrored object: valid views
-        xb, tb = random_flips(rng, (-1, -2), xb, tb)
-        return xb.to(device), tb.to(device)
+        def batches():
+            ti = rng.integers(0, n_t, batch_size)
+            yi = rng.integers(0, ny - patch + 1, batch_size)
+            xi = rng.integers(0, nx - patch + 1, batch_size)
+            xb = torch.stack([x_all[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
+            tb = torch.stack([t_all[a, :, b : b + patch, c : c + patch] for a, b, c in zip(ti, yi, xi)])
+            # mirror images are projections of the mirrored object: valid views
+            xb, tb = random_flips(rng, (-1, -2), xb, tb)
+            return xb.to(device), tb.to(device)
 
-    def poisson_nll(net, x, t):
-        mu = _enhance(net, x)
-        return (mu - t * torch.log(mu)).mean()  # constants dropped
+        def poisson_nll(net, x, t):
+            mu = _enhance(net, x)
+            return (mu - t * torch.log(mu)).mean()  # constants dropped
 
-    losses = train(net, batches, poisson_nll, steps, learning_rate, "Training Q^S (projection enhancer)",
-                   show_progressbar)["losses"]
-    enhanced = apply_enhancer(net, scale, inputs, device)
-    log = {
-        "losses": losses,
-        "seconds": round(time.perf_counter() - t0, 3),
-        "deviance_reprojection": deviance_per_element(targets, inputs),
-        "deviance_enhanced": deviance_per_element(targets, enhanced),
-    }
-    return net, scale, log
+        losses = train(net, batches, poisson_nll, steps, learning_rate, "Training Q^S (projection enhancer)",
+                       show_progressbar)["losses"]
+        enhanced = apply_enhancer(net, scale, inputs, device)
+        log = {
+            "losses": losses,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "deviance_reprojection": deviance_per_element(targets, inputs),
+            "deviance_enhanced": deviance_per_element(targets, enhanced),
+        }
+        return net, scale, log
 
 
 def _enhance(net, x, floor=1e-3):
@@ -269,52 +271,52 @@ class EndToEndModel:
         c = self.config
         t0 = time.perf_counter()
         device = torch_device(cuda)
-        rng = seed_everything(c["seed"])
-        n_e = len(self.elements)
-        xs, ts = [], []
-        for x, t in zip(inputs, targets):
-            x, t = np.asarray(x, np.float32), np.asarray(t, np.float32)
-            if x.shape != t.shape or x.ndim != 4 or x.shape[0] != n_e:
-                raise InputError(f"Training pair of shapes {x.shape} and {t.shape}: need equal (element={n_e}, z, y, x).")
-            s = _scale(x)[:, None, None, None]
-            xs.append(torch.from_numpy(x / s))
-            ts.append(torch.from_numpy(t / s))
-        if not xs:
-            raise InputError("No training pairs.")
-        multiple = 2 ** (int(c["levels"]) - 1)
-        patch = min(int(c["patch_size"]), *[min(x.shape[1:]) for x in xs])
-        patch -= patch % multiple
-        if patch < multiple:
-            raise InputError(f"Volumes too small for a 3D U-Net with {c['levels']} levels.")
-        self.net = self._new_net().to(device)
-        # patches where the particle is: half the batch centred on voxels with signal
-        weights = [np.clip(t.sum(0).numpy(), 0, None).ravel() for t in ts]
+        with seeded(c["seed"]) as rng:
+            n_e = len(self.elements)
+            xs, ts = [], []
+            for x, t in zip(inputs, targets):
+                x, t = np.asarray(x, np.float32), np.asarray(t, np.float32)
+                if x.shape != t.shape or x.ndim != 4 or x.shape[0] != n_e:
+                    raise InputError(f"Training pair of shapes {x.shape} and {t.shape}: need equal (element={n_e}, z, y, x).")
+                s = _scale(x)[:, None, None, None]
+                xs.append(torch.from_numpy(x / s))
+                ts.append(torch.from_numpy(t / s))
+            if not xs:
+                raise InputError("No training pairs.")
+            multiple = 2 ** (int(c["levels"]) - 1)
+            patch = min(int(c["patch_size"]), *[min(x.shape[1:]) for x in xs])
+            patch -= patch % multiple
+            if patch < multiple:
+                raise InputError(f"Volumes too small for a 3D U-Net with {c['levels']} levels.")
+            self.net = self._new_net().to(device)
+            # patches where the particle is: half the batch centred on voxels with signal
+            weights = [np.clip(t.sum(0).numpy(), 0, None).ravel() for t in ts]
 
-        def batches():
-            xb, tb = [], []
-            for b in range(int(c["batch_size"])):
-                k = int(rng.integers(0, len(xs)))
-                start = _patch_start(xs[k].shape[1:], patch, rng, weights[k] if b % 2 == 0 else None)
-                sl = (slice(None),) + tuple(slice(s0, s0 + patch) for s0 in start)
-                xb.append(xs[k][sl])
-                tb.append(ts[k][sl])
-            # flips map a missing wedge symmetric about z onto itself: valid pairs
-            xb, tb = random_flips(rng, (-1, -2, -3), torch.stack(xb), torch.stack(tb))
-            return xb.to(device), tb.to(device)
+            def batches():
+                xb, tb = [], []
+                for b in range(int(c["batch_size"])):
+                    k = int(rng.integers(0, len(xs)))
+                    start = _patch_start(xs[k].shape[1:], patch, rng, weights[k] if b % 2 == 0 else None)
+                    sl = (slice(None),) + tuple(slice(s0, s0 + patch) for s0 in start)
+                    xb.append(xs[k][sl])
+                    tb.append(ts[k][sl])
+                # flips map a missing wedge symmetric about z onto itself: valid pairs
+                xb, tb = random_flips(rng, (-1, -2, -3), torch.stack(xb), torch.stack(tb))
+                return xb.to(device), tb.to(device)
 
-        def residual_mse(net, x, t):
-            return torch.mean((x + net(x) - t) ** 2)
+            def residual_mse(net, x, t):
+                return torch.mean((x + net(x) - t) ** 2)
 
-        losses = train(self.net, batches, residual_mse, c["steps"], c["learning_rate"],
-                       "Training T (end-to-end 3D U-Net)", show_progressbar)["losses"]
-        self.net = self.net.cpu().eval()
-        self.training_log = {
-            "losses": losses,
-            "n_pairs": len(xs),
-            "device": device.type,
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-        return self
+            losses = train(self.net, batches, residual_mse, c["steps"], c["learning_rate"],
+                           "Training T (end-to-end 3D U-Net)", show_progressbar)["losses"]
+            self.net = self.net.cpu().eval()
+            self.training_log = {
+                "losses": losses,
+                "n_pairs": len(xs),
+                "device": device.type,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+            return self
 
     # -- inference --------------------------------------------------------------
     def predict(self, volume, elements=None, cuda=None, constrain=True):
@@ -489,7 +491,9 @@ def _check_two_step_results(results, series, two_step):
     return results
 
 
-def train_end_to_end(series, out=None, two_step=None, show_progressbar=None, cuda=None, results=None, **config):
+def train_end_to_end(series: ElementMapTiltSeries | Sequence[ElementMapTiltSeries], out: str | PathLike | None = None,
+                     two_step: dict | None = None, show_progressbar: bool | None = None, cuda: bool | None = None,
+                     results: tuple | Sequence[tuple] | None = None, **config) -> EndToEndModel:
     """Train the end-to-end network ``T`` on your own tilt series.
 
     Each series is reconstructed with ``two_step`` (the target) and by FBP of

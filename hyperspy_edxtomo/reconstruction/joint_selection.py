@@ -30,7 +30,11 @@ Every candidate, score and reason goes into the record.
 import numpy as np
 import torch
 
-from hyperspy_edxtomo.base.counts import count_split, poisson_deviance
+from hyperspy_edxtomo.base.counts import (
+    count_split,
+    net_of_background,
+    poisson_deviance,
+)
 from hyperspy_edxtomo.base.errors import InputError, warn
 from hyperspy_edxtomo.reconstruction.haadf import (
     apparent_exponent,
@@ -79,7 +83,7 @@ def brightest_joint_slices(sinograms, max_slices, background=None):
     n = sinograms.shape[1]
     if n <= max_slices:
         return 0, n
-    signal = sinograms if background is None else np.clip(sinograms - background, 0, None)
+    signal = net_of_background(sinograms, background)
     # each element weighed by its own total: a bright element does not choose the slab alone
     totals = np.abs(signal).sum(axis=(2, 3))
     per_slice = (totals / np.maximum(totals.sum(axis=1, keepdims=True), 1e-30)).sum(axis=0)

@@ -187,7 +187,7 @@ def plan_joint(values, kinds, background, context, lam="auto", haadf_weight=0.0,
     with progress_bar(total=None, desc=f"{name}: choosing the strength" + (" and HAADF weights" if use_haadf else ""),
                       show=context.show_progressbar, unit="solve") as bar:
         picked = choose_joint(slab, criterion, lam=lam, haadf_weight=haadf_weight, guide_strength=guide_strength,
-                              iterations=min(int(iterations), 200), elements=elements,
+                              iterations=min(int(iterations), 200), elements=elements, seed=context.seed,
                               make_guide=make_guide if use_haadf else None, progress=lambda: bar.update(1))
     chosen.update(picked)
     if "record" in guides:

@@ -75,7 +75,8 @@ class AutoStrength:
             return ["poisson", "least_squares"]
         return ["least_squares"]
 
-    def prepare(self, sinograms, projector, show_progressbar=False, background=None):
+    def prepare(self, sinograms, context, background=None):
+        projector = context.projector
         _, kind, quantum = select_criterion(sinograms)
         negative = bool(np.any(np.asarray(sinograms) < 0))
         terms = self._data_terms(kind, negative)
@@ -96,6 +97,7 @@ class AutoStrength:
                     projector,
                     data_term=data_term,
                     background=background,
+                    seed=context.seed,
                     max_slices=self._slab_size(sinograms.shape[0]),
                 )
             trials.append((min(record["scores"]) if record else 0.0, data_term, float(lam), record, unit))

@@ -36,6 +36,7 @@ from hyperspy_edxtomo.base.counts import (
     count_split,
     counts_quantum,
     data_kind,
+    net_of_background,
     poisson_deviance,
 )
 from hyperspy_edxtomo.base.errors import InputError, warn
@@ -67,7 +68,7 @@ def brightest_slices(sinograms, max_slices, background=None):
     n = sinograms.shape[0]
     if n <= max_slices:
         return sinograms, background, 0
-    signal = sinograms if background is None else np.clip(sinograms - background, 0, None)
+    signal = net_of_background(sinograms, background)
     per_slice = np.abs(signal).sum(axis=(1, 2))
     window = np.convolve(per_slice, np.ones(max_slices), mode="valid")
     start = int(np.argmax(window))

@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 with warnings.catch_warnings():
     # exspy imports names HyperSpy has deprecated: three warnings at every start that no user of
@@ -56,7 +57,7 @@ class EDXTiltSeries(TiltAxisMixin, ElementAxisMixin, EDSTEMSpectrum):
         with self._as_eds_tem():
             return super()._get_line_energy(Xray_line, FWHM_MnKa=FWHM_MnKa)
 
-    def get_take_off_angle(self):
+    def get_take_off_angle(self) -> float:
         """Take-off angle of the X-ray detector in degrees (exspy's
         ``get_take_off_angle``).
 
@@ -80,7 +81,7 @@ class LazyEDXTiltSeries(EDXTiltSeries, LazyEDSTEMSpectrum):
 
 
 def tilt_series_from_array(
-    data,
+    data: ArrayLike,
     tilts_deg: Sequence[float],
     energy_scale_keV: float,
     energy_offset_keV: float = 0.0,

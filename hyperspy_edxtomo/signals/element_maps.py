@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Literal, get_args
 
 import numpy as np
+from numpy.typing import ArrayLike
 from hyperspy.signals import LazySignal2D, Signal2D
 
 from hyperspy_edxtomo.base.conventions import NODE, TILT_AXIS, check_elements
@@ -117,9 +118,9 @@ def maps_signal(data, tilts, elements, scale, units, metadata=None, title="Eleme
     return cls(data, axes=axes, metadata=md)
 
 
-def element_maps_from_array(counts, tilts_deg: Sequence[float], elements: Sequence[str],
+def element_maps_from_array(counts: ArrayLike, tilts_deg: Sequence[float], elements: Sequence[str],
                             pixel_size_nm: float | None = None, tilt_axis: TiltAxis = "rows",
-                            title: str = "Element maps", background=None) -> ElementMapTiltSeries:
+                            title: str = "Element maps", background: ArrayLike | None = None) -> ElementMapTiltSeries:
     """Build an element-map tilt series from plain arrays.
 
     Parameters

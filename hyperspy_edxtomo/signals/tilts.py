@@ -27,6 +27,7 @@ repeats them for users):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Self
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class ElementAxisMixin:
         """Processing steps that produced this signal (list of dicts, oldest first)."""
         return get_history(self)
 
-    def to_numpy(self):
+    def to_numpy(self) -> np.ndarray:
         """The data as a numpy array (computed if lazy), in numpy axis order."""
         data = self.data.compute() if is_lazy(self) else self.data
         return np.asarray(data)
@@ -137,7 +138,7 @@ class ElementAxisMixin:
             raise InputError(f"Unknown element {element!r}: this signal holds {elements}.")
         return elements.index(element)
 
-    def element(self, element):
+    def element(self, element: str) -> Self:
         """The same signal with one element only.
 
         Parameters

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from hyperspy.signals import LazySignal2D, Signal2D
 
 from hyperspy_edxtomo.base.conventions import NODE, TILT_AXIS, check_elements
@@ -37,7 +38,7 @@ class LazyElementVolume(ElementVolume, LazySignal2D):
     """Lazy (dask) twin of :class:`ElementVolume`."""
 
 
-def volume_from_array(data, elements: Sequence[str], voxel_size_nm: float | None = None,
+def volume_from_array(data: ArrayLike, elements: Sequence[str], voxel_size_nm: float | None = None,
                       history: list[dict] | None = None, title: str = "Element volume") -> ElementVolume:
     """Build an :class:`ElementVolume` from an array shaped (element, z, y, x).
 

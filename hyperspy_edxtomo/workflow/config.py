@@ -105,7 +105,8 @@ class PipelineConfig:
     fsc_parameters : None or dict
         Parameters of the halves' reconstructions.
     seed : int
-        Seed of the count split (FSC).
+        Seed of the reconstruction (``reconstruct(seed=)``) and of the FSC's
+        count split and halves.
     shell_elements : None or list of str
         Elements whose shell maps and coverage are measured; None: all.
     exports : sequence of str
@@ -129,7 +130,8 @@ class PipelineConfig:
     show_progressbar : None or bool
         HyperSpy progress bars on the long steps; None: HyperSpy's preference.
     verbose : bool
-        Print one line per step.
+        Show one line per step on standard output (each is a ``logging``
+        record of ``hyperspy_edxtomo.workflow`` either way).
     report : bool
         Write ``report.md`` and ``report.html``.
 

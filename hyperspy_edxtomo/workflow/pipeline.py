@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperspy_edxtomo.analysis.fsc import fsc_halves_parameters
+from hyperspy_edxtomo.base.progress import console_lines
 from hyperspy_edxtomo.base.provenance import jsonable, run_record
 from hyperspy_edxtomo.io.staging import (
     check_inputs_outside,
@@ -140,7 +141,7 @@ def run_pipeline(source: Any, config: PipelineConfig | str | os.PathLike | None 
     # everything is written into a temporary sibling of out and moved into place at the end: an error or
     # Ctrl-C leaves an earlier run's results as they were, never half replaced
     guard = () if config.overwrite else RESULT_FILES
-    with staged_output(out, "folder", stale=earlier_results(out), guard=guard) as work:
+    with console_lines(config.verbose), staged_output(out, "folder", stale=earlier_results(out), guard=guard) as work:
         clock = Stopwatch()  # the timing names are those the report has always shown
         loaded = clock.time("load and maps", steps.load, source, config)
         saved_maps = clock.time("pictures", steps.element_maps, loaded, config, work)
@@ -162,8 +163,8 @@ def run_pipeline(source: Any, config: PipelineConfig | str | os.PathLike | None 
         if config.report:
             write_report(results, work)
     _point_at_out((results.maps, results.volume, results.fsc), work, out)
-    steps.log(config.verbose, f"Wrote {len(results.files)} files to {out} in {timings['total']:.1f} s; "
-                              f"see {out / 'report.html'}")
+    with console_lines(config.verbose):
+        steps.log(f"Wrote {len(results.files)} files to {out} in {timings['total']:.1f} s; see {out / 'report.html'}")
     return results
 
 

@@ -2,7 +2,7 @@
 
 Each step takes what the steps before it made and the run's
 :class:`~hyperspy_edxtomo.workflow.config.PipelineConfig`, writes its files
-into the run's (temporary) folder, prints its lines when ``verbose``, and
+into the run's (temporary) folder, logs its lines (shown when ``verbose``), and
 returns a small summary: what the next steps need (the maps, the volume, the
 FSC), its part of the report's numbers (``numbers``) and the files it wrote
 (``files``), in the order the report lists them.
@@ -23,6 +23,7 @@ FSC), its part of the report's numbers (``numbers``) and the files it wrote
    :func:`hyperspy_edxtomo.io.exports.export_volume`.
 """
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from hyperspy_edxtomo.base.conventions import check_elements
 from hyperspy_edxtomo.base.counts import is_counts
 from hyperspy_edxtomo.base.errors import warn
 from hyperspy_edxtomo.base.private_api import is_lazy, with_new_data
+from hyperspy_edxtomo.base.progress import console_lines
 from hyperspy_edxtomo.base.provenance import append_history, jsonable
 from hyperspy_edxtomo.io.loading import load_native, load_tilt_series
 from hyperspy_edxtomo.plugins.manager import get_algorithm
@@ -63,11 +65,14 @@ __all__ = ["log", "load_input", "analyse_volume", "fsc_numbers", "load", "elemen
            "MapsSummary", "AlignSummary", "DenoiseSummary", "ReconstructSummary", "FSCSummary", "AnalysisSummary",
            "FiguresSummary", "ExportSummary"]
 
+_logger = logging.getLogger(__name__)
 
-def log(verbose: bool, message: str) -> None:
-    """Print ``message`` (flushed: the long steps follow) when ``verbose``."""
-    if verbose:
-        print(message, flush=True)
+
+def log(message: str) -> None:
+    """One line of a run, an INFO record of this module's logger: shown on standard output while
+    :func:`~hyperspy_edxtomo.base.progress.console_lines` is on (``verbose``), kept by the user's own
+    ``logging`` set-up otherwise."""
+    _logger.info(message)
 
 
 # -- what the steps return ------------------------------------------------------------------------------
@@ -318,10 +323,10 @@ def load(source: str | Path | Sequence[str | Path] | EDXTiltSeries | ElementMapT
         As :func:`load_input`; also a single tilt, and ``shell_elements`` not
         among the maps' elements.
     """
-    log(config.verbose, "Loading the tilt series and extracting the element maps ...")
+    log("Loading the tilt series and extracting the element maps ...")
     maps, spectra, what = load_input(source, elements=config.elements, tilts=config.tilts, lazy=config.lazy,
                                      background=config.background, show_progressbar=config.show_progressbar)
-    log(config.verbose, f"  {what}: {maps.tilts.size} tilts, elements {maps.elements}")
+    log(f"  {what}: {maps.tilts.size} tilts, elements {maps.elements}")
     if maps.tilts.size < 2:
         raise PipelineError(f"{what} holds {maps.tilts.size} tilt: a tomogram needs several.")
     if config.shell_elements is not None:
@@ -363,7 +368,7 @@ def element_maps(loaded: LoadSummary, config: PipelineConfig, work: Path) -> Map
         numbers["background"]["counts_per_tilt"] = {el: float(b[e].sum(axis=(1, 2)).mean())
                                                     for e, el in enumerate(maps.elements)}
     for el in maps.elements:
-        log(config.verbose, f"  {el:>2}: {numbers['counts_per_tilt'][el]:9.0f} counts per tilt")
+        log(f"  {el:>2}: {numbers['counts_per_tilt'][el]:9.0f} counts per tilt")
     return MapsSummary(numbers=numbers, files=files, counts_per_tilt=numbers["counts_per_tilt"],
                        integer_counts=numbers["integer_counts"])
 
@@ -381,7 +386,7 @@ def align(maps: ElementMapTiltSeries, config: PipelineConfig, work: Path) -> Ali
     align_method, numbers, files = config.align_method, {}, {}
     raw = maps
     if config.align:
-        log(config.verbose, f"Aligning {maps.tilts.size} views ({align_method}) ...")
+        log(f"Aligning {maps.tilts.size} views ({align_method}) ...")
         maps = maps.align(method=align_method, show_progressbar=config.show_progressbar)
 
         info = Alignment.from_metadata(maps)
@@ -396,7 +401,7 @@ def align(maps: ElementMapTiltSeries, config: PipelineConfig, work: Path) -> Ali
         maps.save(work / "element_maps_aligned.hspy", overwrite=True)
         files["aligned element maps"] = work / "element_maps_aligned.hspy"
         a = numbers["alignment"]
-        log(config.verbose, f"  shifts up to {a['max_shift_px']:.2f} px, tilt-axis offset {a['axis_offset_px']:.2f} px, "
+        log(f"  shifts up to {a['max_shift_px']:.2f} px, tilt-axis offset {a['axis_offset_px']:.2f} px, "
                             f"rotation {a['rotation_deg']:.2f} deg")
     else:
         numbers["alignment"] = "none"
@@ -417,7 +422,7 @@ def denoise(maps: ElementMapTiltSeries, config: PipelineConfig, work: Path) -> D
     """
     denoiser, inside = config.denoiser, config.internal_denoiser
     if denoiser != "none" and not inside:
-        log(config.verbose, f"Denoising with {denoiser} ...")
+        log(f"Denoising with {denoiser} ...")
         denoised = maps.denoise(denoiser, show_progressbar=config.show_progressbar, **config.denoiser_parameters)
         path = work / f"element_maps_denoised_{denoiser}.hspy"
         denoised.save(path, overwrite=True)
@@ -444,8 +449,9 @@ def reconstruct(maps: ElementMapTiltSeries, config: PipelineConfig, work: Path) 
         correlation of each element with it.
     """
     method = config.method
-    log(config.verbose, f"Reconstructing with {method} ...")
-    volume = maps.reconstruct(method, show_progressbar=config.show_progressbar, **config.reconstruction_parameters)
+    log(f"Reconstructing with {method} ...")
+    volume = maps.reconstruct(method, show_progressbar=config.show_progressbar, seed=config.seed,
+                              **config.reconstruction_parameters)
     volume.save(work / "volume.hspy", overwrite=True)
     used = volume.history[-1].get("parameters", {}).get("parameters", {})
     numbers = {"method": method, "parameters": used, "volume_shape": list(volume.data.shape[1:])}
@@ -456,7 +462,7 @@ def reconstruct(maps: ElementMapTiltSeries, config: PipelineConfig, work: Path) 
             if el in truth.elements:
                 r = pearson(volume.element(el).to_numpy(), truth.element(el).to_numpy())
                 numbers["pearson_with_truth"][el] = float(r)
-                log(config.verbose, f"  {el:>2}: Pearson correlation with the ground truth {r:.3f}")
+                log(f"  {el:>2}: Pearson correlation with the ground truth {r:.3f}")
     return ReconstructSummary(numbers=numbers, files={"volume": work / "volume.hspy"}, volume=volume, method=method,
                               parameters=used)
 
@@ -556,15 +562,15 @@ def fsc_halves(aligned: AlignSummary, volume: ElementVolume, config: PipelineCon
         ``numbers["fsc"]``: :func:`fsc_numbers` (with ``"warning"`` when the
         halves are too sparsely sampled to mean much), or why there is none.
     """
-    verbose, maps, raw = config.verbose, aligned.maps, aligned.raw
+    maps, raw = aligned.maps, aligned.raw
     if not config.fsc:
         return FSCSummary(numbers={"fsc": "skipped (--no-fsc)"})
     method, per_element = fsc_halves_parameters(volume, config.method, config.fsc_method, config.fsc_parameters)
     split = "counts" if is_counts(raw.to_numpy()) else "tilts"
     if split == "tilts" and maps.tilts.size < 4:
-        log(verbose, "Skipping the FSC: the maps are not integer counts and there are under 4 tilts to split.")
+        log("Skipping the FSC: the maps are not integer counts and there are under 4 tilts to split.")
         return FSCSummary(numbers={"fsc": "skipped: no integer counts to split and under 4 tilts"})
-    log(verbose, f"Fourier shell correlation: two {split} halves reconstructed with {method} ...")
+    log(f"Fourier shell correlation: two {split} halves reconstructed with {method} ...")
     try:
         fsc = fsc_from_tilt_series(maps, method, split, config.seed,
                                    raw=raw if (config.align and split == "counts") else None,
@@ -575,17 +581,17 @@ def fsc_halves(aligned: AlignSummary, volume: ElementVolume, config: PipelineCon
 
         warn(f"The Fourier shell correlation failed ({err}); the volume and the rest are written, "
              "and the report says so.")
-        log(verbose, f"  no FSC: {err}")
+        log(f"  no FSC: {err}")
         return FSCSummary(numbers={"fsc": f"failed: {err}"}, split=split, method=method, parameters=per_element)
     # warned by split_tilt_series; the report says it beside the numbers
     problem = fsc_sampling_problem(*halves_tilts(maps.tilts, split), split)
     summary = record_fsc(fsc, list(volume.elements), work, split=split, method=method, seed=config.seed,
                          parameters=per_element, warning=problem)
     if problem:
-        log(verbose, f"  warning: {problem}")
+        log(f"  warning: {problem}")
     n, units = summary.numbers["fsc"], fsc.metadata.Tomography.FSC.units
     for el in volume.elements:
-        log(verbose, f"  {el:>2}: {n['resolution_0143'][el]:.2f} {units} (0.143), "
+        log(f"  {el:>2}: {n['resolution_0143'][el]:.2f} {units} (0.143), "
                      f"{n['resolution_half_bit'][el]:.2f} {units} (1/2-bit)")
     return summary
 
@@ -611,7 +617,8 @@ def analyse(volume: ElementVolume, work: Path | None, *, shell_elements: Sequenc
     max_particles : int
         Shells of at most this many (the largest) particles.
     verbose : bool
-        Print the particles' flags and the first particle's shells.
+        Show the particles' flags and the first particle's shells on standard
+        output (they are ``logging`` records of this module either way).
     keep_going : bool
         An analysis that fails is reported (``numbers["shells"]``, a warning)
         and the run goes on: the volume and the FSC are worth keeping.
@@ -629,7 +636,12 @@ def analyse(volume: ElementVolume, work: Path | None, *, shell_elements: Sequenc
     >>> len(done.numbers["particles"]), done.numbers["shells"][0]["element"]
     (1, 'S')
     """
-    log(verbose, "Finding particles and mapping their shells ...")
+    with console_lines(verbose):
+        return _analyse(volume, work, shell_elements, fsc, truth, max_particles, keep_going)
+
+
+def _analyse(volume, work, shell_elements, fsc, truth, max_particles, keep_going):
+    log("Finding particles and mapping their shells ...")
     numbers, files = {}, {}
     try:
         particles, shells = analyse_volume(volume, shell_elements, numbers, files, work, truth=truth,
@@ -645,18 +657,18 @@ def analyse(volume: ElementVolume, work: Path | None, *, shell_elements: Sequenc
              "pictures are written, and the report says so.")
     for p in numbers.get("particles", []):
         for flag in p.get("flags", []):
-            log(verbose, f"  particle {p['label']}: check: {flag}")
+            log(f"  particle {p['label']}: check: {flag}")
     if isinstance(numbers.get("shells"), list) and numbers["shells"]:
         first = numbers["shells"][0]["particle"]
         for row in numbers["shells"]:
             if row["particle"] == first:
-                log(verbose, f"  particle {row['particle']} {row['element']:>2}: "
+                log(f"  particle {row['particle']} {row['element']:>2}: "
                              f"{100 * row['absent_fraction']:5.1f} % absent, mean thickness "
                              f"{row['mean_thickness_where_present']:.2f} {volume.voxel_size[1]}")
     else:
-        log(verbose, f"  no particle analysis: {numbers.get('shells')}; the report says so")
+        log(f"  no particle analysis: {numbers.get('shells')}; the report says so")
     for label, reason in numbers.get("shells_skipped", {}).items():
-        log(verbose, f"  particle {label} not analysed: {reason}")
+        log(f"  particle {label} not analysed: {reason}")
     return AnalysisSummary(numbers=numbers, files=files, particles=particles, shells=shells)
 
 

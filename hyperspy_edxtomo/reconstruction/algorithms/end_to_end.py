@@ -4,11 +4,12 @@ T is trained on the user's own series by ``hyperspy_edxtomo.train_end_to_end``
 (pairs made by running ``two_step``); this plugin only applies saved weights.
 """
 
+import dataclasses
 import time
 
-import numpy as np
 from traits.api import Bool, Dict, Enum, Str
 
+from hyperspy_edxtomo.base.counts import net_of_background
 from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.plugins.contract import (
     ReconstructionAlgorithm,
@@ -66,10 +67,9 @@ class EndToEnd(ReconstructionAlgorithm):
             name = "deep"
         y_d, _, qd_used = denoise_stage(counts, elements, projector, name, self.denoiser_parameters, context.seed,
                                         context.show_progressbar, model=stored)
-        if context.background is not None:
-            y_d = np.clip(y_d - context.background, 0, None)
+        y_d = net_of_background(y_d, context.background)
         fbp = get_algorithm("fbp").create(filter=self.filter)
-        x, _ = reconstruct_elements(fbp, y_d, elements, projector, context.batch_size, False, "FBP of Q^D y")
+        x, _ = reconstruct_elements(fbp, y_d, dataclasses.replace(context, show_progressbar=False), "FBP of Q^D y")
         t = time.perf_counter()
         volume = model.predict(x, elements, cuda=projector.cuda, constrain=self.constrain)
         timings = {"network_seconds": round(time.perf_counter() - t, 3), "seconds": round(time.perf_counter() - t0, 3)}

@@ -5,12 +5,13 @@ a projection enhancer Q^S trained only on self-consistency with the measured
 views, then FBP from the enhanced full-angle projections.
 """
 
+import dataclasses
 import time
 
 import numpy as np
-from traits.api import Bool, Dict, Enum, Int, Range, Str
+from traits.api import Bool, Dict, Enum, Range, Str
 
-from hyperspy_edxtomo.base.counts import in_count_units
+from hyperspy_edxtomo.base.counts import in_count_units, net_of_background
 from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.deep.networks import torch_device
 from hyperspy_edxtomo.plugins.contract import (
@@ -60,12 +61,12 @@ class TwoStep(ReconstructionAlgorithm):
     final_iterations = Range(1, 100_000, 20, desc="iterations when final='sirt'")
     filter = Enum(*FILTERS, desc="FBP filter of the final reconstruction")
     constrain = Bool(True, desc="clip negative values of the final volume to 0")
-    seed = Int(0, desc="seed of Q^S (and of the denoiser unless its parameters set one)")
 
     #: the background b of y ~ Poisson(A x + b): Q^D denoises the counts, the MBIR models b,
     #: Q^S and the final reconstruction work on the signal y_d - b
     accepts_background = True
-    #: trains networks on the data (Q^D, Q^S) / runs Q^D itself
+    #: trains networks on the data (Q^D, Q^S) / runs Q^D itself; the context's seed seeds Q^S, the
+    #: strength selection and Q^D (unless the denoiser's parameters set a seed of its own)
     learned = True
     denoises = True
 
@@ -76,7 +77,7 @@ class TwoStep(ReconstructionAlgorithm):
     def reconstruct_series(self, counts, context):
         t0 = time.perf_counter()
         elements, projector, background = list(context.elements), context.projector, context.background
-        batch_size, show_progressbar = context.batch_size, context.show_progressbar
+        show_progressbar = context.show_progressbar
         # everything that can refuse the input is checked before any training
         check_tilt_count(projector, self.name)
         check_enhancer_size(counts.shape[-2:], self.enhancer_levels, self.enhancer_steps)
@@ -111,8 +112,7 @@ class TwoStep(ReconstructionAlgorithm):
             if lam == "auto":
                 # strength (and for tv on counts the data term) validated on held-out raw data
                 probe = mbir_cls.create(iterations=self.mbir_iterations)
-                probe.prepare(_sino(counts[e]), projector, show_progressbar,
-                              background=None if background is None else _sino(background[e]))
+                probe.prepare(_sino(counts[e]), context, background=None if background is None else _sino(background[e]))
                 lam, extra, data_term = probe.chosen["lam"], probe.chosen, probe.chosen["data_term"]
             lams.append(float(lam))
             data_terms.append(data_term)
@@ -120,7 +120,8 @@ class TwoStep(ReconstructionAlgorithm):
         stages["strength_seconds"] = round(time.perf_counter() - t0, 3)
         # 1. Q^D: expected counts (background included)
         t = time.perf_counter()
-        y_d, qd_model, qd_used = denoise_stage(counts, elements, projector, denoiser, params, self.seed, show_progressbar)
+        y_d, qd_model, qd_used = denoise_stage(counts, elements, projector, denoiser, params, context.seed,
+                                             show_progressbar)
         stages["denoise_seconds"] = round(time.perf_counter() - t, 3)
         # 2. M: MBIR with the chosen strength and the background in its model
         t = time.perf_counter()
@@ -131,14 +132,13 @@ class TwoStep(ReconstructionAlgorithm):
             mbir_used = [{"lam": plan.lam, **{k: v for k, v in plan.chosen.items() if k != "lam"}}] * len(elements)
         for e, element in enumerate(elements if plan is None else []):
             alg = mbir_cls.create(lam=lams[e], iterations=self.mbir_iterations, **_data_term(self.mbir, data_terms[e]))
-            vol, _ = reconstruct_elements(alg, source[e : e + 1], [element], projector, batch_size, show_progressbar,
+            vol, _ = reconstruct_elements(alg, source[e : e + 1], dataclasses.replace(context, elements=(element,)),
                                           f"two_step MBIR ({self.mbir})",
                                           background=None if background is None else background[e : e + 1])
             M.append(vol[0])
             mbir_used.append({"lam": lams[e], "data_term": data_terms[e], **selections[e]})
         # Q^S and the final reconstruction see the signal only
-        if background is not None:
-            y_d = np.clip(y_d - background, 0, None)
+        y_d = net_of_background(y_d, background)
         # only the cylinder inscribed in the field of view is seen from every
         # angle: outside it the full-angle re-projections would be truncated,
         # and their FBP rings at the field-of-view edge (a pattern that both
@@ -161,7 +161,7 @@ class TwoStep(ReconstructionAlgorithm):
                 reproj_measured.transpose(1, 0, 2, 3), np.asarray(target, np.float32).transpose(1, 0, 2, 3),
                 channels=self.enhancer_channels, levels=self.enhancer_levels, steps=self.enhancer_steps,
                 batch_size=self.enhancer_batch, patch_size=self.patch_size, learning_rate=self.learning_rate,
-                seed=self.seed, device=device, show_progressbar=show_progressbar,
+                seed=context.seed, device=device, show_progressbar=show_progressbar,
             )
             enhanced = deep.apply_enhancer(net, scale, reproj_dense.transpose(1, 0, 2, 3), device).transpose(1, 0, 2, 3)
         else:
@@ -177,10 +177,13 @@ class TwoStep(ReconstructionAlgorithm):
             final = get_algorithm("fbp").create(filter=self.filter, constrain=self.constrain)
         else:
             final = get_algorithm("sirt").create(iterations=self.final_iterations, constrain=self.constrain)
-        volume, _ = reconstruct_elements(final, enhanced, elements, dense, batch_size, show_progressbar, f"two_step {self.final}")
+        volume, _ = reconstruct_elements(final, enhanced, dataclasses.replace(context, projector=dense,
+                                                                                tilts_deg=dense.tilts_deg),
+                                         f"two_step {self.final}")
         volume *= circle * units[:, None, None, None]
         fbp_in = get_algorithm("fbp").create(filter=self.filter)
-        fbp_denoised, _ = reconstruct_elements(fbp_in, y_d, elements, projector, batch_size, False, "FBP of Q^D y")
+        fbp_denoised, _ = reconstruct_elements(fbp_in, y_d, dataclasses.replace(context, show_progressbar=False),
+                                               "FBP of Q^D y")
         # intermediates on the scale of the maps given
         scale = units[:, None, None, None]
         y_d, M, fbp_denoised = y_d * scale, M * scale, fbp_denoised * scale
