@@ -61,7 +61,8 @@ that ``auto`` reaches, ``auto``'s rotation and shift errors against the truth,
 and its run time. Simulations are scored on the counts summed over elements,
 QD1 per element. ``--quick``: a smaller grid.
 
-Usage: ``nice python benchmarks/bench_alignment.py [qd1] [simulated] [etspy] [validated [--quick]]``
+Usage: ``nice python benchmarks/bench_alignment.py [qd1] [simulated] [etspy] [validated [--quick]] [--data DIR]``
+(``--data``: the folder holding ``qd1_element_maps.npz``, default ``../shared/data``)
 (~15 min on 2 cores for the first three, ~20 min for ``validated``)
 """
 
@@ -616,7 +617,15 @@ def qd1_validated():
 
 
 def main():
-    what = sys.argv[1:] or ["qd1", "simulated", "etspy"]
+    global QD1
+    args = sys.argv[1:]
+    if "--data" in args:
+        i = args.index("--data")
+        if i + 1 >= len(args):
+            sys.exit("--data needs a folder")
+        QD1 = Path(args[i + 1]) / QD1.name
+        del args[i : i + 2]
+    what = args or ["qd1", "simulated", "etspy"]
     if "validated" in what:
         if QD1.is_file():
             qd1_validated()

@@ -412,19 +412,19 @@ def _fused_2d(counts, haadf, elements):
     return fuse_view(counts, haadf, elements=list(elements))
 
 
-def frames_check(ks=(1, 5)):
+def frames_check(ks=(1, 5), data=DATA):
     """Held-out Poisson deviance per pixel (sum of k frames in, the other 15 - k held out; bench_denoising's
     scoring) of the 2D fused estimate and of ``denoise_deep``."""
     import bench_denoising as bd
 
     from hyperspy_edxtomo.base.counts import poisson_deviance
 
-    bd.set_data(DATA)
-    if not (DATA / "sait_024_2_6_frames.npz").exists():
-        print(f"\nFrames skipped: {DATA / 'sait_024_2_6_frames.npz'} not found.")
+    bd.set_data(data)
+    if not (data / "sait_024_2_6_frames.npz").exists():
+        print(f"\nFrames skipped: {data / 'sait_024_2_6_frames.npz'} not found.")
         return
     aligned, shifts = bd.load_frames()  # registered on the HAADF frames, cropped to the common field
-    haadf = np.load(DATA / "sait_024_2_6_frames.npz")["HAADF"].astype(float)
+    haadf = np.load(data / "sait_024_2_6_frames.npz")["HAADF"].astype(float)
     m = int(max(max(abs(s[0]), abs(s[1])) for s in shifts))
     haadf = np.stack([np.roll(h, s, axis=(-2, -1)) for h, s in zip(haadf, shifts)])
     if m:
@@ -472,13 +472,15 @@ def main(argv=None):
                     help="also what limits fused: its choices against the best chosen with the truth, better "
                          "HAADF volumes as guide, and a HAADF that is not its model (dot, 13 tilts, 1000/view)")
     ap.add_argument("--only-oracle", action="store_true", help="only that check")
+    ap.add_argument("--data", type=Path, default=DATA,
+                    help="folder holding sait_024_2_6_frames.npz (default ../shared/data)")
     args = ap.parse_args(argv)
     from hyperspy.defaults_parser import preferences
 
     preferences.General.show_progressbar = False
     if args.only_frames or args.only_oracle:
         if args.only_frames:
-            frames_check()
+            frames_check(data=args.data)
         else:
             oracle_check(args)
             mismatch_check(args)
@@ -521,7 +523,7 @@ def main(argv=None):
         oracle_check(args)
         mismatch_check(args)
     if not args.no_frames:
-        frames_check()
+        frames_check(data=args.data)
     print(f"\nTotal {time.perf_counter() - t0:.0f} s")
 
 

@@ -363,10 +363,11 @@ def section_qd1(args):
     from hyperspy_edxtomo.reconstruction.projector import Projector
     from hyperspy_edxtomo.base.counts import count_split, poisson_deviance
 
-    if not QD1.is_file():
-        print(f"\n# 3. QD1: skipped, {QD1} is absent")
+    qd1 = args.data / QD1.name
+    if not qd1.is_file():
+        print(f"\n# 3. QD1: skipped, {qd1} is absent")
         return
-    d = np.load(QD1)
+    d = np.load(qd1)
     b = args.qd1_bin
     with Timer() as t_al:
         aligned = align_qd1(d)
@@ -422,6 +423,8 @@ def main(argv=None):
     ap.add_argument("--speed-counts", type=float, default=5000.0, help="expected counts per tilt (speed data)")
     ap.add_argument("--quality-size", type=int, default=None, help="phantom edge for quality (default 64, --quick 32)")
     ap.add_argument("--qd1-bin", type=int, default=None, help="bin QD1 maps b x b (default 2, --quick 4)")
+    ap.add_argument("--data", type=Path, default=QD1.parent,
+                    help="folder holding qd1_element_maps.npz (default ../shared/data)")
     args = ap.parse_args(argv)
     q = args.quick
     args.size = args.size or (64 if q else 256)

@@ -70,6 +70,78 @@ def test_truncated_bcf_is_an_error_naming_the_file(tmp_path, fraction, lazy):
     assert str(bad) in str(info.value)
 
 
+TIA = "16x16-diffraction_imagel_5x5x256x256_EDS.emi"  # with its _1.ser: a 5 x 5 spectrum image of 23 counts
+
+
+def _tia_copy(tmp_path, name, flips=0, seed=0, spike=None):
+    """A copy of the TIA pair; ``flips`` bytes of the .ser inverted after its first 20 % (as the reliability
+    benchmark does), or ``spike=(offset, value)``: one uint32 count of the data overwritten."""
+    import random
+    import shutil
+
+    emi = tmp_path / f"{name}.emi"
+    shutil.copy(VENDOR / TIA, emi)
+    raw = bytearray((VENDOR / TIA.replace(".emi", "_1.ser")).read_bytes())
+    rng = random.Random(seed)
+    for i in rng.sample(range(int(len(raw) * 0.2), len(raw)), flips):
+        raw[i] ^= 0xFF
+    if spike is not None:
+        offset, value = spike
+        raw[offset : offset + 4] = int(value).to_bytes(4, "little")
+    (tmp_path / f"{name}_1.ser").write_bytes(bytes(raw))
+    return emi
+
+
+@needs_vendor
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_byte_flipped_tia_is_refused_naming_the_file(tmp_path, seed, lazy):
+    """TIA has no checksum: 16 flipped bytes read as one-channel spikes of up to 4e9 counts. They are
+    refused, naming the file, because no X-ray line is one channel wide."""
+    good = [_tia_copy(tmp_path, f"good{i}") for i in range(2)]
+    bad = _tia_copy(tmp_path, "flipped", flips=16, seed=seed)
+    with pytest.raises(OSError, match="single-channel spike") as info:
+        load_tilt_series([*good, bad], tilts=[0, 10, 20], lazy=lazy)
+    assert str(bad) in str(info.value) and "not X-rays" in str(info.value)
+
+
+@needs_vendor
+def test_one_spike_among_real_counts_is_a_warning(tmp_path):
+    """A spike holding a minority of the counts is warned about (the maps may not be touched), not refused."""
+    from hyperspy_edxtomo.io.damage import single_channel_spikes
+
+    s = next(x for x in hs.load(VENDOR / TEM_BCF) if x.axes_manager.signal_dimension == 1)  # 64 x 64 x 2048
+    spectrum = s.data[10, 10]
+    channel = next(i for i in range(100, spectrum.size - 1) if spectrum[i - 1 : i + 2].sum() == 0)
+    paths = []
+    for i in range(3):
+        if i == 2:
+            s.data[10, 10, channel] = 200  # one damaged byte of a uint8 count
+        paths.append(tmp_path / f"view{i}.hspy")
+        s.save(paths[-1])
+    with pytest.warns(UserWarning, match="single-channel spike") as record:
+        series = load_tilt_series(paths, tilts=[0, 10, 20])
+    assert any("view2.hspy" in str(w.message) for w in record)
+    assert not any("view0.hspy" in str(w.message) or "view1.hspy" in str(w.message) for w in record)
+    assert single_channel_spikes(series.data[2]) == (1, 200.0, 200.0)
+
+
+@needs_vendor
+@pytest.mark.parametrize("name", [TIA, EMD, TEM_BCF, "bcf_v2_50x50px.bcf"])
+def test_intact_vendor_files_have_no_spikes(name):
+    """No false alarm on the real files (their lines spread over channels as X-rays do); the summed
+    spectra of exspy's real EDS data neither."""
+    import exspy
+
+    from hyperspy_edxtomo.io.damage import single_channel_spikes
+
+    loaded = hs.load(VENDOR / name)
+    spectra = [x for x in (loaded if isinstance(loaded, list) else [loaded]) if x.axes_manager.signal_dimension == 1]
+    assert spectra and all(single_channel_spikes(x.data) == (0, 0.0, 0.0) for x in spectra)
+    for real in (exspy.data.EDS_SEM_TM002(), exspy.data.EDS_TEM_FePt_nanoparticles()):
+        assert real.data.max() > 1000 and single_channel_spikes(real.data) == (0, 0.0, 0.0)
+
+
 @needs_vendor
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("lazy", [False, True])

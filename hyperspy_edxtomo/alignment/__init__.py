@@ -6,6 +6,8 @@ accepted and why), ``estimators`` (one ``estimate(views, tilts, alignment)``
 each), ``criterion`` (the held-out criterion), ``result`` (:class:`Alignment`,
 the record in ``metadata.Tomography.alignment``), ``views`` (input checks and
 the prepared views) and ``transform`` (moving views).
+``etspy`` (``to_etspy``, ``alignment_from_etspy``, ``apply_etspy_alignment``,
+``alignment_to_etspy``): alignment with the optional package etspy.
 """
 
 from hyperspy_edxtomo.alignment.api import (
@@ -20,7 +22,14 @@ from hyperspy_edxtomo.alignment.criterion import (
     HeldOutCriterion,
     alignment_score,
 )
+from hyperspy_edxtomo.alignment.etspy import (
+    alignment_from_etspy,
+    alignment_to_etspy,
+    apply_etspy_alignment,
+    to_etspy,
+)
 from hyperspy_edxtomo.alignment.result import Alignment
 
 __all__ = ["METHODS", "LOSSES", "align", "apply_alignment", "estimate_alignment", "alignment_score",
            "HeldOutCriterion", "with_reference_images", "Alignment"]
+__all__ += ["to_etspy", "alignment_from_etspy", "apply_etspy_alignment", "alignment_to_etspy"]

@@ -34,6 +34,7 @@ from hyperspy_edxtomo.base.private_api import all_axes, dimension_str
 from hyperspy_edxtomo.base.progress import progress_bar, show_progress
 from hyperspy_edxtomo.base.provenance import append_history
 from hyperspy_edxtomo.io import vendor_read
+from hyperspy_edxtomo.io.damage import single_channel_spikes
 from hyperspy_edxtomo.signals.edx_tilt_series import (
     SIGNAL_TYPE,
     EDXTiltSeries,
@@ -418,7 +419,26 @@ def _view_dict(path, loaded, totals=None):
             "truncated (a reader may fill what is missing with zeros), or nothing was recorded. Check the file; "
             "leave it out of the series."
         )
+    try:
+        spikes = single_channel_spikes(si.data)
+    except Exception as exc:  # a lazy signal is read here: the reader fails on the file
+        raise _read_error(path, exc) from exc
+    if spikes.number:
+        _report_spikes(path, spikes, total)
     return {"signal": si, "image": _pick_image(signals, si), "file_tilt": _stage_tilt(si), "total": total}
+
+
+def _report_spikes(path, spikes, total):
+    """Damaged bytes read as counts (:mod:`~hyperspy_edxtomo.io.damage`): refused when they hold most of
+    the file's counts, warned about otherwise (the maps may be unaffected if no line window covers them)."""
+    what = (f"{path} holds {spikes.number} single-channel spike(s): one energy channel of one pixel with up to "
+            f"{spikes.largest:.10g} counts while the channels beside it hold almost none, {spikes.counts:.6g} of its "
+            f"{total:.6g} counts. An X-ray line always spreads over several channels, so these are damaged bytes "
+            "(a file with no checksum, e.g. TIA .ser, reads them without a word), not X-rays.")
+    if spikes.counts * 2 > total:
+        raise FileError(f"{what} Copy the file again from the microscope computer, or leave it out of the series.")
+    warn(f"{what} Check the file (copy it again from the microscope computer); element maps whose windows hold a "
+         "spike are wrong there.")
 
 
 def _check_low_counts(views):
