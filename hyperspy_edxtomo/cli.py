@@ -511,7 +511,8 @@ def build_parser():
                      help="algorithm for the two count-split halves (default: --method with its parameters and lam "
                           "halved, unless it trains networks (two_step, end_to_end): then tv)")
     run.add_argument("--fsc-param", action="append", metavar="NAME=VALUE", help="a parameter of the halves' algorithm")
-    run.add_argument("--seed", type=non_negative_int, default=0, help="seed of the count split (default: 0)")
+    run.add_argument("--seed", type=non_negative_int, default=0,
+                     help="seed of the reconstruction (reconstruct(seed=)) and of the FSC's count split (default: 0)")
     run.add_argument("--shell-elements", nargs="+", default=None,
                      help="elements whose shell thickness and coverage are mapped (default: all)")
     run.add_argument("--export", nargs="+", default=[], metavar="FORMAT",

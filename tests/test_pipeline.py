@@ -589,7 +589,16 @@ def test_step_lines_are_logging_records_shown_only_when_verbose(tmp_path, capsys
     logger = logging.getLogger("hyperspy_edxtomo.workflow")
     handlers, level = list(logger.handlers), logger.level
     options = dict(elements=["Se"], method="fbp", align=False, fsc=False, report=False)
-    run_pipeline(maps, out=tmp_path / "a", verbose=True, **options)
+    # a user's own logging that shows warnings only (basicConfig) must not print the lines a second time
+    seen = []
+    mine = logging.Handler()
+    mine.emit = seen.append
+    logging.getLogger().addHandler(mine)
+    try:
+        run_pipeline(maps, out=tmp_path / "a", verbose=True, **options)
+    finally:
+        logging.getLogger().removeHandler(mine)
+    assert not [r for r in seen if r.name.startswith("hyperspy_edxtomo.workflow") and r.levelno < logging.WARNING]
     shown = capsys.readouterr().out
     assert "Reconstructing with fbp ..." in shown and f"to {tmp_path / 'a'}" in shown
     with caplog.at_level(logging.INFO, logger="hyperspy_edxtomo.workflow"):

@@ -218,6 +218,42 @@ def test_a_plugin_breaking_the_result_contract_is_named(monkeypatch, maps):
         maps.reconstruct(method="returns_an_array")
 
 
+class _OldPrepare(ReconstructionAlgorithm):
+    name = "old_prepare"
+    summary = "written for the earlier prepare signature"
+
+    def prepare(self, sinograms, projector, show_progressbar=False, background=None):
+        self.chosen = {"n_x": projector.n_x}
+
+    def reconstruct_slices(self, sinograms, projector, background=None):
+        return np.zeros((sinograms.shape[0], projector.n_z, projector.n_x), np.float32)
+
+
+class _SeedReader(_OldPrepare):
+    name = "seed_reader"
+
+    def prepare(self, sinograms, context, background=None):
+        self.chosen = {"seed_seen": context.seed, "n_x": context.projector.n_x}
+
+
+@pytest.mark.parametrize("cls, seed", [(_OldPrepare, 0), (_SeedReader, 7)])
+def test_prepare_gets_the_context_and_the_earlier_signature_is_named(monkeypatch, maps, cls, seed):
+    """prepare(sinograms, context, background): the seed of reconstruct(seed=) reaches it and is recorded;
+    a plugin still on prepare(sinograms, projector, show_progressbar, background) gets a TypeError naming it."""
+    other = types.ModuleType("prepare_plugin")
+    other.edxtomo_reconstruction_algorithms = hookspecs.hookimpl(lambda: [cls])
+    pm = plugin_manager.build_plugin_manager()
+    pm.register(other, name="prepare_plugin")
+    monkeypatch.setattr(plugin_manager, "get_plugin_manager", lambda: pm)
+    if cls is _OldPrepare:
+        with pytest.raises(TypeError, match=r"'old_prepare'.*earlier contract.*prepare\(self, sinograms, context"):
+            maps.reconstruct(method=cls.name)
+        return
+    vol = maps.reconstruct(method=cls.name, seed=seed)
+    params = vol.history[-1]["parameters"]
+    assert params["seed"] == seed and params["parameters"]["seed_seen"] == seed
+
+
 def test_cli_lists_algorithms(example_plugin, capsys):
     from hyperspy_edxtomo.cli import main
 

@@ -467,3 +467,17 @@ def test_vendor_extensions_go_to_the_child():
     assert vendor_read.reader_api("a.hspy") is None and vendor_read.reader_api("a.zspy") is None
     assert vendor_read.reader_api("a.dat", file_format="bruker") == "rsciio.bruker"
     assert sys.executable
+
+
+def test_spikes_are_judged_only_where_lines_must_be_wider_than_a_channel():
+    """A one-channel peak is damage only on channels narrower than the detector's resolution and above the
+    zero-energy strobe peak: coarse (rebinned) channels and the lowest energies are not judged."""
+    from hyperspy_edxtomo.io.damage import MAX_CHANNEL_KEV, MIN_ENERGY_KEV, single_channel_spikes
+
+    si = np.zeros((3, 200), np.uint16)
+    si[0, 100] = 300  # at 1 keV with 10 eV channels
+    si[1, 5] = 300  # at 0.05 keV: the strobe peak's place
+    assert single_channel_spikes(si, 0.01, 0.0) == (1, 300.0, 300.0)
+    assert single_channel_spikes(si) == (2, 600.0, 300.0)  # no energy axis known: every channel judged
+    assert 5 * 0.01 < MIN_ENERGY_KEV and single_channel_spikes(si, 2 * MAX_CHANNEL_KEV, 0.0) == (0, 0.0, 0.0)
+    assert single_channel_spikes(si.astype(np.float32), 0.01, 0.0) == (0, 0.0, 0.0)  # processed, not counts

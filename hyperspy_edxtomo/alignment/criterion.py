@@ -25,7 +25,7 @@ from hyperspy_edxtomo.alignment.estimators import (
 from hyperspy_edxtomo.alignment.result import Alignment
 from hyperspy_edxtomo.alignment.transform import warp_binned
 from hyperspy_edxtomo.alignment.views import prepare_views
-from hyperspy_edxtomo.base.counts import is_counts, poisson_deviance
+from hyperspy_edxtomo.base.counts import count_split, is_counts, poisson_deviance
 from hyperspy_edxtomo.base.errors import InputError
 
 __all__ = ["Loss", "LOSSES", "ACCEPT_SE", "ROTATION_SE_WARN_DEG", "Prediction", "HeldOutCriterion",
@@ -366,9 +366,8 @@ def rotation_standard_error(counts: np.ndarray, tilts: np.ndarray, b: int, sigma
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(n_splits):
-        half = rng.binomial(ints, 0.5)
         r = []
-        for h in (half, ints - half):
+        for h in count_split(ints, 0.5, rng):
             sm = prepare_views(h, b, sigma)
             sy, sx = estimate_com(sm, tilts)
             r.append(estimate_axis(sm, tilts, sy, sx)[0])

@@ -524,8 +524,7 @@ def split_tilt_series(maps: ElementMapTiltSeries, split: Split = "counts", seed:
         even and odd views (each half has twice the tilt step, and the
         background of its views).
     seed : int
-        Seed of the count split and of the halves' reconstructions
-        (``reconstruct(seed=)``).
+        Seed of the count split.
     raw : None or ElementMapTiltSeries
         For aligned ``maps`` (interpolated: no longer integer counts) and
         ``split="counts"``: the unaligned counts of the same views. They are
@@ -610,7 +609,8 @@ def fsc_from_tilt_series(maps: ElementMapTiltSeries, method: str = DEFAULT_METHO
     split : {"counts", "tilts"}
         How to make the halves (see :func:`split_tilt_series`).
     seed : int
-        Seed of the count split.
+        Seed of the count split and of the halves' reconstructions
+        (``reconstruct(seed=)``).
     raw : None or ElementMapTiltSeries
         The unaligned counts when ``maps`` are aligned (see
         :func:`split_tilt_series`).

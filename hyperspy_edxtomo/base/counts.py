@@ -202,7 +202,8 @@ def count_split(counts, fraction=0.5, seed=0):
 
     Each detected count goes to the fit part with probability ``fraction``;
     both parts are independent Poisson data of the same object, with
-    ``fraction`` and ``1 - fraction`` of its expected counts.
+    ``fraction`` and ``1 - fraction`` of its expected counts. ``seed`` is a
+    seed or a ``numpy.random.Generator`` (drawn from, for repeated splits).
 
     Examples
     --------

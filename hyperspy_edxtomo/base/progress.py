@@ -113,13 +113,17 @@ def console_lines(show, logger="hyperspy_edxtomo.workflow"):
     handler.console_lines = True
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    level = log.level
+    level, propagate = log.level, log.propagate
     log.addHandler(handler)
     if log.getEffectiveLevel() > logging.INFO:
+        # the user's logging does not show these records: lowering the level must not make their
+        # handlers (e.g. basicConfig's on stderr) print them a second time
         log.setLevel(logging.INFO)
+        log.propagate = False
     try:
         yield
     finally:
         handler.flush()
         log.removeHandler(handler)
         log.setLevel(level)
+        log.propagate = propagate

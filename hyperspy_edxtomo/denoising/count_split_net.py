@@ -50,7 +50,7 @@ import time
 
 import numpy as np
 
-from hyperspy_edxtomo.base.counts import poisson_deviance
+from hyperspy_edxtomo.base.counts import count_split, poisson_deviance
 from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.deep.networks import (
     build_unet,
@@ -261,9 +261,8 @@ class CountSplitDenoiserModel:
         rng = np.random.default_rng(int(cfg["seed"]))
         vf = float(cfg["validation_fraction"])
         if vf > 0:
-            held = rng.binomial(data, vf)
-            train = data - held
-            held = held.sum(axis=1)
+            held, train = count_split(data, vf, rng)
+            held, train = held.sum(axis=1), train.astype(np.int64)  # the training thins train binomially
         else:
             held, train = None, data
         train_sum = train.sum(axis=1)  # (T, E, Y, X)

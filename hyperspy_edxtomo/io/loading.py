@@ -34,7 +34,7 @@ from hyperspy_edxtomo.base.private_api import all_axes, dimension_str
 from hyperspy_edxtomo.base.progress import progress_bar, show_progress
 from hyperspy_edxtomo.base.provenance import append_history
 from hyperspy_edxtomo.io import vendor_read
-from hyperspy_edxtomo.io.damage import single_channel_spikes
+from hyperspy_edxtomo.io.damage import Spikes, energy_axis_keV, single_channel_spikes
 from hyperspy_edxtomo.signals.edx_tilt_series import (
     SIGNAL_TYPE,
     EDXTiltSeries,
@@ -383,7 +383,7 @@ class _Reader:
             # lazy (the child's read was a probe), or a result that is not sent across: the child read
             # the file without crashing, so reading it here is safe
             loaded = _load_here(path, self.lazy, self.reader_options)
-        return _view_dict(path, loaded, result["totals"])
+        return _view_dict(path, loaded, result["totals"], result.get("spikes"))
 
 
 def _load_here(path, lazy, reader_options):
@@ -400,13 +400,15 @@ def _read_error(path, exc):
                    f"{vendor_read.exception_str(type(exc).__name__, str(exc))}")
 
 
-def _view_dict(path, loaded, totals=None):
-    """The view of one file; refuses an empty spectrum image. ``totals``: the child's sums, one per signal."""
+def _view_dict(path, loaded, totals=None, spikes=None):
+    """The view of one file; refuses an empty or damaged spectrum image. ``totals``, ``spikes``: the child's
+    sums and :func:`~hyperspy_edxtomo.io.damage.spikes_of_dictionary`, one per signal."""
     signals = list(loaded) if isinstance(loaded, (list, tuple)) else [loaded]
     si = _pick_spectrum_image(path, signals)
+    index = next(i for i, s in enumerate(signals) if s is si)
     total = None
     if totals is not None and len(totals) == len(signals):
-        total = totals[next(i for i, s in enumerate(signals) if s is si)]
+        total = totals[index]
     if total is None:
         try:
             total = vendor_read.total_counts(si.data)
@@ -419,12 +421,16 @@ def _view_dict(path, loaded, totals=None):
             "truncated (a reader may fill what is missing with zeros), or nothing was recorded. Check the file; "
             "leave it out of the series."
         )
-    try:
-        spikes = single_channel_spikes(si.data)
-    except Exception as exc:  # a lazy signal is read here: the reader fails on the file
-        raise _read_error(path, exc) from exc
-    if spikes.number:
-        _report_spikes(path, spikes, total)
+    found = spikes[index] if spikes is not None and len(spikes) == len(signals) else None
+    if found is None:  # read here (a native file, or the child could not send its result)
+        axis = si.axes_manager.signal_axes[0]
+        energy = energy_axis_keV(axis.scale, axis.offset, axis.units)
+        try:
+            found = single_channel_spikes(si.data, *energy) if energy is not None else Spikes()
+        except Exception as exc:  # a lazy signal is read here: the reader fails on the file
+            raise _read_error(path, exc) from exc
+    if found[0]:
+        _report_spikes(path, Spikes(*found), total)
     return {"signal": si, "image": _pick_image(signals, si), "file_tilt": _stage_tilt(si), "total": total}
 
 

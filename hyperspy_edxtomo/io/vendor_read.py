@@ -82,7 +82,8 @@ def _send(stream, message):
         if message[0] != "done":
             raise
         _, index, body = message
-        body = {"totals": body.get("totals"), "warnings": body.get("warnings", []), "signals": None,
+        body = {"totals": body.get("totals"), "spikes": body.get("spikes"), "warnings": body.get("warnings", []),
+                "signals": None,
                 "fallback": f"{type(exc).__name__}: {exc}"}
         buffers = []
         payload = pickle.dumps(("done", index, body), protocol=5, buffer_callback=buffers.append)
@@ -306,7 +307,8 @@ class ChildReader:
             ``signals``: the reader's dictionaries (eager) or None (lazy, or
             not transferable: then ``fallback`` says why and the file is to
             be read here); ``totals``: the sum of each dataset with
-            metadata (None where it has no sum); ``warnings``:
+            metadata (None where it has no sum); ``spikes``: their
+            :func:`~hyperspy_edxtomo.io.damage.spikes_of_dictionary`; ``warnings``:
             ``(category name, message)`` the reader issued.
 
         Raises
@@ -346,7 +348,7 @@ class ChildReader:
             kind = message[0]
             if kind == "unsafe":
                 # the child survived the read: the parent can read the file itself
-                return {"signals": None, "totals": None, "warnings": [], "fallback": message[1]}
+                return {"signals": None, "totals": None, "spikes": None, "warnings": [], "fallback": message[1]}
             if message[1] != index:
                 continue  # a "begin"
             if kind == "done":
@@ -435,13 +437,34 @@ def _apply_mapping(d):
     d["metadata"] = md.as_dictionary()
 
 
+def _sibling(name):
+    """A module of this folder that imports nothing of the package (numpy at most): in the child, which
+    runs this file alone, it is loaded from its path."""
+    import importlib
+
+    if __package__:
+        return importlib.import_module(f"{__package__}.{name}")
+    import importlib.util
+
+    where = os.path.join(os.path.dirname(__file__), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_edxtomo_{name}", where)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _read_one(job):
     import importlib
 
     reader = importlib.import_module(job["api"])
     dictionaries = reader.file_reader(job["path"], lazy=job["lazy"], **job["options"])
     totals = [total_counts(d["data"]) for d in dictionaries if "metadata" in d]
-    body = {"totals": totals, "signals": None, "fallback": None}
+    # damaged bytes read as counts, measured where the data are read anyway (a lazy probe reads them here)
+    damage = _sibling("damage")
+    # plain tuples: the parent cannot unpickle a class of a module loaded from its path
+    spikes = [None if s is None else tuple(s) for s in
+              (damage.spikes_of_dictionary(d) for d in dictionaries if "metadata" in d)]
+    body = {"totals": totals, "spikes": spikes, "signals": None, "fallback": None}
     if job["lazy"]:
         return body
     if any("post_process" in d for d in dictionaries):

@@ -50,8 +50,8 @@ class Context:
         Pixel size of the maps in nm; None when they are not calibrated.
     seed : int
         Seed for anything random the plugin does (``rng`` makes a generator):
-        ``reconstruct(seed=...)`` or ``denoise(seed=...)``; the same seed
-        gives the same result on the same device.
+        ``reconstruct(seed=...)``, or a seeded denoiser's ``seed`` parameter;
+        the same seed gives the same result on the same device.
     show_progressbar : bool
         Whether to show progress bars (:mod:`hyperspy_edxtomo.base.progress`).
     cuda : bool
@@ -158,9 +158,11 @@ class ParameterisedMethod(HasStrictTraits):
         known = cls.parameter_names()
         unknown = [k for k in parameters if k not in known]
         if unknown:
+            hint = (" The seed of a reconstruction is reconstruct(seed=...) (edxtomo --seed), not a parameter of "
+                    "its method." if "seed" in unknown and issubclass(cls, ReconstructionAlgorithm) else "")
             raise InputError(
                 f"Unknown parameter(s) {unknown} for method {cls.name!r}; its parameters are: "
-                f"{', '.join(known) or 'none'}."
+                f"{', '.join(known) or 'none'}.{hint}"
             )
         for name, value in parameters.items():
             # traits' Range lets NaN through (every comparison with it is False) and, unbounded, infinity:

@@ -7,11 +7,14 @@ slices as dask tasks (``map_overlap`` when the algorithm couples neighbouring
 slices), so that a ``dask.distributed`` client spreads them over its workers.
 """
 
+import inspect
+
 import numpy as np
 
+from hyperspy_edxtomo.base.errors import InputTypeError
 from hyperspy_edxtomo.base.progress import compute
 
-__all__ = ["reconstruct_elements", "default_batch"]
+__all__ = ["reconstruct_elements", "default_batch", "check_prepare"]
 
 
 def reconstruct_elements(algorithm, counts, context, label=None, background=None):
@@ -48,6 +51,7 @@ def reconstruct_elements(algorithm, counts, context, label=None, background=None
     """
     import dask.array as da
 
+    check_prepare(algorithm)
     n_el, n_t, n_y, n_x = counts.shape
     elements, projector, show_progressbar = context.elements, context.projector, context.show_progressbar
     if len(elements) != n_el:
@@ -86,6 +90,21 @@ def reconstruct_elements(algorithm, counts, context, label=None, background=None
         # slices (y, z, x) -> (z, y, x)
         volumes.append(_compute(vol, show_progressbar, f"{label} {element}").transpose(1, 0, 2))
     return np.stack(volumes), used
+
+
+def check_prepare(algorithm):
+    """A TypeError naming the plugin when its ``prepare`` has the earlier signature
+    ``prepare(self, sinograms, projector, show_progressbar=False, background=None)``: it would take the
+    context for the projector and fail far from here, or run without what it meant to use."""
+    params = inspect.signature(type(algorithm).prepare).parameters
+    if "projector" in params or "show_progressbar" in params:
+        cls = type(algorithm)
+        raise InputTypeError(
+            f"The reconstruction algorithm {cls.name!r} ({cls.__module__}.{cls.__qualname__}) defines "
+            f"prepare{inspect.signature(cls.prepare)}, the earlier contract. Its signature is now "
+            "prepare(self, sinograms, context, background=None): the projector is context.projector and "
+            "the progress setting context.show_progressbar (docs: plugins). Update the plugin's package."
+        )
 
 
 def _run_batch(block, algorithm, projector):

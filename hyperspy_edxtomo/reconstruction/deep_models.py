@@ -89,7 +89,8 @@ def denoise_stage(counts, elements, projector, name, parameters, seed, show_prog
         model.check_elements(elements)
         den.model = model
     maps = element_maps_from_array(np.asarray(counts), projector.tilts_deg, elements)
-    out, result = apply_denoiser(maps, den, show_progressbar=show_progressbar, seed=seed)
+    # a seeded denoiser's context seed is its own seed parameter (the reconstruction's unless given)
+    out, result = apply_denoiser(maps, den, show_progressbar=show_progressbar, seed=None if cls.seeded else seed)
     return np.asarray(out.data, np.float32), result.model, {"method": name, **den.parameter_values(), **result.chosen}
 
 
