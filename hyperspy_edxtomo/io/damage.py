@@ -10,10 +10,12 @@ channels (rebinned spectra) and the lowest energies (the zero-energy
 strobe peak, the narrowest lines) are not judged.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
-__all__ = ["SPIKE_MIN_COUNTS", "SPIKE_RATIO", "MAX_CHANNEL_KEV", "MIN_ENERGY_KEV", "Spikes", "single_channel_spikes",
-           "energy_axis_keV", "spikes_of_dictionary"]
+__all__ = ["SPIKE_MIN_COUNTS", "SPIKE_RATIO", "MAX_CHANNEL_KEV", "MIN_ENERGY_KEV", "Spikes", "scan_spectrum_image",
+           "single_channel_spikes", "energy_axis_keV", "scan_dictionary"]
 
 #: a channel of one pixel holding at least this many counts ...
 SPIKE_MIN_COUNTS = 64
@@ -31,17 +33,12 @@ MIN_ENERGY_KEV = 0.2
 _ROWS = 4096
 
 
-class Spikes(tuple):
-    """``(number, counts they hold, largest)`` of the single-channel spikes of a spectrum image."""
+class Spikes(NamedTuple):
+    """The single-channel spikes of a spectrum image: how many, the counts they hold, the largest."""
 
-    __slots__ = ()
-
-    def __new__(cls, number=0, counts=0.0, largest=0.0):
-        return super().__new__(cls, (int(number), float(counts), float(largest)))
-
-    number = property(lambda self: self[0])
-    counts = property(lambda self: self[1])
-    largest = property(lambda self: self[2])
+    number: int = 0
+    counts: float = 0.0
+    largest: float = 0.0
 
     def __add__(self, other):
         return Spikes(self[0] + other[0], self[1] + other[1], max(self[2], other[2]))
@@ -54,26 +51,29 @@ def _spikes_of_rows(rows):
     if not spike.any():
         return Spikes()
     held = c[spike]
-    return Spikes(spike.sum(), held.sum(dtype=np.float64), held.max())
+    return Spikes(int(spike.sum()), float(held.sum(dtype=np.float64)), float(held.max()))
 
 
-def single_channel_spikes(data, channel_keV=None, offset_keV=0.0):
-    """Count the isolated one-channel spikes of an integer spectrum image (energy on the last axis).
+def scan_spectrum_image(data, channel_keV=None, offset_keV=0.0):
+    """The total counts and the single-channel spikes of a spectrum image, in one pass over its data.
 
     Parameters
     ----------
     data : numpy or dask array
-        Counts, energy on the last axis. Float data (processed spectra, not
-        a vendor file's counts) are not checked: ``Spikes()`` is returned.
+        Energy on the last axis; dask data are read one block of whole
+        spectra at a time (bounded memory, each block read once).
     channel_keV, offset_keV : float, optional
         The energy axis. Channels wider than :data:`MAX_CHANNEL_KEV` are not
-        judged (``Spikes()``), nor those below :data:`MIN_ENERGY_KEV`. None:
-        every channel is judged.
+        judged, nor those below :data:`MIN_ENERGY_KEV`. None: every channel
+        is judged.
 
     Returns
     -------
-    Spikes
-        ``(number, counts, largest)``.
+    total : float or None
+        The sum of the data; None for non-numeric data.
+    spikes : Spikes
+        Judged for integer data only (float data are processed spectra, not
+        a vendor file's counts).
 
     Examples
     --------
@@ -81,28 +81,48 @@ def single_channel_spikes(data, channel_keV=None, offset_keV=0.0):
     >>> si = np.zeros((2, 2, 50), np.uint32)
     >>> si[0, 0, 10:15] = [30, 90, 120, 80, 20]        # an X-ray line: several channels
     >>> si[1, 1, 30] = 65280                           # a flipped byte
-    >>> single_channel_spikes(si)
-    (1, 65280.0, 65280.0)
+    >>> scan_spectrum_image(si)
+    (65620.0, Spikes(number=1, counts=65280.0, largest=65280.0))
     """
-    if np.dtype(data.dtype).kind not in "iu" or data.ndim < 1 or data.shape[-1] < 3:
-        return Spikes()
-    if channel_keV is not None:
-        if not 0 < channel_keV <= MAX_CHANNEL_KEV:
-            return Spikes()
-        first = int(np.clip(np.ceil((MIN_ENERGY_KEV - offset_keV) / channel_keV), 0, data.shape[-1]))
-        if data.shape[-1] - first < 3:
-            return Spikes()
-        data = data[..., first:]
-    total = Spikes()
-    if hasattr(data, "compute"):  # dask: one block of whole spectra at a time
-        flat = data.reshape(-1, data.shape[-1]).rechunk({0: _ROWS, 1: -1})
-        for block in flat.to_delayed().ravel():
-            total = total + _spikes_of_rows(block.compute())
-        return total
-    flat = np.asarray(data).reshape(-1, data.shape[-1])
-    for start in range(0, flat.shape[0], _ROWS):
-        total = total + _spikes_of_rows(flat[start : start + _ROWS])
-    return total
+    kind = np.dtype(data.dtype).kind
+    if kind not in "biuf":
+        return None, Spikes()
+    n = data.shape[-1] if data.ndim else 0
+    first = None  # the first channel judged; None: none is
+    if kind in "iu" and n >= 3:
+        first = 0
+        if channel_keV is not None:
+            first = (int(np.clip(np.ceil((MIN_ENERGY_KEV - offset_keV) / channel_keV), 0, n))
+                     if 0 < channel_keV <= MAX_CHANNEL_KEV else n)
+        if n - first < 3:
+            first = None
+    if data.ndim == 0:
+        blocks = [data]
+    elif hasattr(data, "compute"):
+        blocks = (b.compute() for b in data.reshape(-1, n).rechunk({0: _ROWS, 1: -1}).to_delayed().ravel())
+    else:
+        flat = np.asarray(data).reshape(-1, n)
+        blocks = (flat[start : start + _ROWS] for start in range(0, flat.shape[0], _ROWS))
+    total, spikes = 0.0, Spikes()
+    for block in blocks:
+        total += float(np.sum(block, dtype=np.float64))
+        if first is not None:
+            spikes = spikes + _spikes_of_rows(block[:, first:])
+    return total, spikes
+
+
+def single_channel_spikes(data, channel_keV=None, offset_keV=0.0):
+    """The :class:`Spikes` of :func:`scan_spectrum_image` (same parameters).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> si = np.zeros((1, 50), np.uint8)
+    >>> si[0, 30] = 200
+    >>> single_channel_spikes(si)
+    Spikes(number=1, counts=200.0, largest=200.0)
+    """
+    return scan_spectrum_image(data, channel_keV, offset_keV)[1]
 
 
 def energy_axis_keV(scale, offset, units):
@@ -113,13 +133,13 @@ def energy_axis_keV(scale, offset, units):
     return float(scale) * factor, float(offset) * factor
 
 
-def spikes_of_dictionary(d):
-    """:func:`single_channel_spikes` of a reader's dictionary (``data`` and ``axes``), or None when its
-    last axis is not an energy axis in eV or keV (images, unknown units)."""
+def scan_dictionary(d):
+    """:func:`scan_spectrum_image` of a reader's dictionary (``data`` and ``axes``), or None when its last
+    axis is not an energy axis in eV or keV (images, unknown units)."""
     axes = d.get("axes") or []
     if not axes or axes[-1].get("navigate", False):
         return None
     energy = energy_axis_keV(axes[-1].get("scale", 1.0), axes[-1].get("offset", 0.0), axes[-1].get("units", ""))
     if energy is None:
         return None
-    return single_channel_spikes(d["data"], *energy)
+    return scan_spectrum_image(d["data"], *energy)

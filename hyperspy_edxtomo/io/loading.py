@@ -34,7 +34,7 @@ from hyperspy_edxtomo.base.private_api import all_axes, dimension_str
 from hyperspy_edxtomo.base.progress import progress_bar, show_progress
 from hyperspy_edxtomo.base.provenance import append_history
 from hyperspy_edxtomo.io import vendor_read
-from hyperspy_edxtomo.io.damage import Spikes, energy_axis_keV, single_channel_spikes
+from hyperspy_edxtomo.io.damage import Spikes, energy_axis_keV, scan_spectrum_image
 from hyperspy_edxtomo.signals.edx_tilt_series import (
     SIGNAL_TYPE,
     EDXTiltSeries,
@@ -402,16 +402,20 @@ def _read_error(path, exc):
 
 def _view_dict(path, loaded, totals=None, spikes=None):
     """The view of one file; refuses an empty or damaged spectrum image. ``totals``, ``spikes``: the child's
-    sums and :func:`~hyperspy_edxtomo.io.damage.spikes_of_dictionary`, one per signal."""
+    sums and spikes (:func:`~hyperspy_edxtomo.io.damage.scan_dictionary`), one per signal."""
     signals = list(loaded) if isinstance(loaded, (list, tuple)) else [loaded]
     si = _pick_spectrum_image(path, signals)
     index = next(i for i, s in enumerate(signals) if s is si)
-    total = None
-    if totals is not None and len(totals) == len(signals):
+    if totals is not None and len(totals) == len(signals):  # the child's one pass over the data
         total = totals[index]
-    if total is None:
+        found = spikes[index] if spikes is not None and len(spikes) == len(signals) else None
+        found = Spikes() if found is None else found  # None: no energy axis to judge spikes on
+    else:  # read here: a native file, or the child could not send its result
+        axis = si.axes_manager.signal_axes[0]
+        energy = energy_axis_keV(axis.scale, axis.offset, axis.units) or (None, 0.0)
         try:
-            total = vendor_read.total_counts(si.data)
+            total, found = scan_spectrum_image(si.data, *energy) if energy[0] is not None else (
+                vendor_read.total_counts(si.data), Spikes())
         except Exception as exc:  # a lazy signal is read here: the reader fails on the file
             raise _read_error(path, exc) from exc
     if total == 0:
@@ -421,14 +425,6 @@ def _view_dict(path, loaded, totals=None, spikes=None):
             "truncated (a reader may fill what is missing with zeros), or nothing was recorded. Check the file; "
             "leave it out of the series."
         )
-    found = spikes[index] if spikes is not None and len(spikes) == len(signals) else None
-    if found is None:  # read here (a native file, or the child could not send its result)
-        axis = si.axes_manager.signal_axes[0]
-        energy = energy_axis_keV(axis.scale, axis.offset, axis.units)
-        try:
-            found = single_channel_spikes(si.data, *energy) if energy is not None else Spikes()
-        except Exception as exc:  # a lazy signal is read here: the reader fails on the file
-            raise _read_error(path, exc) from exc
     if found[0]:
         _report_spikes(path, Spikes(*found), total)
     return {"signal": si, "image": _pick_image(signals, si), "file_tilt": _stage_tilt(si), "total": total}

@@ -36,6 +36,7 @@ reader returns anything else, or something the child cannot send (e.g.
 itself: the child has just read it without crashing.
 """
 
+import functools
 import io
 import os
 import pickle
@@ -308,7 +309,7 @@ class ChildReader:
             not transferable: then ``fallback`` says why and the file is to
             be read here); ``totals``: the sum of each dataset with
             metadata (None where it has no sum); ``spikes``: their
-            :func:`~hyperspy_edxtomo.io.damage.spikes_of_dictionary`; ``warnings``:
+            :func:`~hyperspy_edxtomo.io.damage.scan_dictionary`; ``warnings``:
             ``(category name, message)`` the reader issued.
 
         Raises
@@ -437,6 +438,7 @@ def _apply_mapping(d):
     d["metadata"] = md.as_dictionary()
 
 
+@functools.lru_cache(maxsize=None)
 def _sibling(name):
     """A module of this folder that imports nothing of the package (numpy at most): in the child, which
     runs this file alone, it is loaded from its path."""
@@ -458,12 +460,15 @@ def _read_one(job):
 
     reader = importlib.import_module(job["api"])
     dictionaries = reader.file_reader(job["path"], lazy=job["lazy"], **job["options"])
-    totals = [total_counts(d["data"]) for d in dictionaries if "metadata" in d]
-    # damaged bytes read as counts, measured where the data are read anyway (a lazy probe reads them here)
+    # a spectrum image's sum and its damaged bytes read as counts, in one pass over its data (a lazy
+    # probe reads them here); plain tuples: the parent cannot unpickle a class of a module loaded by path
     damage = _sibling("damage")
-    # plain tuples: the parent cannot unpickle a class of a module loaded from its path
-    spikes = [None if s is None else tuple(s) for s in
-              (damage.spikes_of_dictionary(d) for d in dictionaries if "metadata" in d)]
+    totals, spikes = [], []
+    for d in dictionaries:
+        if "metadata" in d:
+            scanned = damage.scan_dictionary(d)
+            totals.append(total_counts(d["data"]) if scanned is None else scanned[0])
+            spikes.append(None if scanned is None else tuple(scanned[1]))
     body = {"totals": totals, "spikes": spikes, "signals": None, "fallback": None}
     if job["lazy"]:
         return body
