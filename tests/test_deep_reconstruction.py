@@ -340,3 +340,40 @@ def test_training_a_network_leaves_torch_global_generator_alone():
     assert torch.equal(torch.rand(3), expected)
     weights = [torch.cat([p.detach().ravel() for p in net.parameters()]) for net, _, _ in runs]
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
+def test_fixed_order_layers_compute_what_torchs_layers_compute():
+    """On CUDA the U-Nets pad by slices and pool by means (gradients added in a fixed order); the
+    same functions, run here on the CPU, give torch's own padding, convolution and pooling."""
+    import torch
+
+    from hyperspy_edxtomo.base.errors import InputError
+    from hyperspy_edxtomo.deep import networks
+
+    gen = torch.Generator().manual_seed(0)
+    for shape in ((2, 3, 9, 6), (1, 2, 6, 5, 7)):
+        x = torch.randn(shape, generator=gen, requires_grad=True)
+        spatial = len(shape) - 2
+        for mode in ("reflect", "replicate"):
+            for width in (1, 2):
+                ours = x
+                for d in range(2, x.ndim):
+                    ours = networks.pad_by_slices(ours, d, width, mode)
+                assert torch.equal(ours, torch.nn.functional.pad(x, (width,) * 2 * spatial, mode=mode))
+            Conv = torch.nn.Conv2d if spatial == 2 else torch.nn.Conv3d
+            conv = Conv(shape[1], 4, 3, padding=1, padding_mode=mode)
+            ours = networks.conv_padded_by_slices(conv, x)
+            theirs = conv(x)
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+            g_ours, = torch.autograd.grad(ours.square().sum(), x)
+            g_theirs, = torch.autograd.grad(theirs.square().sum(), x)
+            torch.testing.assert_close(g_ours, g_theirs, rtol=1e-4, atol=1e-5)
+        pool = torch.nn.functional.avg_pool2d if spatial == 2 else torch.nn.functional.avg_pool3d
+        torch.testing.assert_close(networks.mean_pool(x), pool(x, 2))
+    with pytest.raises(InputError, match="padding mode 'circular'"):
+        networks.pad_by_slices(torch.zeros(1, 1, 4, 4), 2, 1, "circular")
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark)
+    with networks.deterministic_kernels():
+        assert cudnn.deterministic and not cudnn.benchmark
+    assert (cudnn.deterministic, cudnn.benchmark) == before

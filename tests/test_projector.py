@@ -26,6 +26,24 @@ def test_adjoint_is_exact(rng, backend, offset):
     assert Ax.shape == (5, 13, 40) and ATy.shape == (5, 34, 40)
 
 
+def test_row_gather_is_the_csr_product_in_a_fixed_order(rng, monkeypatch):
+    """The CUDA form of the matrix (padded rows), checked here on the CPU: the CSR product, and the same
+    bits on every run, whatever the chunking."""
+    from hyperspy_edxtomo.reconstruction.projector import RowGather, csr_product
+
+    P = Projector(TILTS, n_x=40, n_z=34, axis_offset_px=1.3)
+    x = rng.random((34 * 40, 6)).astype(np.float32)
+    y = rng.random((13 * 40, 6)).astype(np.float32)
+    for M, v in zip(P.matrix, (x, y)):
+        G = RowGather(M, "cpu")
+        out = (G @ torch.from_numpy(v)).numpy()
+        np.testing.assert_allclose(out, csr_product(M, v), rtol=1e-5, atol=1e-6 * np.abs(out).max())
+        assert torch.equal(G @ torch.from_numpy(v), torch.from_numpy(out))
+        monkeypatch.setattr(RowGather, "CHUNK_ELEMENTS", M.shape[0] * v.shape[1] * 3)  # 3 entries a chunk
+        np.testing.assert_allclose((G @ torch.from_numpy(v)).numpy(), out, rtol=1e-5, atol=1e-6 * np.abs(out).max())
+        monkeypatch.undo()
+
+
 def test_torch_backend_is_differentiable_and_matches_astra(rng):
     P = Projector(TILTS, n_x=32)
     x = torch.from_numpy(rng.random((3, 32, 32)).astype(np.float32)).requires_grad_()

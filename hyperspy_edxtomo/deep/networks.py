@@ -4,6 +4,13 @@ Elements are channels. The last layer starts at zero, so an untrained
 network is the identity of whatever residual form its user wraps it in
 (``x * exp(net(x))`` for the projection enhancer, ``x + net(x)`` for the
 end-to-end network): training only ever has to learn a correction.
+
+Same seed, same network, on a GPU too: training runs cuDNN's deterministic
+kernels (:func:`deterministic_kernels`), and on CUDA the two layers whose
+gradients torch sums with atomics there (reflect/replicate padding, average
+pooling) are written as slices and means, whose gradients add in a fixed
+order. On the CPU torch's own layers are used: they are deterministic, and
+faster there.
 """
 
 import contextlib
@@ -42,9 +49,8 @@ def build_unet(dim, in_channels, out_channels, channels=16, levels=3, padding_mo
     nn = torch.nn
     if dim not in (2, 3):
         raise InputError(f"dim must be 2 or 3, got {dim!r}")
-    Conv = nn.Conv2d if dim == 2 else nn.Conv3d
+    Conv = _padded_conv(nn.Conv2d if dim == 2 else nn.Conv3d)
     Up = nn.ConvTranspose2d if dim == 2 else nn.ConvTranspose3d
-    pool = torch.nn.functional.avg_pool2d if dim == 2 else torch.nn.functional.avg_pool3d
     # channels-last runs oneDNN's fast convolutions on the CPU (2-3x for 3D)
     layout = torch.channels_last if dim == 2 else torch.channels_last_3d
 
@@ -81,13 +87,82 @@ def build_unet(dim, in_channels, out_channels, channels=16, levels=3, padding_mo
                 x = enc(x)
                 if i < len(self.enc) - 1:
                     skips.append(x)
-                    x = pool(x, 2)
+                    x = halve(x)
             for up, dec in zip(self.up, self.dec):
                 x = up(x)
                 x = dec(torch.cat([x, skips.pop()], dim=1))
             return self.out(x).contiguous()
 
     return UNet().to(memory_format=layout)
+
+
+def _padded_conv(Conv):
+    """``Conv`` whose reflect/replicate padding is made of slices on CUDA (see the module's note)."""
+
+    class PaddedConv(Conv):
+        def forward(self, x):
+            if self.padding_mode == "zeros" or not x.is_cuda:
+                return super().forward(x)
+            return conv_padded_by_slices(self, x)
+
+    PaddedConv.__name__ = PaddedConv.__qualname__ = Conv.__name__
+    return PaddedConv
+
+
+def conv_padded_by_slices(conv, x):
+    """What ``conv(x)`` computes, its padding made by :func:`pad_by_slices`."""
+    torch = _torch()
+    for d, width in zip(range(2, x.ndim), conv.padding):
+        x = pad_by_slices(x, d, width, conv.padding_mode)
+    op = torch.nn.functional.conv2d if x.ndim == 4 else torch.nn.functional.conv3d
+    return op(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+
+def pad_by_slices(x, dim, width, mode):
+    """``x`` padded by ``width`` on both sides of ``dim`` ("reflect" or "replicate")."""
+    torch = _torch()
+    n = x.shape[dim]
+    if mode == "reflect":
+        low = [x.narrow(dim, i, 1) for i in range(width, 0, -1)]
+        high = [x.narrow(dim, n - 1 - i, 1) for i in range(1, width + 1)]
+    elif mode == "replicate":
+        low = [x.narrow(dim, 0, 1)] * width
+        high = [x.narrow(dim, n - 1, 1)] * width
+    else:
+        raise InputError(f"padding mode {mode!r} is not 'reflect', 'replicate' or 'zeros'")
+    return torch.cat(low + [x] + high, dim=dim)
+
+
+def halve(x):
+    """2x average pooling of every spatial dim: torch's on the CPU, :func:`mean_pool` on CUDA."""
+    torch = _torch()
+    if x.is_cuda:
+        return mean_pool(x)
+    return (torch.nn.functional.avg_pool2d if x.ndim == 4 else torch.nn.functional.avg_pool3d)(x, 2)
+
+
+def mean_pool(x):
+    """2x average pooling as means of reshaped blocks (odd ends dropped, as ``avg_pool``)."""
+    spatial = x.shape[2:]
+    x = x[(slice(None), slice(None)) + tuple(slice(0, 2 * (n // 2)) for n in spatial)]
+    shape = list(x.shape[:2])
+    for n in spatial:
+        shape += [n // 2, 2]
+    return x.reshape(shape).mean(dim=tuple(range(3, 3 + 2 * len(spatial), 2)))
+
+
+@contextlib.contextmanager
+def deterministic_kernels():
+    """cuDNN's deterministic kernels inside the block (no autotuning); the
+    user's settings are put back after it."""
+    torch = _torch()
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before
 
 
 def pad_to_multiple(x, multiple):
@@ -160,7 +235,7 @@ def train(net, batches, loss_fn, steps, learning_rate, description, show_progres
     losses, evaluations = [], []
     best_score, best_step, best_state, bad = math.inf, 0, None, 0
     net.train()
-    with progress_bar(total=steps, desc=description, show=show_progressbar) as pbar:
+    with deterministic_kernels(), progress_bar(total=steps, desc=description, show=show_progressbar) as pbar:
         for step in range(1, steps + 1):
             loss = loss_fn(net, *batches())
             opt.zero_grad()

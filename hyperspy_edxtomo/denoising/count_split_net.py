@@ -57,6 +57,7 @@ from hyperspy_edxtomo.deep.networks import (
     load_state,
     load_weights,
     save_weights,
+    seeded,
     torch_device,
 )
 from hyperspy_edxtomo.deep.networks import train as train_net
@@ -148,11 +149,9 @@ class CountSplitDenoiserModel:
         return bool(self.config["joint"]) and len(self.elements) > 1
 
     def _new_net(self):
-        torch = _torch()
         e = len(self.elements)
         n_in, n_out = (e + 1, e + 1) if self._joint else (e, e)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.config["seed"]))
+        with seeded(self.config["seed"]):
             return build_unet(2, n_in, n_out, int(self.config["channels"]), int(self.config["levels"]), padding_mode="reflect")
 
     @property

@@ -11,17 +11,27 @@ lands in the view at tilt ``theta`` at detector column
 counted from the detector centre ``(n_x - 1) / 2``. ``axis_offset_px`` is where
 the tilt axis sits relative to the centre column of the views.
 
-Two backends compute ``A`` and its exact adjoint ``A^T`` on a batch of slices:
+``A`` and its exact adjoint ``A^T`` are computed on a batch of slices with
+one matrix (ASTRA's CPU ``linear`` projector, built once per geometry), on
+every device. The input's type chooses the output's:
 
-``"astra"``
-    ASTRA's CPU ``linear`` projector as a sparse matrix, applied to all slices
-    of a batch in one sparse-dense product (a numba kernel parallel over the
-    cores); on a GPU, ASTRA's CUDA 3D forward/back projectors on the whole batch.
-``"torch"``
-    The same matrix on torch tensors, on the CPU or CUDA, differentiable
-    (autograd, the gradient being the exact adjoint), for the iterative and
-    deep methods. On CUDA it is a torch sparse CSR tensor (cuSPARSE); on the
-    CPU the product runs in the same numba kernel on the tensor's memory.
+numpy arrays
+    On the CPU one sparse-dense product for the whole batch (a numba kernel
+    parallel over the cores); on a GPU the batch goes through the CUDA
+    product below and comes back.
+torch tensors
+    On the CPU or CUDA, differentiable (autograd, the gradient being the
+    exact adjoint), for the iterative and deep methods. On the CPU the
+    product runs in the same numba kernel on the tensor's memory.
+
+On CUDA the matrix is held as padded rows (:class:`RowGather`) and every
+product sums its terms in a fixed order, so that the same input gives the same
+bits on every run, as on the CPU. Two things were measured against it on an
+H200 (tests/test_cuda.py, benchmarks/bench_cuda.py): ASTRA's own CUDA 3D
+projectors put a point 60 degrees off axis on the mirrored side of the
+detector (its 3D volume axes are not its 2D ones) and are not the exact
+adjoint of each other; torch's sparse CSR product (cuSPARSE) adds in an order
+that changes the last bits between runs.
 
 Internally a batch of ``B`` slices is held "column-major": an array shaped
 ``(n_z * n_x, B)`` for volumes and ``(n_tilts * n_x, B)`` for sinograms, which
@@ -102,6 +112,8 @@ class Projector:
     axis_offset_px : float
         Position of the tilt axis relative to the centre column of the views.
     backend : {"astra", "torch"}
+        Kept for earlier code; both run the same matrix (the input's type,
+        numpy or torch, chooses the output's).
     cuda : None or bool
         None: CUDA when present.
 
@@ -156,23 +168,13 @@ class Projector:
         """``(A, A^T)`` as scipy CSR float32 matrices."""
         return _system_matrix(tuple(self.tilts_deg.tolist()), self.n_x, self.n_z, self.axis_offset_px)
 
-    def torch_matrices(self, device=None):
-        """``(A, A^T)`` as torch sparse CSR tensors on ``device``."""
+    def device_matrices(self, device=None):
+        """``(A, A^T)`` as :class:`RowGather` on a torch ``device`` (kept per device)."""
         import torch
 
         device = torch.device(device or self.device)
         if device not in self._torch_cache:
-            mats = []
-            for M in self.matrix:
-                mats.append(
-                    torch.sparse_csr_tensor(
-                        torch.from_numpy(M.indptr.astype(np.int64)),
-                        torch.from_numpy(M.indices.astype(np.int64)),
-                        torch.from_numpy(M.data),
-                        size=M.shape,
-                    ).to(device)
-                )
-            self._torch_cache[device] = tuple(mats)
+            self._torch_cache[device] = tuple(RowGather(M, device) for M in self.matrix)
         return self._torch_cache[device]
 
     @property
@@ -184,28 +186,34 @@ class Projector:
         """``A x`` for ``x`` shaped ``(n_z * n_x, B)``: numpy or torch in, same out."""
         if _is_torch(x):
             return _torch_project().apply(x, self, True)
-        if self.backend == "astra" and self.cuda:
-            return self._astra_cuda(x, forward=True)
+        if self.cuda:
+            return self._numpy_on_cuda(x, forward=True)
         return csr_product(self.matrix[0], x)
 
     def bp_cols(self, y):
         """``A^T y`` for ``y`` shaped ``(n_tilts * n_x, B)``."""
         if _is_torch(y):
             return _torch_project().apply(y, self, False)
-        if self.backend == "astra" and self.cuda:
-            return self._astra_cuda(y, forward=False)
+        if self.cuda:
+            return self._numpy_on_cuda(y, forward=False)
         return csr_product(self.matrix[1], y)
 
     def torch_product(self, x, forward):
         # CPU: our parallel CSR kernel on the tensor's memory (no copy), 2-3x
-        # faster than torch's sparse product; CUDA: torch's sparse CSR (cuSPARSE)
+        # faster than torch's sparse product; CUDA: the padded rows (same bits every run)
         if x.device.type == "cpu":
             import torch
 
             M = self.matrix[0 if forward else 1]
             return torch.from_numpy(csr_product(M, x.detach().numpy()))
-        A, At = self.torch_matrices(x.device)
+        A, At = self.device_matrices(x.device)
         return (A if forward else At) @ x
+
+    def _numpy_on_cuda(self, cols, forward):
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(cols, dtype=np.float32)).to(self.device)
+        return self.torch_product(x, forward).cpu().numpy()
 
     # -- natural shapes ---------------------------------------------------------------
     def forward(self, slices):
@@ -231,26 +239,38 @@ class Projector:
             return arr[None], True
         return arr, False
 
-    # -- ASTRA CUDA -------------------------------------------------------------------
-    def _astra_cuda(self, cols, forward):  # pragma: no cover - needs a GPU
-        import astra
+class RowGather:
+    """A CSR matrix on a torch device as padded rows (ELLPACK): ``M @ x`` gathers
+    each row's entries of ``x`` and sums them in a fixed order (chunks of the
+    row, one after the other), so that a GPU gives the same bits on every run.
+    The padding costs about 20 % for the projector's rows."""
 
-        B = cols.shape[1]
-        _, vec2 = _astra_geometry(self.tilts_deg, self.n_x, self.n_z, self.axis_offset_px)
-        vec3 = np.zeros((vec2.shape[0], 12))
-        vec3[:, 0:2], vec3[:, 3:5], vec3[:, 6:8] = vec2[:, 0:2], vec2[:, 2:4], vec2[:, 4:6]
-        vec3[:, 11] = 1.0  # detector rows run along the slices (the tilt axis)
-        vol_geom = astra.create_vol_geom(self.n_z, self.n_x, B)  # (rows=z, cols=x, slices=B)
-        proj_geom = astra.create_proj_geom("parallel3d_vec", B, self.n_x, vec3)
-        if forward:
-            vol = np.ascontiguousarray(cols.T.reshape(B, self.n_z, self.n_x), dtype=np.float32)
-            pid, proj = astra.create_sino3d_gpu(vol, proj_geom, vol_geom)
-            astra.data3d.delete(pid)
-            return np.ascontiguousarray(proj.transpose(1, 2, 0).reshape(-1, B))  # (tilt, det, B)
-        proj = np.ascontiguousarray(cols.reshape(self.n_tilts, self.n_x, B).transpose(2, 0, 1), dtype=np.float32)
-        vid, vol = astra.create_backprojection3d_gpu(proj, proj_geom, vol_geom)
-        astra.data3d.delete(vid)
-        return np.ascontiguousarray(vol.reshape(B, -1).T)
+    #: gathered elements per chunk: bounds the temporary memory of one product (4 bytes each)
+    CHUNK_ELEMENTS = 2**25
+
+    def __init__(self, M, device):
+        import torch
+
+        counts = np.diff(M.indptr)
+        self.shape = M.shape
+        width = max(int(counts.max(initial=0)), 1)
+        rows = np.repeat(np.arange(M.shape[0]), counts)
+        slot = np.arange(M.nnz) - np.repeat(M.indptr[:-1], counts)
+        index = np.zeros((M.shape[0], width), np.int64)
+        value = np.zeros((M.shape[0], width), np.float32)
+        index[rows, slot], value[rows, slot] = M.indices, M.data  # padding: weight 0 on column 0
+        self.index = torch.from_numpy(index).to(device)
+        self.value = torch.from_numpy(value).to(device)
+
+    def __matmul__(self, x):
+        import torch
+
+        n_rows, width = self.index.shape
+        chunk = max(1, min(width, self.CHUNK_ELEMENTS // max(n_rows * x.shape[1], 1)))
+        out = torch.zeros((n_rows, x.shape[1]), dtype=x.dtype, device=x.device)
+        for k in range(0, width, chunk):
+            out += (self.value[:, k:k + chunk, None] * x[self.index[:, k:k + chunk]]).sum(dim=1)
+        return out
 
 
 def csr_product(M, x):
