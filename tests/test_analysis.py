@@ -255,6 +255,35 @@ def test_shell_gap_is_found(gap):
     assert np.median(t[t > 0]) == pytest.approx(thick, rel=0.35)
 
 
+def test_shell_maps_caution_after_a_learned_denoiser():
+    """A network denoiser can fill small shell gaps (docs/benchmarks.rst): coverage from such a volume warns
+    and says so in its record; from the raw counts, or after another denoiser, it does not."""
+    import warnings
+
+    from hyperspy_edxtomo.analysis.shells import learned_denoising
+    from hyperspy_edxtomo.base.provenance import get_history
+
+    maps = datasets.quantum_dot_element_maps(kind="CdSe/ZnS", size=32, seed=3)
+    raw = maps.reconstruct("fbp", show_progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain = raw.shell_maps(elements=["S"], max_particles=1)
+    assert plain.parameters["learned_denoiser"] == "none"
+    deep = maps.denoise_deep(steps=10, show_progressbar=False).reconstruct("fbp", show_progressbar=False)
+    with pytest.warns(UserWarning, match="denoise_deep; a learned denoiser can fill small gaps"):
+        cautioned = deep.shell_maps(elements=["S"], max_particles=1)
+    assert cautioned.parameters["learned_denoiser"] == "the maps were denoised by denoise_deep"
+    # two_step: only its deep Q^D counts, and only where it feeds the MBIR or Q^S
+    fast = dict(lam=2.0, mbir_iterations=5, enhancer_steps=5, patch_size=32, angle_step=6.0)
+    gaussian = maps.reconstruct("two_step", denoiser="gaussian", show_progressbar=False, **fast)
+    assert learned_denoising(get_history(gaussian)) is None
+    q_d = maps.reconstruct("two_step", denoiser_parameters={"steps": 10}, show_progressbar=False, **fast)
+    assert learned_denoising(get_history(q_d)) == "two_step's deep Q^D fed its MBIR or Q^S"
+    bypassed = maps.reconstruct("two_step", denoiser_parameters={"steps": 10}, mbir_input="counts",
+                                target="counts", show_progressbar=False, **fast)
+    assert learned_denoising(get_history(bypassed)) is None
+
+
 def test_shell_coverage_robust_to_origin():
     vol = datasets.core_shell_phantom(size=40, shell_gap=0.15, seed=4)
     particles = vol.find_particles()
