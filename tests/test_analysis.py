@@ -256,8 +256,8 @@ def test_shell_gap_is_found(gap):
 
 
 def test_shell_maps_caution_after_a_learned_denoiser():
-    """A network denoiser can fill small shell gaps (docs/benchmarks.rst): coverage from such a volume warns
-    and says so in its record; from the raw counts, or after another denoiser, it does not."""
+    """A network denoiser can smooth a small shell gap away (docs/benchmarks.rst): coverage from such a
+    volume warns and says so in its record; from the raw counts it does not."""
     import warnings
 
     from hyperspy_edxtomo.analysis.shells import learned_denoising
@@ -270,18 +270,39 @@ def test_shell_maps_caution_after_a_learned_denoiser():
         plain = raw.shell_maps(elements=["S"], max_particles=1)
     assert plain.parameters["learned_denoiser"] == "none"
     deep = maps.denoise_deep(steps=10, show_progressbar=False).reconstruct("fbp", show_progressbar=False)
-    with pytest.warns(UserWarning, match="denoise_deep; a learned denoiser can fill small gaps"):
+    with pytest.warns(UserWarning, match="denoise_deep; a learned denoiser can smooth a small gap in a shell away"):
         cautioned = deep.shell_maps(elements=["S"], max_particles=1)
     assert cautioned.parameters["learned_denoiser"] == "the maps were denoised by denoise_deep"
-    # two_step: only its deep Q^D counts, and only where it feeds the MBIR or Q^S
+    # two_step's real record: its deep Q^D feeds the MBIR by default
     fast = dict(lam=2.0, mbir_iterations=5, enhancer_steps=5, patch_size=32, angle_step=6.0)
-    gaussian = maps.reconstruct("two_step", denoiser="gaussian", show_progressbar=False, **fast)
-    assert learned_denoising(get_history(gaussian)) is None
     q_d = maps.reconstruct("two_step", denoiser_parameters={"steps": 10}, show_progressbar=False, **fast)
     assert learned_denoising(get_history(q_d)) == "two_step's deep Q^D fed its MBIR or Q^S"
-    bypassed = maps.reconstruct("two_step", denoiser_parameters={"steps": 10}, mbir_input="counts",
-                                target="counts", show_progressbar=False, **fast)
-    assert learned_denoising(get_history(bypassed)) is None
+
+
+def test_learned_denoising_reads_every_kind_of_record():
+    from hyperspy_edxtomo.analysis.shells import learned_denoising
+
+    def two_step(per_element=False, **record):
+        used = {"denoiser_used": {"method": "deep"}, "mbir_input": "denoised", "target": "denoised",
+                "enhancer_steps": 300, **record}
+        used = {"S": used, "Zn": dict(used)} if per_element else used
+        return [{"step": "reconstruction", "method": "two_step", "parameters": {"parameters": used}}]
+
+    assert learned_denoising(two_step()) == "two_step's deep Q^D fed its MBIR or Q^S"
+    assert learned_denoising(two_step(per_element=True)) == "two_step's deep Q^D fed its MBIR or Q^S"
+    assert learned_denoising(two_step(denoiser_used={"method": "gaussian", "sigma": 2.0})) is None
+    assert learned_denoising(two_step(denoiser_used={"method": "none"})) is None
+    assert learned_denoising(two_step(mbir_input="counts", target="counts")) is None
+    # Q^S's target reaches the volume only when Q^S trains
+    assert learned_denoising(two_step(mbir_input="counts", enhancer_steps=0)) is None
+    assert learned_denoising(two_step(mbir_input="counts")) == "two_step's deep Q^D fed its MBIR or Q^S"
+    e2e = [{"step": "reconstruction", "method": "end_to_end", "parameters": {"parameters": {}}}]
+    assert learned_denoising(e2e) == "end_to_end's network made the volume"
+    denoised = [{"step": "denoising", "method": "deep", "parameters": {}},
+                {"step": "reconstruction", "method": "tv", "parameters": {"parameters": {}}}]
+    assert learned_denoising(denoised) == "the maps were denoised by denoise_deep"
+    assert learned_denoising([{"step": "denoising", "method": "gaussian", "parameters": {}}]) is None
+    assert learned_denoising([]) is None
 
 
 def test_shell_coverage_robust_to_origin():

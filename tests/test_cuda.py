@@ -1,4 +1,4 @@
-"""The CUDA paths give what the CPU paths give (ASTRA CUDA, torch on CUDA, the networks).
+"""The CUDA paths give what the CPU paths give (the projector, the solvers, every method, the networks).
 
 Skipped without a CUDA device: CI has none; these run where one is lent. Every method the user
 reaches with ``cuda=None`` on a GPU machine is compared with the same call and ``cuda=False``.

@@ -166,24 +166,41 @@ class ShellMaps:
 
 
 #: why a learned denoiser matters to coverage (measured: benchmarks/bench_fusion.py, docs/benchmarks.rst)
-LEARNED_DENOISER_NOTE = ("a learned denoiser can fill small gaps in a shell: on simulated CdSe/ZnS dots a 7 % gap "
-                         "measured 0.0 % after two_step's deep Q^D and 4.7-6.5 % without it. For coverage, compare "
-                         "with tv or fused, or two_step(mbir_input='counts', target='counts')")
+LEARNED_DENOISER_NOTE = ("a learned denoiser can smooth a small gap in a shell away: on simulated CdSe/ZnS dots a "
+                         "7 % gap measured 0.0 % after two_step's deep Q^D and 4.7-6.5 % without it. For coverage, "
+                         "compare with tv, fused or two_step(denoiser='none')")
 
 
 def learned_denoising(history):
-    """What in a volume's history denoised its maps with a network before they were reconstructed
-    (``denoise_deep``, or ``two_step``'s deep Q^D feeding its MBIR or Q^S); None if nothing did."""
+    """What in a volume's history put its data through a network before the volume was made.
+
+    Parameters
+    ----------
+    history : list of dict
+        The volume's processing history (:func:`~hyperspy_edxtomo.base.provenance.get_history`).
+
+    Returns
+    -------
+    str or None
+        ``denoise_deep`` on the maps, the deep Q^D of ``two_step`` where it
+        reaches the volume (its MBIR input, or Q^S's target when Q^S trains),
+        or ``end_to_end`` (its network T, and its Q^D); None if nothing did.
+    """
     for entry in history:
         step, method = entry.get("step"), entry.get("method")
         if step == "denoising" and method == "deep":
             return "the maps were denoised by denoise_deep"
-        if step == "reconstruction" and method == "two_step":
+        if step != "reconstruction":
+            continue
+        if method == "end_to_end":
+            return "end_to_end's network made the volume"
+        if method == "two_step":
             used = (entry.get("parameters") or {}).get("parameters") or {}
             records = [used] if "denoiser_used" in used else [r for r in used.values() if isinstance(r, dict)]
             for r in records:
-                if ((r.get("denoiser_used") or {}).get("method") == "deep"
-                        and "denoised" in (r.get("mbir_input"), r.get("target"))):
+                feeds = r.get("mbir_input") == "denoised" or (r.get("target") == "denoised"
+                                                                and r.get("enhancer_steps", 0) > 0)
+                if (r.get("denoiser_used") or {}).get("method") == "deep" and feeds:
                     return "two_step's deep Q^D fed its MBIR or Q^S"
     return None
 
@@ -351,9 +368,10 @@ def shell_maps(volume: ElementVolume, elements: Sequence[str] | str | None = Non
     Warns
     -----
     UserWarning
-        When the volume's maps were denoised by a network (``denoise_deep``,
-        or ``two_step``'s deep Q^D): such a denoiser can fill small gaps in a
-        shell. The record's ``learned_denoiser`` says so too.
+        When the volume's data went through a network (``denoise_deep``,
+        ``two_step``'s deep Q^D, ``end_to_end``; :func:`learned_denoising`):
+        it can smooth a small gap in a shell away. The record's
+        ``learned_denoiser`` says so too.
 
     Examples
     --------

@@ -6,11 +6,11 @@ network is the identity of whatever residual form its user wraps it in
 end-to-end network): training only ever has to learn a correction.
 
 Same seed, same network, on a GPU too: training runs cuDNN's deterministic
-kernels (:func:`deterministic_kernels`), and on CUDA the two layers whose
-gradients torch sums with atomics there (reflect/replicate padding, average
-pooling) are written as slices and means, whose gradients add in a fixed
-order. On the CPU torch's own layers are used: they are deterministic, and
-faster there.
+kernels (:func:`deterministic_kernels`; so does applying a network), and on
+CUDA the layers whose gradients torch adds with atomics there (reflect and
+replicate padding, 3D average pooling; the 2D pooling goes the same way) are
+written as slices and means, whose gradients add in a fixed order. On the CPU
+torch's own layers are used: they are deterministic, and faster there.
 """
 
 import contextlib
@@ -101,9 +101,10 @@ def _padded_conv(Conv):
 
     class PaddedConv(Conv):
         def forward(self, x):
-            if self.padding_mode == "zeros" or not x.is_cuda:
-                return super().forward(x)
-            return conv_padded_by_slices(self, x)
+            by_slices = self.padding_mode in ("reflect", "replicate") and not isinstance(self.padding, str)
+            if by_slices and x.is_cuda:
+                return conv_padded_by_slices(self, x)
+            return super().forward(x)
 
     PaddedConv.__name__ = PaddedConv.__qualname__ = Conv.__name__
     return PaddedConv

@@ -54,6 +54,7 @@ from hyperspy_edxtomo.base.counts import count_split, poisson_deviance
 from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.deep.networks import (
     build_unet,
+    deterministic_kernels,
     load_state,
     load_weights,
     save_weights,
@@ -206,7 +207,7 @@ class CountSplitDenoiserModel:
         transforms = [(k, f) for f in (False, True) for k in range(4)] if tta else [(0, False)]
         out = np.zeros((t, e, ny, nx))
         self.net.eval()
-        with torch.no_grad():
+        with torch.no_grad(), deterministic_kernels():
             for i in range(t):
                 xi = self._inputs(x[i : i + 1].to(device), means_t)
                 acc = 0.0

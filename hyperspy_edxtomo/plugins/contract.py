@@ -55,7 +55,7 @@ class Context:
     show_progressbar : bool
         Whether to show progress bars (:mod:`hyperspy_edxtomo.base.progress`).
     cuda : bool
-        Whether CUDA is to be used (torch, ASTRA).
+        Whether CUDA is to be used (torch; the projector runs there too).
     projector : Projector or None
         Reconstruction only: the projector of the measured geometry
         (:class:`~hyperspy_edxtomo.reconstruction.projector.Projector`).

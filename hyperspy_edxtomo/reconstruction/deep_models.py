@@ -30,6 +30,7 @@ from hyperspy_edxtomo.base.errors import InputError, InputTypeError
 from hyperspy_edxtomo.base.progress import show_progress
 from hyperspy_edxtomo.deep.networks import (
     build_unet,
+    deterministic_kernels,
     crop_to,
     load_state,
     load_weights,
@@ -169,7 +170,7 @@ def apply_enhancer(net, scale, projections, device="cpu", batch=4):
     levels = len(net.enc)
     norm = scale[None, :, None, None]
     out = np.empty(projections.shape, np.float32)
-    with torch.no_grad():
+    with torch.no_grad(), deterministic_kernels():
         for i in range(0, projections.shape[0], batch):
             x = torch.from_numpy((projections[i : i + batch] / norm).astype(np.float32)).to(device)
             x, sizes = pad_to_multiple(x, 2 ** (levels - 1))
@@ -337,7 +338,7 @@ class EndToEndModel:
         multiple = 2 ** (int(self.config["levels"]) - 1)
         self.net.to(device)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), deterministic_kernels():
                 xt, sizes = pad_to_multiple(xt.to(device), multiple)
                 y = crop_to(xt + self.net(xt), sizes)[0].cpu().numpy()
         finally:

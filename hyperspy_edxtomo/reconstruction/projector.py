@@ -27,7 +27,7 @@ torch tensors
 On CUDA the matrix is held as padded rows (:class:`RowGather`) and every
 product sums its terms in a fixed order, so that the same input gives the same
 bits on every run, as on the CPU. Two things were measured against it on an
-H200 (tests/test_cuda.py, benchmarks/bench_cuda.py): ASTRA's own CUDA 3D
+H200 (docs/benchmarks.rst, "CPU and CUDA"): ASTRA's own CUDA 3D
 projectors put a point 60 degrees off axis on the mirrored side of the
 detector (its 3D volume axes are not its 2D ones) and are not the exact
 adjoint of each other; torch's sparse CSR product (cuSPARSE) adds in an order
@@ -173,6 +173,8 @@ class Projector:
         import torch
 
         device = torch.device(device or self.device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())  # one copy per GPU, however it is named
         if device not in self._torch_cache:
             self._torch_cache[device] = tuple(RowGather(M, device) for M in self.matrix)
         return self._torch_cache[device]
@@ -239,13 +241,27 @@ class Projector:
             return arr[None], True
         return arr, False
 
-class RowGather:
-    """A CSR matrix on a torch device as padded rows (ELLPACK): ``M @ x`` gathers
-    each row's entries of ``x`` and sums them in a fixed order (chunks of the
-    row, one after the other), so that a GPU gives the same bits on every run.
-    The padding costs about 20 % for the projector's rows."""
 
-    #: gathered elements per chunk: bounds the temporary memory of one product (4 bytes each)
+class RowGather:
+    """A CSR matrix on a torch device as padded rows (ELLPACK), for products whose sums run in a fixed
+    order: every row gathers its entries of ``x`` and adds them chunk after chunk, so that a GPU gives
+    the same bits on every run (cuSPARSE does not).
+
+    Parameters
+    ----------
+    M : scipy.sparse.csr_matrix
+        float32, sorted indices.
+    device : str or torch.device
+
+    Notes
+    -----
+    Padding slots repeat their row's last column with weight 0 (a non-finite
+    value elsewhere in ``x`` does not reach the row); rows without entries
+    give 0. The padding costs about 20 % of the entries for square slices,
+    more for thin slabs (``n_z`` well below ``n_x``). Indices are int64.
+    """
+
+    #: gathered elements per step (4 bytes each): bounds the temporary memory of one product
     CHUNK_ELEMENTS = 2**25
 
     def __init__(self, M, device):
@@ -254,22 +270,33 @@ class RowGather:
         counts = np.diff(M.indptr)
         self.shape = M.shape
         width = max(int(counts.max(initial=0)), 1)
-        rows = np.repeat(np.arange(M.shape[0]), counts)
-        slot = np.arange(M.nnz) - np.repeat(M.indptr[:-1], counts)
+        filled = np.arange(width)[None, :] < counts[:, None]
         index = np.zeros((M.shape[0], width), np.int64)
         value = np.zeros((M.shape[0], width), np.float32)
-        index[rows, slot], value[rows, slot] = M.indices, M.data  # padding: weight 0 on column 0
+        index[filled], value[filled] = M.indices, M.data  # row by row, in the CSR order
+        last = np.where(counts > 0, index[np.arange(M.shape[0]), np.maximum(counts - 1, 0)], 0)
+        index[~filled] = np.broadcast_to(last[:, None], index.shape)[~filled]
         self.index = torch.from_numpy(index).to(device)
         self.value = torch.from_numpy(value).to(device)
+        empty = np.flatnonzero(counts == 0)
+        self.empty = torch.from_numpy(empty).to(device) if empty.size else None
 
     def __matmul__(self, x):
+        """``M @ x`` for ``x`` shaped ``(M.shape[1], B)`` on the same device; float32."""
         import torch
 
+        x = x.to(self.value.dtype)
         n_rows, width = self.index.shape
-        chunk = max(1, min(width, self.CHUNK_ELEMENTS // max(n_rows * x.shape[1], 1)))
-        out = torch.zeros((n_rows, x.shape[1]), dtype=x.dtype, device=x.device)
-        for k in range(0, width, chunk):
-            out += (self.value[:, k:k + chunk, None] * x[self.index[:, k:k + chunk]]).sum(dim=1)
+        columns = x.shape[1]
+        chunk = max(1, min(width, self.CHUNK_ELEMENTS // max(n_rows * columns, 1)))
+        block = n_rows if chunk > 1 else max(1, min(n_rows, self.CHUNK_ELEMENTS // max(columns, 1)))
+        out = torch.zeros((n_rows, columns), dtype=x.dtype, device=x.device)
+        for r in range(0, n_rows, block):
+            index, value = self.index[r:r + block], self.value[r:r + block]
+            for k in range(0, width, chunk):
+                out[r:r + block] += (value[:, k:k + chunk, None] * x[index[:, k:k + chunk]]).sum(dim=1)
+        if self.empty is not None:
+            out[self.empty] = 0
         return out
 
 
