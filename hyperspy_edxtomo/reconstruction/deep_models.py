@@ -30,8 +30,8 @@ from hyperspy_edxtomo.base.errors import InputError, InputTypeError
 from hyperspy_edxtomo.base.progress import show_progress
 from hyperspy_edxtomo.deep.networks import (
     build_unet,
-    deterministic_kernels,
     crop_to,
+    deterministic_kernels,
     load_state,
     load_weights,
     pad_to_multiple,
