@@ -274,8 +274,8 @@ class RowGather:
         index = np.zeros((M.shape[0], width), np.int64)
         value = np.zeros((M.shape[0], width), np.float32)
         index[filled], value[filled] = M.indices, M.data  # row by row, in the CSR order
-        last = np.where(counts > 0, index[np.arange(M.shape[0]), np.maximum(counts - 1, 0)], 0)
-        index[~filled] = np.broadcast_to(last[:, None], index.shape)[~filled]
+        last = index[np.arange(M.shape[0]), np.maximum(counts - 1, 0)]  # 0 for an empty row
+        index = np.where(filled, index, last[:, None])
         self.index = torch.from_numpy(index).to(device)
         self.value = torch.from_numpy(value).to(device)
         empty = np.flatnonzero(counts == 0)
