@@ -141,6 +141,7 @@ class Projector:
         self.backend = backend
         self.cuda = resolve_cuda(cuda)
         self._torch_cache = {}
+        self._coarse = None
 
     # -- shapes ---------------------------------------------------------------------
     @property
@@ -161,6 +162,14 @@ class Projector:
             f"slice {self.n_z}x{self.n_x}, axis offset {self.axis_offset_px:+.2f} px, "
             f"backend={self.backend!r}, cuda={self.cuda})"
         )
+
+    def coarsened(self):
+        """The projector of the same views on slices and detector twice as coarse (pixels binned 2 x 2 in
+        each slice, 2 on the detector), made once."""
+        if self._coarse is None:
+            self._coarse = Projector(self.tilts_deg, self.n_x // 2, self.n_z // 2, self.axis_offset_px / 2,
+                                     self.backend, self.cuda)
+        return self._coarse
 
     # -- the matrix -----------------------------------------------------------------
     @property

@@ -44,8 +44,12 @@ class AutoStrength:
 
     The class defines ``lam`` (:func:`strength_trait`), ``iterations`` and
     ``_solve(projector, y_cols, lam, iterations, data_term, background_cols,
-    return_info=False)``; ``data_term`` (:func:`data_term_trait`) if it
-    offers a choice, otherwise it solves least squares.
+    return_info=False, start="auto")``; ``data_term`` (:func:`data_term_trait`) if it
+    offers a choice, otherwise it solves least squares. ``start`` is the
+    solver's start (:data:`~hyperspy_edxtomo.reconstruction.solvers.STARTS`):
+    the convergence check on the brightest slices runs ``"auto"`` and every
+    batch then gets the start that won there (``"start"`` in its info; none:
+    ``"zero"``), so that all batches solve alike.
     """
 
     #: the background b of y ~ Poisson(A x + b) goes into the model
@@ -136,14 +140,14 @@ class AutoStrength:
         y = solvers.sinograms_to_cols(sub / unit, projector.device)
         b = None if sub_b is None else solvers.sinograms_to_cols(sub_b / unit, projector.device)
         _, info = self._solve(projector, y, lam, self.iterations, data_term, b, return_info=True)
-        info = {**info, "iterations": int(self.iterations), "tolerance": CONVERGENCE_TOL,
+        info = {"start": "zero", **info, "iterations": int(self.iterations), "tolerance": CONVERGENCE_TOL,
                 "measured_on_slices": [int(start), int(sub.shape[0])]}
         info["converged"] = bool(abs(info["relative_change"]) <= CONVERGENCE_TOL)
         if not info["converged"]:
             warn(
                 f"{self.name} has not converged at lam={lam:.4g} after {self.iterations} iterations: its objective "
                 f"still changed by {100 * info['relative_change']:.1f} % over the last half of them (tolerance "
-                f"{100 * CONVERGENCE_TOL:.0f} %). Raise iterations."
+                f"{100 * CONVERGENCE_TOL:.0f} %, {info['start']} start). Raise iterations."
             )
         return info
 
@@ -154,7 +158,7 @@ class AutoStrength:
         unit = chosen.get("counts_quantum") or 1.0
         y = solvers.sinograms_to_cols(np.asarray(sinograms) / unit, projector.device)
         b = None if background is None else solvers.sinograms_to_cols(np.asarray(background) / unit, projector.device)
-        x = self._solve(projector, y, lam, self.iterations, data_term, b)
+        x = self._solve(projector, y, lam, self.iterations, data_term, b, start=chosen["convergence"]["start"])
         return solvers.cols_to_slices(x, projector.slice_shape) * np.float32(unit)
 
 

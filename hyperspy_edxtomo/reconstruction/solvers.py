@@ -13,6 +13,14 @@ import torch
 from hyperspy_edxtomo.base.errors import InputError
 
 DATA_TERMS = ("least_squares", "poisson")
+#: where :func:`tv` starts (see there)
+STARTS = ("auto", "zero", "multilevel")
+#: coarser grids the multilevel start solves on (2 x 2 x 2 binning each)
+MULTILEVEL_LEVELS = 2
+#: smallest slice side of the coarsest grid (coarser, the binned problem no longer resembles the fine one)
+MIN_COARSE_PX = 8
+#: iterations between objective checks of a warm-started run
+BEST_EVERY = 20
 #: slices a batch borrows on each side from its neighbours when a 3D TV couples them (its reach in a
 #: few hundred iterations: the solution barely changes beyond it)
 TV_HALO = 4
@@ -156,7 +164,7 @@ def convergence(objectives, tol=0.01):
 
 
 def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=None, background=None,
-       return_info=False):
+       return_info=False, start="auto"):
     """min_{x >= 0}  D(Ax + b, y) + lam * TV3D(x), Chambolle-Pock with diagonal preconditioning.
 
     ``D`` is ``1/2 ||Ax + b - y||^2`` (``"least_squares"``) or the Poisson
@@ -170,6 +178,15 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
     bound, strong regularisation never took effect within a few hundred
     iterations); the scale of the data does not matter either.
 
+    ``start``: ``"zero"`` starts from ``x = 0`` (or ``x0``); ``"multilevel"``
+    from the solution of the same problem on grids twice and four times as
+    coarse (:func:`multilevel_start`): a strong TV spreads its dual across
+    flat regions one voxel per iteration, which the coarse grids do in a few;
+    ``"auto"`` (default) starts from zero and, only when that run's objective
+    still changes by more than 1 % over its last half (:func:`convergence`),
+    also runs the multilevel start and keeps the lower objective. The
+    convergence information says which start won (``"start"``).
+
     ``fused=None`` uses the numba kernels for CPU tensors and torch
     operations on CUDA; ``False`` forces the torch operations (tests check the
     two agree without a GPU). ``return_info=True`` also returns
@@ -177,6 +194,8 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
     """
     if data_term not in DATA_TERMS:
         raise InputError(f"data_term must be one of {DATA_TERMS}, got {data_term!r}")
+    if start not in STARTS:
+        raise InputError(f"start must be one of {STARTS}, got {start!r}")
     lam = float(lam)
     if not np.isfinite(lam) or lam <= 0:
         raise InputError(f"The TV strength must be a finite number > 0, got {lam!r}.")
@@ -184,16 +203,73 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
     b = prepare_background(y, background)
     if data_term == "least_squares" and b is not None:
         y, b = y - b, None  # least squares: fitting y - b is the same problem
+    problem = _TVProblem(projector, y, b, lam, data_term, fused)
+    ml_possible = x0 is None and can_coarsen(projector)
+    if start == "multilevel" and ml_possible:
+        run = multilevel_start(problem, iterations)
+    else:
+        run = _chambolle_pock(problem, iterations, x0=x0)
+        if start == "auto" and ml_possible and not run.info()["converged"]:
+            ml = multilevel_start(problem, iterations)
+            if ml.objectives[-1] < run.objectives[-1]:
+                run = ml
+    return (run.x, run.info()) if return_info else run.x
+
+
+class _TVProblem:
+    """One TV problem: the projector, data (columns, torch), background, strength, data term, kernels."""
+
+    def __init__(self, projector, y, b, lam, data_term, fused):
+        self.projector, self.y, self.b, self.lam, self.data_term = projector, y, b, lam, data_term
+        self.fused = y.device.type == "cpu" if fused is None else fused
+
+    def coarsened(self):
+        """The same problem on the grid :meth:`Projector.coarsened`, the slices binned in pairs too: data
+        summed over 2 x 2 (detector pixels, slices), strength mapped so that both terms keep their balance
+        (TV of the binned volume is twice the fine one's; Poisson deviances about equal, squared residuals
+        4x)."""
+        lam = self.lam / 2 if self.data_term == "poisson" else 2 * self.lam
+        n = self.projector.n_x
+        b = None if self.b is None else bin_cols(self.b, n)
+        return _TVProblem(self.projector.coarsened(), bin_cols(self.y, n), b, lam, self.data_term, self.fused)
+
+    def objective(self, x):
+        return objective(self.projector, x, self.y, self.lam, self.data_term, self.b)
+
+
+class _TVRun:
+    """A run's result: ``x``; ``u``, its TV dual over ``lam`` (a field of vectors of length <= 1, what a
+    finer grid starts from); the objective of ``x`` at half the iterations and at the end (of the best
+    iterate so far where the run keeps it), and of the iterate itself (``currents``); the start used."""
+
+    def __init__(self, x, u, objectives, start, currents):
+        self.x, self.u, self.objectives, self.start, self.currents = x, u, objectives, start, currents
+
+    def info(self):
+        """:func:`convergence` of the iterates (they may still move although the best one stays), the
+        objective of the ``x`` returned, the start."""
+        info = convergence(self.currents if len(self.currents) == 2 else self.currents * 2)
+        info.update(objective_last_iterate=info["objective"], objective=float(self.objectives[-1]),
+                    start=self.start)
+        return info
+
+
+def _chambolle_pock(problem, iterations, x0=None, u0=None, best_every=0, start="zero"):
+    """The iterations of :func:`tv` on ``problem``. ``u0`` (with ``x0``): a TV dual to start from, the
+    data dual then set to its value at ``x0``; ``best_every > 0``: keep the iterate of lowest objective,
+    checked every that many iterations (from a warm start the objective first rises: the duals
+    settle)."""
+    projector, y, b, lam, data_term = problem.projector, problem.y, problem.b, problem.lam, problem.data_term
     # Solve for x / m with m the magnitude of x (5 SIRT iterations), so that
     # the primal steps (tau ~ 1 / (col + 6 lam)) meet an x of order 1
     # whatever the dose; both data terms give the same problem with y / m,
     # b / m and lam / m.
     y_pos = y if b is None else (y - b).clamp_min(0)
     m = float(sirt(projector, y_pos, 5).max()) if x0 is None else float(x0.max())
+    n_vox = projector.n_z * projector.n_x
     if m <= 0:
-        x = torch.zeros((projector.n_z * projector.n_x, y.shape[1]), dtype=torch.float32, device=y.device)
-        info = convergence([0.0, 0.0])
-        return (x, info) if return_info else x
+        x = torch.zeros((n_vox, y.shape[1]), dtype=torch.float32, device=y.device)
+        return _TVRun(x, torch.zeros((3, *x.shape), dtype=torch.float32, device=y.device), [0.0, 0.0], start, [0.0, 0.0])
     y_data, b_data = y, b
     y = y / m
     b = None if b is None else b / m
@@ -205,16 +281,34 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
     sigma_d = inverse(row)
     sigma_g = 0.5 * lam_m  # rows of lam * grad are lam * (-1, +1); the dual is kept as lam * (unit-ball dual)
     tau = 1.0 / (col + 6.0 * lam_m)  # column sums of |A| plus |lam grad| (2 lam per direction)
-    x = torch.zeros((col.shape[0], y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0 / m
+    x = torch.zeros((n_vox, y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0 / m
     xbar = x.clone()
-    p = torch.zeros_like(y)
-    q = torch.zeros((3, *x.shape), dtype=torch.float32, device=y.device)
     poisson = data_term == "poisson"
+    if u0 is None:
+        p = torch.zeros_like(y)
+        q = torch.zeros((3, *x.shape), dtype=torch.float32, device=y.device)
+    else:
+        # the data dual at the optimum is the data term's gradient at A x + b
+        mu = projector.fp_cols(x) if b is None else projector.fp_cols(x) + b
+        p = torch.clamp(1.0 - y / mu.clamp_min(1e-6), max=1.0) if poisson else mu - y
+        q = (lam_m * u0).contiguous()
     checkpoints = {max(1, iterations // 2), iterations}
-    objectives = []
-    if fused is None:
-        fused = y.device.type == "cpu"
-    if fused:
+    objectives, currents, best = [], [], None
+    if best_every:
+        best = (problem.objective(x * m), x.clone())
+
+    def check(k):
+        nonlocal best
+        if best_every and (k % best_every == 0 or k in checkpoints):
+            f = problem.objective(x * m)
+            if f < best[0]:
+                best = (f, x.clone())
+        if k in checkpoints:
+            current = problem.objective(x * m)
+            objectives.append(best[0] if best_every else current)
+            currents.append(current)
+
+    if problem.fused:
         # fused numba kernels in place on the tensors' memory: a handful of
         # passes per iteration instead of dozens of torch operations
         from hyperspy_edxtomo.reconstruction import kernels as _kernels
@@ -231,8 +325,7 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
             _kernels.dual_data_update(pn, ax, yn, sigman, poisson)
             _kernels.dual_tv_update(qn, xbarn, sigma_g, lam_m, shape[0], shape[1])
             _kernels.primal_update(xn, xbarn, csr_product(At, pn), qn, taun, shape[0], shape[1])
-            if return_info and k in checkpoints:
-                objectives.append(objective(projector, x * m, y_data, lam, data_term, b_data))
+            check(k)
     else:
         for k in range(1, iterations + 1):
             # dual ascent on the data term
@@ -253,12 +346,51 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
             div = divergence3d(qv)  # (B, n_z, n_x)
             x = torch.clamp(x - tau * (bp - div.reshape(div.shape[0], -1).T), min=0)
             xbar = 2 * x - x_old
-            if return_info and k in checkpoints:
-                objectives.append(objective(projector, x * m, y_data, lam, data_term, b_data))
-    x = x * m
-    if return_info:
-        return x, convergence(objectives if len(objectives) == 2 else objectives * 2)
-    return x
+            check(k)
+    if best_every:
+        x = best[1]
+    if not objectives:
+        objectives = currents = [problem.objective(x * m)]
+    return _TVRun(x * m, q / lam_m, objectives, start, currents)
+
+
+def can_coarsen(projector, levels=None):
+    """Whether the slices can be binned 2 x 2 (z, x) ``levels`` times (default :data:`MULTILEVEL_LEVELS`), the
+    coarsest grid still :data:`MIN_COARSE_PX` pixels or more."""
+    f = 2 ** (MULTILEVEL_LEVELS if levels is None else levels)
+    return all(n % f == 0 and n // f >= MIN_COARSE_PX for n in projector.slice_shape)
+
+
+def multilevel_start(problem, iterations, levels=MULTILEVEL_LEVELS):
+    """:func:`tv` from the solution on coarser grids: each level solves its problem binned 2 x 2 x 2
+    (twice the iterations, about an eighth of the cost), and the finer level starts from it upsampled, with
+    its TV dual upsampled and the data dual at that start, keeping its best iterate."""
+    if levels == 0:
+        return _chambolle_pock(problem, iterations)
+    B = problem.y.shape[1]
+    coarse = multilevel_start(problem.coarsened(), 2 * iterations, levels - 1)
+    shape_c = problem.projector.coarsened().slice_shape
+    x0 = upsample_cols(coarse.x, shape_c, B) / 8.0  # a coarse voxel holds eight fine ones
+    u0 = torch.stack([upsample_cols(u, shape_c, B) for u in coarse.u])
+    return _chambolle_pock(problem, iterations, x0=x0, u0=u0, best_every=BEST_EVERY, start="multilevel")
+
+
+def bin_cols(cols, n_x):
+    """Sum a column batch ``(n_rows * n_x, B)`` over 2 x 2 pixels (neighbouring columns along x and
+    neighbouring slices; an odd last slice is counted twice): ``(n_rows * n_x / 2, ceil(B / 2))``."""
+    B = cols.shape[1]
+    v = cols.T.reshape(B, -1, n_x)
+    if B % 2:
+        v = torch.cat([v, v[-1:]])
+    v = v.reshape(v.shape[0] // 2, 2, v.shape[1], n_x // 2, 2).sum((1, 4))
+    return v.reshape(v.shape[0], -1).T.contiguous()
+
+
+def upsample_cols(cols, shape_c, B):
+    """A column batch on a grid ``shape_c`` repeated 2 x 2 x 2 onto the grid twice as fine, ``B`` slices."""
+    v = cols.T.reshape(cols.shape[1], *shape_c)
+    v = v.repeat_interleave(2, 0)[:B].repeat_interleave(2, 1).repeat_interleave(2, 2)
+    return v.reshape(B, -1).T.contiguous()
 
 
 def operator_norm_sq(projector, device, iterations=30, seed=0):

@@ -40,9 +40,9 @@ class TV(AutoStrength, ReconstructionAlgorithm):
         self.chosen = chosen
         return ReconstructionResult(volumes, [self.parameter_values()] * len(context.elements))
 
-    def _solve(self, projector, y, lam, iterations, data_term, background=None, return_info=False):
+    def _solve(self, projector, y, lam, iterations, data_term, background=None, return_info=False, start="auto"):
         return solvers.tv(projector, y, lam, iterations, data_term=data_term, background=background,
-                          return_info=return_info)
+                          return_info=return_info, start=start)
 
 
 @hookimpl
