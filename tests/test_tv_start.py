@@ -111,3 +111,11 @@ def test_unknown_start_is_refused(rod):
     _, sino, P = rod
     with pytest.raises(InputError, match="start must be one of .*multilevel"):
         solvers.tv(P, solvers.sinograms_to_cols(sino, "cpu"), 1.0, 5, start="coarse")
+
+
+def test_empty_slices_give_zeros_with_either_start():
+    P = Projector(np.linspace(-60, 60, 13), n_x=32)
+    y = torch.zeros((13 * 32, 3))
+    for start in ("auto", "multilevel"):
+        x, info = solvers.tv(P, y, 1.0, 20, data_term="poisson", start=start, return_info=True)
+        assert x.shape == (32 * 32, 3) and float(x.abs().max()) == 0.0 and info["objective"] == 0.0

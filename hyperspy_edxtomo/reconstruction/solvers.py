@@ -269,8 +269,8 @@ def _chambolle_pock(problem, iterations, x0=None, u0=None, best_every=0, start="
     n_vox = projector.n_z * projector.n_x
     if m <= 0:
         x = torch.zeros((n_vox, y.shape[1]), dtype=torch.float32, device=y.device)
-        return _TVRun(x, torch.zeros((3, *x.shape), dtype=torch.float32, device=y.device), [0.0, 0.0], start, [0.0, 0.0])
-    y_data, b_data = y, b
+        u = torch.zeros((3, *x.shape), dtype=torch.float32, device=y.device)
+        return _TVRun(x, u, [0.0, 0.0], start, [0.0, 0.0])
     y = y / m
     b = None if b is None else b / m
     # least squares scales as 1/m^2 and TV(x/m) as 1/m: lam / m; the Poisson
