@@ -26,7 +26,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
-from traits.api import Dict, HasStrictTraits, TraitError
+from traits.api import Dict, HasStrictTraits, Int, TraitError
 
 from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.private_api import range_bounds
@@ -223,8 +223,10 @@ class ReconstructionAlgorithm(ParameterisedMethod):
     """
 
     #: how many neighbouring slices on each side a batch needs (3D
-    #: regularisation couples slices along the tilt axis); 0: independent
-    slice_halo = 0
+    #: regularisation couples slices along the tilt axis); 0: independent.
+    #: A subclass sets its own (``slice_halo = 4``); ``prepare`` may widen it
+    #: for the data at hand (``tv`` validates it on the brightest slices)
+    slice_halo = Int(0, parameter=False)
     #: True: the algorithm models the X-ray background ``b`` of
     #: ``y ~ Poisson(A x + b)`` and receives it (``context.background``, and
     #: ``background=`` of :meth:`prepare` and :meth:`reconstruct_slices`);

@@ -7,6 +7,7 @@ import numpy as np
 from traits.api import Enum, Range, Union
 
 from hyperspy_edxtomo.base.errors import InputError, warn
+from hyperspy_edxtomo.plugins.slices import default_batch
 from hyperspy_edxtomo.reconstruction import solvers
 from hyperspy_edxtomo.reconstruction.strength import (
     brightest_slices,
@@ -19,6 +20,10 @@ _logger = logging.getLogger(__name__)
 
 #: the objective may still change by this fraction over the last half of the iterations
 CONVERGENCE_TOL = 0.01
+#: a batch's edge slice may differ from the solution without batches by this fraction of its maximum
+HALO_TOL = 0.02
+#: brightest slices the batches' halo is validated on
+HALO_SLAB = 64
 
 
 def strength_trait(what):
@@ -117,6 +122,10 @@ class AutoStrength:
         if record is not None:
             chosen.update(lam=lam, lam_selection=record, lam_selection_iterations=its)
         chosen["convergence"] = self._check_convergence(sinograms, background, projector, lam, data_term, unit)
+        batch = context.batch_size or default_batch(projector)
+        if self.slice_halo and sinograms.shape[0] > batch:
+            chosen["slice_halo"] = self._check_halo(sinograms, background, projector, lam, data_term, unit,
+                                                    chosen["convergence"]["start"], batch)
         self.chosen = chosen
         _logger.info("%s: data term %s, lam %s (%s)", self.name, data_term, lam,
                      "chosen on held-out data" if record is not None else "given")
@@ -150,6 +159,46 @@ class AutoStrength:
                 f"{100 * CONVERGENCE_TOL:.0f} %, {info['start']} start). Raise iterations."
             )
         return info
+
+    def _check_halo(self, sinograms, background, projector, lam, data_term, unit, start, batch):
+        """The halo of slices each batch borrows from its neighbours (a 3D regulariser couples them),
+        validated on the :data:`HALO_SLAB` brightest slices: solved whole, then cut ``halo`` slices beyond
+        the slice a quarter in, that slice must match within :data:`HALO_TOL` of the maximum. The halo
+        doubles from ``slice_halo`` until it does (a strong TV couples slices far apart); where no halo
+        the slab can show does, the batches borrow as many slices as they hold (the most they can).
+        Sets ``slice_halo``; returns the record."""
+        sub, sub_b, first = brightest_slices(sinograms, HALO_SLAB, background)
+        y = solvers.sinograms_to_cols(sub / unit, projector.device)
+        b = None if sub_b is None else solvers.sinograms_to_cols(sub_b / unit, projector.device)
+        full = self._solve(projector, y, lam, self.iterations, data_term, b, start=start)
+        n, j = y.shape[1], y.shape[1] // 4
+        scale = max(float(full.max()), 1e-30)
+        halo, tried = int(self.slice_halo), []
+        record = {"tolerance": HALO_TOL, "measured_on_slices": [int(first), int(n)], "tried": tried}
+        while j + halo + 1 < n:
+            keep = slice(0, j + halo + 1)
+            cut = self._solve(projector, y[:, keep].contiguous(), lam, self.iterations, data_term,
+                              None if b is None else b[:, keep].contiguous(), start=start)
+            tried.append({"halo": halo, "difference": float((cut[:, j] - full[:, j]).abs().max()) / scale})
+            if tried[-1]["difference"] <= HALO_TOL:
+                break
+            halo *= 2
+        if tried and tried[-1]["difference"] <= HALO_TOL and halo <= batch:
+            self.slice_halo = halo
+            return {"halo": halo, "validated": True, **record}
+        # a batch borrows at most as many slices as it holds
+        self.slice_halo = max(int(self.slice_halo), int(batch))
+        if not tried:
+            why = f"{n} slices are too few to check"
+        elif tried[-1]["difference"] <= HALO_TOL:
+            why = f"they need a halo of {halo} slices"
+        else:
+            why = (f"a batch edge still differs by {100 * tried[-1]['difference']:.0f} % of the maximum with a "
+                   f"halo of {tried[-1]['halo']} slices")
+        record["reason"] = why
+        warn(f"{self.name}: at lam={lam:.4g} the batches of {batch} slices may show seams ({why}); each borrows "
+             f"{self.slice_halo} slices on each side. One batch (batch_size= the number of slices) has none.")
+        return {"halo": self.slice_halo, "validated": False, **record}
 
     def reconstruct_slices(self, sinograms, projector, background=None):
         chosen = self.chosen
