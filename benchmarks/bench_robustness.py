@@ -62,7 +62,7 @@ from bench_reconstruction import table  # noqa: E402  (one table printer for the
 
 from hyperspy_edxtomo.analysis.metrics import nrmse, pearson  # noqa: E402  (the package's metrics)
 
-SECTIONS = ("scenes", "kinds", "limits", "convergence", "qd1", "frames")
+SECTIONS = ("scenes", "kinds", "limits", "convergence", "halo", "qd1", "frames")
 #: the elements scored: a core element and a shell element
 SCORED = ("Se", "Zn")
 
@@ -384,6 +384,37 @@ def run_convergence(size, seed=1, data_dir=None):
            "within 1 %"], rows)
 
 
+def run_halo(seed=2, size=64, batch=16):
+    """tv in batches of ``batch`` slices against one batch, over three decades of strength: how far the
+    validated halo (``parameters["slice_halo"]``) keeps batches from leaving seams."""
+    from hyperspy_edxtomo import datasets
+    from hyperspy_edxtomo.reconstruction.projector import Projector
+    from hyperspy_edxtomo.reconstruction.strength import reference_strength
+
+    rows = []
+    for scene in ("rod_along", "dot"):
+        maps = datasets.simulate_scene(scene, size=size, counts_per_tilt=10000, seed=seed)
+        zn = maps.element("Zn")
+        sino = np.ascontiguousarray(zn.to_numpy()[0].transpose(1, 0, 2), np.float32)
+        ref = reference_strength(sino, Projector(maps.tilts, n_x=size), "poisson")
+        for rel in (0.1, 1.0, 10.0):
+            kw = dict(lam=rel * ref, data_term="poisson", show_progressbar=False)
+            one = zn.reconstruct("tv", batch_size=size, **kw).to_numpy()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                batched = zn.reconstruct("tv", batch_size=batch, **kw)
+            rec = batched.history[-1]["parameters"]["parameters"]["slice_halo"]
+            diff = float(np.abs(batched.to_numpy() - one).max() / one.max())
+            tried = ", ".join(f"{t['halo']}: {100 * t['difference']:.1f}" for t in rec["tried"])
+            rows.append([f"{scene}, Zn, 10^4", f"{rel:g}", tried, str(rec["halo"]), str(rec["validated"]),
+                         f"{100 * diff:.1f}"])
+            print(" | ".join(rows[-1]), flush=True)
+    table(f"Batch halo: tv in batches of {batch} slices against one batch ({size}-px scenes; difference = max "
+          "|batched - one batch| / max, %)",
+          ["scene", "lam / ref", "halos tried (edge difference %)", "halo used", "validated", "difference %"],
+          rows)
+
+
 def _qd1(data_dir, crop=(slice(64, 192), slice(64, 192))):
     path = Path(data_dir or REPO.parent / "shared" / "data") / "qd1_element_maps.npz"
     if not path.exists():
@@ -490,6 +521,8 @@ def main(argv=None):
         run_limits(args.size, args.only, args.seed)
     if "convergence" in args.sections:
         run_convergence(args.size, args.seed, args.data)
+    if "halo" in args.sections:
+        run_halo()
     if "qd1" in args.sections:
         checks += run_qd1(args.data)
     if "frames" in args.sections:
