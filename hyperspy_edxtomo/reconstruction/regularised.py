@@ -165,7 +165,8 @@ class AutoStrength:
         validated on the :data:`HALO_SLAB` brightest slices: solved whole, then cut ``halo`` slices beyond
         the slice a quarter in, that slice must match within :data:`HALO_TOL` of the maximum. The halo
         doubles from ``slice_halo`` until it does (a strong TV couples slices far apart); where no halo
-        the slab can show does, the batches borrow as many slices as they hold (the most they can).
+        up to the batch's size that the slab can show does, the batches borrow as many slices as they
+        hold (the most they can).
         Sets ``slice_halo``; returns the record."""
         sub, sub_b, first = brightest_slices(sinograms, HALO_SLAB, background)
         y = solvers.sinograms_to_cols(sub / unit, projector.device)
@@ -175,26 +176,20 @@ class AutoStrength:
         scale = max(float(full.max()), 1e-30)
         halo, tried = int(self.slice_halo), []
         record = {"tolerance": HALO_TOL, "measured_on_slices": [int(first), int(n)], "tried": tried}
-        while j + halo + 1 < n:
+        while j + halo + 1 < n and halo <= batch:
             keep = slice(0, j + halo + 1)
             cut = self._solve(projector, y[:, keep].contiguous(), lam, self.iterations, data_term,
                               None if b is None else b[:, keep].contiguous(), start=start)
             tried.append({"halo": halo, "difference": float((cut[:, j] - full[:, j]).abs().max()) / scale})
             if tried[-1]["difference"] <= HALO_TOL:
-                break
+                self.slice_halo = halo
+                return {"halo": halo, "validated": True, **record}
             halo *= 2
-        if tried and tried[-1]["difference"] <= HALO_TOL and halo <= batch:
-            self.slice_halo = halo
-            return {"halo": halo, "validated": True, **record}
         # a batch borrows at most as many slices as it holds
-        self.slice_halo = max(int(self.slice_halo), int(batch))
-        if not tried:
-            why = f"{n} slices are too few to check"
-        elif tried[-1]["difference"] <= HALO_TOL:
-            why = f"they need a halo of {halo} slices"
-        else:
-            why = (f"a batch edge still differs by {100 * tried[-1]['difference']:.0f} % of the maximum with a "
-                   f"halo of {tried[-1]['halo']} slices")
+        self.slice_halo = int(batch)
+        why = (f"a batch edge still differs by {100 * tried[-1]['difference']:.0f} % of the maximum with a halo of "
+               f"{tried[-1]['halo']} slices" if tried else f"{n} slices are too few to check" if halo <= batch
+               else f"a batch of {batch} slices cannot borrow {halo}")
         record["reason"] = why
         warn(f"{self.name}: at lam={lam:.4g} the batches of {batch} slices may show seams ({why}); each borrows "
              f"{self.slice_halo} slices on each side. One batch (batch_size= the number of slices) has none.")
