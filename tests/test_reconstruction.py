@@ -87,8 +87,8 @@ def test_batches_do_not_change_independent_slices(qd):
 
 def test_tv_batches_overlap_so_3d_tv_matches_one_batch(qd):
     """At a strength of the order the automatic choice takes (0.05-0.1x the reference), solved to
-    convergence. (At the reference strength a halo of TV_HALO slices is too short: batches of 8 differ
-    from one batch by 40-50 % there, with either start.)"""
+    convergence. (At the reference strength a fixed halo of TV_HALO slices is too short: batches of 8 differed
+    from one batch by 40-90 % there, with either start; the halo check below widens it.)"""
     maps, _ = qd
     zn = maps.element("Zn")
     sino = zn.to_numpy()[0].transpose(1, 0, 2).astype(np.float32)

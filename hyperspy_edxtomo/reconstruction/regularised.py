@@ -18,8 +18,7 @@ from hyperspy_edxtomo.reconstruction.strength import (
 
 _logger = logging.getLogger(__name__)
 
-#: the objective may still change by this fraction over the last half of the iterations
-CONVERGENCE_TOL = 0.01
+CONVERGENCE_TOL = solvers.CONVERGENCE_TOL
 #: a batch's edge slice may differ from the solution without batches by this fraction of its maximum
 HALO_TOL = 0.02
 #: brightest slices the batches' halo is validated on
@@ -151,13 +150,14 @@ class AutoStrength:
         _, info = self._solve(projector, y, lam, self.iterations, data_term, b, return_info=True)
         info = {"start": "zero", **info, "iterations": int(self.iterations), "tolerance": CONVERGENCE_TOL,
                 "measured_on_slices": [int(start), int(sub.shape[0])]}
-        info["converged"] = bool(abs(info["relative_change"]) <= CONVERGENCE_TOL)
+        info["converged"] = bool(info["converged"] and abs(info["relative_change"]) <= CONVERGENCE_TOL)
         if not info["converged"]:
-            warn(
-                f"{self.name} has not converged at lam={lam:.4g} after {self.iterations} iterations: its objective "
-                f"still changed by {100 * info['relative_change']:.1f} % over the last half of them (tolerance "
-                f"{100 * CONVERGENCE_TOL:.0f} %, {info['start']} start). Raise iterations."
-            )
+            last = info.get("objective_last_iterate", info["objective"])
+            why = (f"its objective still changed by {100 * info['relative_change']:.1f} % over the last half of them"
+                   if abs(info["relative_change"]) > CONVERGENCE_TOL else
+                   f"its last iterate is {100 * (last / info['objective'] - 1):.1f} % above the best one, returned")
+            warn(f"{self.name} has not converged at lam={lam:.4g} after {self.iterations} iterations: {why} "
+                 f"(tolerance {100 * CONVERGENCE_TOL:.0f} %, {info['start']} start). Raise iterations.")
         return info
 
     def _check_halo(self, sinograms, background, projector, lam, data_term, unit, start, batch):
@@ -174,7 +174,7 @@ class AutoStrength:
         full = self._solve(projector, y, lam, self.iterations, data_term, b, start=start)
         n, j = y.shape[1], y.shape[1] // 4
         scale = max(float(full.max()), 1e-30)
-        halo, tried = int(self.slice_halo), []
+        halo, tried = int(self.trait("slice_halo").default), []  # the class's, not one widened before
         record = {"tolerance": HALO_TOL, "measured_on_slices": [int(first), int(n)], "tried": tried}
         while j + halo + 1 < n and halo <= batch:
             keep = slice(0, j + halo + 1)
@@ -192,7 +192,8 @@ class AutoStrength:
                else f"a batch of {batch} slices cannot borrow {halo}")
         record["reason"] = why
         warn(f"{self.name}: at lam={lam:.4g} the batches of {batch} slices may show seams ({why}); each borrows "
-             f"{self.slice_halo} slices on each side. One batch (batch_size= the number of slices) has none.")
+             f"{self.slice_halo} slices on each side (up to 3x the batch's memory). One batch (batch_size= the "
+             "number of slices) has none.")
         return {"halo": self.slice_halo, "validated": False, **record}
 
     def reconstruct_slices(self, sinograms, projector, background=None):

@@ -13,6 +13,8 @@ import torch
 from hyperspy_edxtomo.base.errors import InputError
 
 DATA_TERMS = ("least_squares", "poisson")
+#: the objective may still change by this fraction over the last half of the iterations
+CONVERGENCE_TOL = 0.01
 #: where :func:`tv` starts (see there)
 STARTS = ("auto", "zero", "multilevel")
 #: coarser grids the multilevel start solves on (2 x 2 x 2 binning each)
@@ -152,7 +154,7 @@ def objective(projector, x, y, lam, data_term="least_squares", background=None, 
     return d + float(lam) * r
 
 
-def convergence(objectives, tol=0.01):
+def convergence(objectives, tol=CONVERGENCE_TOL):
     """``{"objective", "objective_half", "relative_change", "converged"}`` from
     the objective at half the iterations and at the end: for first-order
     methods whose error falls like 1/k, the change over the last half is
@@ -238,8 +240,8 @@ class _TVProblem:
 
 
 class _TVRun:
-    """A run's result: ``x``; ``u``, its TV dual over ``lam`` (a field of vectors of length <= 1, what a
-    finer grid starts from); the objective of ``x`` at half the iterations and at the end (of the best
+    """A run's result: ``x``; ``u``, the last iterate's TV dual over ``lam`` (a field of vectors of length
+    <= 1, what a finer grid starts from); the objective of ``x`` at half the iterations and at the end (of the best
     iterate so far where the run keeps it), and of the iterate itself (``currents``); the start used."""
 
     def __init__(self, x, u, objectives, start, currents):
@@ -247,10 +249,13 @@ class _TVRun:
 
     def info(self):
         """:func:`convergence` of the iterates (they may still move although the best one stays), the
-        objective of the ``x`` returned, the start."""
+        objective of the ``x`` returned, the start. Converged also needs the last iterate within the
+        tolerance of the best: iterates that wander off the start they keep returning are not converged."""
         info = convergence(self.currents if len(self.currents) == 2 else self.currents * 2)
-        info.update(objective_last_iterate=info["objective"], objective=float(self.objectives[-1]),
-                    start=self.start)
+        best = float(self.objectives[-1])
+        info.update(objective_last_iterate=info["objective"], objective=best, start=self.start)
+        off = (info["objective_last_iterate"] - best) / max(abs(best), 1e-30)
+        info["converged"] = bool(info["converged"] and off <= CONVERGENCE_TOL)
         return info
 
 
@@ -265,12 +270,15 @@ def _chambolle_pock(problem, iterations, x0=None, u0=None, best_every=0, start="
     # whatever the dose; both data terms give the same problem with y / m,
     # b / m and lam / m.
     y_pos = y if b is None else (y - b).clamp_min(0)
-    m = float(sirt(projector, y_pos, 5).max()) if x0 is None else float(x0.max())
+    m = float(x0.max()) if x0 is not None else 0.0
+    if m <= 0:  # no start given, or an empty one
+        m = float(sirt(projector, y_pos, 5).max())
     n_vox = projector.n_z * projector.n_x
     if m <= 0:
         x = torch.zeros((n_vox, y.shape[1]), dtype=torch.float32, device=y.device)
         u = torch.zeros((3, *x.shape), dtype=torch.float32, device=y.device)
-        return _TVRun(x, u, [0.0, 0.0], start, [0.0, 0.0])
+        f = problem.objective(x)
+        return _TVRun(x, u, [f, f], start, [f, f])
     y = y / m
     b = None if b is None else b / m
     # least squares scales as 1/m^2 and TV(x/m) as 1/m: lam / m; the Poisson
@@ -288,9 +296,10 @@ def _chambolle_pock(problem, iterations, x0=None, u0=None, best_every=0, start="
         p = torch.zeros_like(y)
         q = torch.zeros((3, *x.shape), dtype=torch.float32, device=y.device)
     else:
-        # the data dual at the optimum is the data term's gradient at A x + b
+        # the data dual at the optimum is the data term's gradient at A x + b; for Poisson 0 where the
+        # coarse start predicts nothing (1 - y / 1e-6 there made the iterations diverge)
         mu = projector.fp_cols(x) if b is None else projector.fp_cols(x) + b
-        p = torch.clamp(1.0 - y / mu.clamp_min(1e-6), max=1.0) if poisson else mu - y
+        p = torch.where(mu > 1e-6, 1.0 - y / mu.clamp_min(1e-6), torch.zeros_like(mu)).clamp(max=1.0) if poisson else mu - y
         q = (lam_m * u0).contiguous()
     checkpoints = {max(1, iterations // 2), iterations}
     objectives, currents, best = [], [], None
@@ -348,7 +357,7 @@ def _chambolle_pock(problem, iterations, x0=None, u0=None, best_every=0, start="
             xbar = 2 * x - x_old
             check(k)
     if best_every:
-        x = best[1]
+        x = best[1]  # the dual stays the last one: the duals settle first, the better start for a finer grid
     if not objectives:
         objectives = currents = [problem.objective(x * m)]
     return _TVRun(x * m, q / lam_m, objectives, start, currents)
@@ -363,7 +372,7 @@ def can_coarsen(projector, levels=None):
 
 def multilevel_start(problem, iterations, levels=MULTILEVEL_LEVELS):
     """:func:`tv` from the solution on coarser grids: each level solves its problem binned 2 x 2 x 2
-    (twice the iterations, about an eighth of the cost), and the finer level starts from it upsampled, with
+    (twice the iterations, each about an eighth of the cost), and the finer level starts from it upsampled, with
     its TV dual upsampled and the data dual at that start, keeping its best iterate."""
     if levels == 0:
         return _chambolle_pock(problem, iterations)
