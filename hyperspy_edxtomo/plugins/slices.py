@@ -14,7 +14,7 @@ import numpy as np
 from hyperspy_edxtomo.base.errors import InputTypeError
 from hyperspy_edxtomo.base.progress import compute
 
-__all__ = ["reconstruct_elements", "default_batch", "check_prepare"]
+__all__ = ["reconstruct_elements", "batch_slices", "default_batch", "check_prepare"]
 
 
 def reconstruct_elements(algorithm, counts, context, label=None, background=None):
@@ -56,10 +56,7 @@ def reconstruct_elements(algorithm, counts, context, label=None, background=None
     elements, projector, show_progressbar = context.elements, context.projector, context.show_progressbar
     if len(elements) != n_el:
         raise ValueError(f"{n_el} elements of counts for the context's {len(elements)} ({list(elements)})")
-    batch_size = context.batch_size
-    if batch_size is None:
-        batch_size = default_batch(projector)
-    batch_size = int(min(max(1, batch_size), n_y))
+    batch_size = batch_slices(context, n_y)
     label = label or algorithm.name
     if background is not None and not algorithm.accepts_background:
         counts, background = np.asarray(counts, np.float32) - background, None
@@ -124,6 +121,12 @@ def _compute(darr, show, label):
     # numba, BLAS), and two threaded batches would fight over them; on a
     # distributed cluster the batches go to its workers
     return compute(darr, desc=f"Reconstructing ({label})", show=show, scheduler="synchronous")
+
+
+def batch_slices(context, n_slices):
+    """How many slices one batch holds: ``context.batch_size``, or :func:`default_batch`, at most all."""
+    batch_size = context.batch_size if context.batch_size is not None else default_batch(context.projector)
+    return int(min(max(1, batch_size), n_slices))
 
 
 def default_batch(projector):

@@ -7,7 +7,7 @@ import numpy as np
 from traits.api import Enum, Range, Union
 
 from hyperspy_edxtomo.base.errors import InputError, warn
-from hyperspy_edxtomo.plugins.slices import default_batch
+from hyperspy_edxtomo.plugins.slices import batch_slices
 from hyperspy_edxtomo.reconstruction import solvers
 from hyperspy_edxtomo.reconstruction.strength import (
     brightest_slices,
@@ -121,7 +121,7 @@ class AutoStrength:
         if record is not None:
             chosen.update(lam=lam, lam_selection=record, lam_selection_iterations=its)
         chosen["convergence"] = self._check_convergence(sinograms, background, projector, lam, data_term, unit)
-        batch = context.batch_size or default_batch(projector)
+        batch = batch_slices(context, sinograms.shape[0])
         if self.slice_halo and sinograms.shape[0] > batch:
             chosen["slice_halo"] = self._check_halo(sinograms, background, projector, lam, data_term, unit,
                                                     chosen["convergence"]["start"], batch)

@@ -187,7 +187,9 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
     ``"auto"`` (default) starts from zero and, only when that run's objective
     still changes by more than 1 % over its last half (:func:`convergence`),
     also runs the multilevel start and keeps the lower objective. The
-    convergence information says which start won (``"start"``).
+    convergence information says which start won (``"start"``). With ``x0``
+    given, or slices whose sides do not divide by 4 or are under 32 pixels
+    (:func:`can_coarsen`), every start is the zero start.
 
     ``fused=None`` uses the numba kernels for CPU tensors and torch
     operations on CUDA; ``False`` forces the torch operations (tests check the
@@ -240,9 +242,10 @@ class _TVProblem:
 
 
 class _TVRun:
-    """A run's result: ``x``; ``u``, the last iterate's TV dual over ``lam`` (a field of vectors of length
-    <= 1, what a finer grid starts from); the objective of ``x`` at half the iterations and at the end (of the best
-    iterate so far where the run keeps it), and of the iterate itself (``currents``); the start used."""
+    """A run's result: ``x``; ``u``, the last iterate's TV dual over ``lam`` (a field of vectors of
+    length <= 1, what a finer grid starts from); the objective of ``x`` at half the iterations and at
+    the end (of the best iterate so far where the run keeps it), and of the iterate itself
+    (``currents``); the start used."""
 
     def __init__(self, x, u, objectives, start, currents):
         self.x, self.u, self.objectives, self.start, self.currents = x, u, objectives, start, currents
@@ -299,7 +302,10 @@ def _chambolle_pock(problem, iterations, x0=None, u0=None, best_every=0, start="
         # the data dual at the optimum is the data term's gradient at A x + b; for Poisson 0 where the
         # coarse start predicts nothing (1 - y / 1e-6 there made the iterations diverge)
         mu = projector.fp_cols(x) if b is None else projector.fp_cols(x) + b
-        p = torch.where(mu > 1e-6, 1.0 - y / mu.clamp_min(1e-6), torch.zeros_like(mu)).clamp(max=1.0) if poisson else mu - y
+        if poisson:
+            p = torch.where(mu > 1e-6, 1.0 - y / mu.clamp_min(1e-6), torch.zeros_like(mu)).clamp(max=1.0)
+        else:
+            p = mu - y
         q = (lam_m * u0).contiguous()
     checkpoints = {max(1, iterations // 2), iterations}
     objectives, currents, best = [], [], None
@@ -308,14 +314,15 @@ def _chambolle_pock(problem, iterations, x0=None, u0=None, best_every=0, start="
 
     def check(k):
         nonlocal best
-        if best_every and (k % best_every == 0 or k in checkpoints):
-            f = problem.objective(x * m)
-            if f < best[0]:
-                best = (f, x.clone())
-        if k in checkpoints:
-            current = problem.objective(x * m)
-            objectives.append(best[0] if best_every else current)
-            currents.append(current)
+        at_checkpoint = k in checkpoints
+        if not (at_checkpoint or (best_every and k % best_every == 0)):
+            return
+        f = problem.objective(x * m)
+        if best_every and f < best[0]:
+            best = (f, x.clone())
+        if at_checkpoint:
+            objectives.append(best[0] if best_every else f)
+            currents.append(f)
 
     if problem.fused:
         # fused numba kernels in place on the tensors' memory: a handful of
@@ -364,16 +371,16 @@ def _chambolle_pock(problem, iterations, x0=None, u0=None, best_every=0, start="
 
 
 def can_coarsen(projector, levels=None):
-    """Whether the slices can be binned 2 x 2 (z, x) ``levels`` times (default :data:`MULTILEVEL_LEVELS`), the
-    coarsest grid still :data:`MIN_COARSE_PX` pixels or more."""
+    """Whether the slices can be binned 2 x 2 (z, x) ``levels`` times (default
+    :data:`MULTILEVEL_LEVELS`), the coarsest grid still :data:`MIN_COARSE_PX` pixels or more."""
     f = 2 ** (MULTILEVEL_LEVELS if levels is None else levels)
     return all(n % f == 0 and n // f >= MIN_COARSE_PX for n in projector.slice_shape)
 
 
 def multilevel_start(problem, iterations, levels=MULTILEVEL_LEVELS):
     """:func:`tv` from the solution on coarser grids: each level solves its problem binned 2 x 2 x 2
-    (twice the iterations, each about an eighth of the cost), and the finer level starts from it upsampled, with
-    its TV dual upsampled and the data dual at that start, keeping its best iterate."""
+    (twice the iterations, each about an eighth of the cost), and the finer level starts from it
+    upsampled, with its TV dual upsampled and the data dual at that start, keeping its best iterate."""
     if levels == 0:
         return _chambolle_pock(problem, iterations)
     B = problem.y.shape[1]
