@@ -155,7 +155,8 @@ def test_tv_auto_records_the_chosen_strength(qd):
     assert isinstance(params["lam"], float)
     assert params["lam"] == pytest.approx(record["candidates"][int(np.argmin(record["scores"]))])
     conv = params["convergence"]
-    assert conv["iterations"] == 30 and np.isfinite(conv["relative_change"])
+    # 30 asked; more where the run had to continue, at most max_iterations ("auto": 8x)
+    assert 30 <= conv["iterations"] <= conv["max_iterations"] == 240 and np.isfinite(conv["relative_change"])
 
 
 def _solve_tv(iterations, data_term="poisson"):

@@ -1,6 +1,8 @@
 """Where tv starts: the multilevel start at strengths the zero start does not converge at, chosen by the
 convergence measure, the same for every batch."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -101,11 +103,35 @@ def test_every_batch_gets_the_start_chosen_on_the_brightest_slices(rod):
     # one batch holds every slice: it is exactly the solver's multilevel start on all of them
     y = solvers.sinograms_to_cols(sino, "cpu")
     got = vol.to_numpy()[0]
-    direct = {start: solvers.cols_to_slices(solvers.tv(P, y, lam, 60, data_term="least_squares", start=start),
+    its = conv["iterations"]  # as many as the check ran (it continues while unconverged)
+    direct = {start: solvers.cols_to_slices(solvers.tv(P, y, lam, its, data_term="least_squares", start=start),
                                             P.slice_shape) for start in ("multilevel", "zero")}
     # (float rounding of the pipeline's copies aside) the multilevel solution, and not the zero start's
     assert np.abs(got - direct["multilevel"]).max() < 1e-3 * got.max()
     assert np.abs(got - direct["zero"]).max() > 2e-2 * got.max()
+
+
+def test_several_batches_each_get_the_start_and_iterations_chosen_on_the_brightest_slices(rod):
+    """Four batches of 8 slices, each with the halo recorded: every batch is the solver's multilevel start,
+    run for the iterations the check ran, on its slices and halo."""
+    zn, sino, P = rod
+    lam = 10 * reference_strength(sino, P, "least_squares")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # at 10x no halo a batch of 8 can borrow holds: seams are warned of
+        # (no continuation: the iterations are followed in test_tv_continuation; here the start is)
+        vol = zn.reconstruct("tv", lam=lam, iterations=60, max_iterations=60, data_term="least_squares",
+                             batch_size=8, show_progressbar=False)
+    params = vol.history[-1]["parameters"]["parameters"]
+    conv, halo = params["convergence"], params["slice_halo"]["halo"]
+    assert conv["start"] == "multilevel"
+    got = vol.to_numpy()[0].transpose(1, 0, 2)  # (y, z, x)
+    n = sino.shape[0]
+    for s0 in range(0, n, 8):
+        lo, hi = max(0, s0 - halo), min(n, s0 + 8 + halo)
+        y = solvers.sinograms_to_cols(sino[lo:hi], "cpu")
+        x = solvers.tv(P, y, lam, conv["iterations"], data_term="least_squares", start="multilevel")
+        want = solvers.cols_to_slices(x, P.slice_shape)[s0 - lo: s0 - lo + 8]
+        assert np.abs(got[s0:s0 + 8] - want).max() < 1e-3 * got.max(), s0
 
 
 def test_unknown_start_is_refused(rod):

@@ -60,7 +60,8 @@ class Context:
         Reconstruction only: the projector of the measured geometry
         (:class:`~hyperspy_edxtomo.reconstruction.projector.Projector`).
     batch_size : int or None
-        Reconstruction only: slices per batch (memory bound).
+        Reconstruction only: slices per batch (memory bound; it may exceed the
+        slices there are: then one batch holds them all).
     background : numpy.ndarray or None
         Reconstruction only, for algorithms with ``accepts_background``:
         expected background counts shaped like the counts.

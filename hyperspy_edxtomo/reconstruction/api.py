@@ -142,7 +142,9 @@ def reconstruct(
     projector = Projector(tilts, n_x=n_x, n_z=n_z or n_x, axis_offset_px=axis_offset_px, cuda=cuda)
     if batch_size is None:
         batch_size = default_batch(projector)
-    batch_size = int(min(max(1, batch_size), n_y))
+    # not yet limited to the slices: the coupled solvers divide it by the number of elements first (clamped
+    # before, a series of 4 elements that fits one batch was solved in 4)
+    batch_size = int(max(1, batch_size))
     show = show_progress(show_progressbar)
 
     t0 = time.perf_counter()
@@ -178,7 +180,7 @@ def reconstruct(
         "n_z": projector.n_z,
         "axis_offset_px": axis_offset_px,
         "rotation_deg": rotation_deg,
-        "batch_size": batch_size,
+        "batch_size": min(batch_size, n_y),
         "seed": int(seed),
         "background": ("none" if not has_background else
                        "modelled: y ~ Poisson(A x + b)" if cls.accepts_background else "subtracted before reconstruction"),

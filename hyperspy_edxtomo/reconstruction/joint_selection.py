@@ -96,10 +96,11 @@ class JointData:
     Poisson terms), background, data terms, HAADF views ``(B, T, X)`` and mask (or None), the guide and
     the element scales."""
 
-    def solve(self, projector, ys, lam, iterations, backgrounds=None, haadf=None, guide=0.0, return_info=False):
+    def solve(self, projector, ys, lam, iterations, backgrounds=None, haadf=None, guide=0.0, return_info=False,
+              max_iterations=None):
         """:func:`coupled_tv` with this series' data terms, scales and guide."""
         return coupled_tv(projector, ys, lam, iterations, self.data_terms, backgrounds, haadf, scales=self.scales,
-                          guide=self.guide_tensor(guide), return_info=return_info)
+                          guide=self.guide_tensor(guide), return_info=return_info, max_iterations=max_iterations)
 
     def subset(self, sl):
         """The same series restricted to the slices ``sl``."""

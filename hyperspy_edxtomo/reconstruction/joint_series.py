@@ -6,8 +6,10 @@ elements at once (:mod:`~hyperspy_edxtomo.reconstruction.multichannel`):
 to count units where they are counts in disguise; the strength and the HAADF
 weight are chosen on the brightest slices
 (:func:`~hyperspy_edxtomo.reconstruction.joint_selection.choose_joint`); the
-convergence is measured there; then batches of slices, overlapping by a
-halo (the 3D TV couples neighbouring slices), go through the solver.
+convergence is measured there, and the halo of slices by which batches
+overlap (the 3D TV couples neighbouring slices) is validated there
+(:func:`~hyperspy_edxtomo.reconstruction.halo.validate_halo`) when there is
+more than one batch; then the batches go through the solver.
 """
 
 import dataclasses
@@ -26,6 +28,7 @@ from hyperspy_edxtomo.reconstruction.haadf import (
     guide_field,
     reconstruct_haadf,
 )
+from hyperspy_edxtomo.reconstruction.halo import HALO_SLAB, validate_halo
 from hyperspy_edxtomo.reconstruction.joint_selection import (
     JointData,
     brightest_joint_slices,
@@ -33,7 +36,7 @@ from hyperspy_edxtomo.reconstruction.joint_selection import (
 )
 from hyperspy_edxtomo.reconstruction.multichannel import element_scales
 from hyperspy_edxtomo.reconstruction.regularised import CONVERGENCE_TOL
-from hyperspy_edxtomo.reconstruction.solvers import TV_HALO, cols_to_slices, sinograms_to_cols
+from hyperspy_edxtomo.reconstruction.solvers import TV_HALO, cols_to_slices, iterations_cap, sinograms_to_cols
 from hyperspy_edxtomo.reconstruction.strength import (
     FALLBACK_RELATIVE,
     MIN_SPLIT_COUNTS,
@@ -91,15 +94,19 @@ class JointPlan:
     guide: np.ndarray | None  # (3, n_slices, n_z, n_x), the HAADF volume's edges, or None
     scales: np.ndarray  # the element magnitudes m_e: part of the problem the strength was chosen for
     chosen: dict
+    halo: int = TV_HALO  # slices each batch borrows on each side
 
 
 def reconstruct_jointly(counts, context, lam="auto", haadf_weight=0.0, iterations=200, data_term="auto",
-                        use_haadf=False, guide_strength=0.0, name="coupled_tv"):
+                        use_haadf=False, guide_strength=0.0, name="coupled_tv", max_iterations=None):
     """Reconstruct all elements together; returns ``(volumes (E, z, y, x), chosen)``.
 
     ``data_term`` ``"auto"``: the Poisson likelihood where every element's
     maps are counts (or counts in disguise, worked on as counts), least
-    squares otherwise.
+    squares otherwise. ``max_iterations`` (``"auto"``, a number or None:
+    never): how far the convergence check continues while unconverged; the
+    batches then run as many iterations as it did. (The selection's solves,
+    many more, each run ``min(iterations, 200)``.)
     """
     values, units, kinds = in_count_units(counts)
     background = context.background
@@ -107,9 +114,9 @@ def reconstruct_jointly(counts, context, lam="auto", haadf_weight=0.0, iteration
         background = (np.asarray(background, np.float64) / units[:, None, None, None]).astype(np.float32)
     plan = plan_joint(values, kinds, background, context, lam=lam, haadf_weight=haadf_weight,
                       guide_strength=guide_strength, iterations=iterations, data_term=data_term, use_haadf=use_haadf,
-                      name=name)
+                      name=name, max_iterations=max_iterations)
     plan.chosen["counts_quantum"] = {e: float(u) for e, u in zip(context.elements, units) if u != 1} or None
-    volumes = solve_joint(values, background, plan, context, iterations, name)
+    volumes = solve_joint(values, background, plan, context, plan.chosen["convergence"]["iterations"], name)
     volumes *= units[:, None, None, None].astype(np.float32)
     return volumes, plan.chosen
 
@@ -121,9 +128,11 @@ def _haadf_sinograms(context):
 
 
 def plan_joint(values, kinds, background, context, lam="auto", haadf_weight=0.0, guide_strength=0.0,
-               iterations=200, data_term="auto", use_haadf=False, name="coupled_tv"):
+               iterations=200, data_term="auto", use_haadf=False, name="coupled_tv", max_iterations=None):
     """Choose the strength, the HAADF guide and weight (:func:`choose_joint`) on the brightest slices of
-    ``values`` (``(E, tilt, y, x)``, in count units where they are counts) and measure the convergence there."""
+    ``values`` (``(E, tilt, y, x)``, in count units where they are counts) and measure the convergence there
+    (continuing as ``max_iterations`` says: ``chosen["convergence"]["iterations"]`` is what the batches
+    should run)."""
     projector, elements = context.projector, list(context.elements)
     negative = bool(np.any(values < 0))
     if data_term == "auto":
@@ -195,10 +204,42 @@ def plan_joint(values, kinds, background, context, lam="auto", haadf_weight=0.0,
     model = picked.get("haadf_model")
     lam, weight, gamma = float(picked["lam"]), float(picked["haadf_weight"]), float(picked["guide_strength"])
     slab.guide = None if "full" not in guides else guides["full"][:, sl]
-    chosen["convergence"] = _convergence(slab, model, lam, weight, gamma, iterations, name)
+    chosen["convergence"] = _convergence(slab, model, lam, weight, gamma, iterations, name,
+                                         iterations_cap(max_iterations, iterations))
+    guide = guides.get("full") if gamma > 0 else None
+    halo = TV_HALO
+    batch = joint_batch(context, len(elements), n_slices)
+    if n_slices > batch:
+        series.guide = guide
+        halo, chosen["slice_halo"] = _check_halo(series, back, model, lam, weight, gamma,
+                                                 chosen["convergence"]["iterations"], batch, name)
     _logger.info("%s: lam %.4g, HAADF guide %.3g, HAADF weight %.3g", name, lam, gamma, weight)
-    return JointPlan(lam, weight, gamma, data_term, model, guides.get("full") if gamma > 0 else None, scales,
-                     chosen)
+    return JointPlan(lam, weight, gamma, data_term, model, guide, scales, chosen, halo)
+
+
+def joint_batch(context, n_elements, n_slices):
+    """Slices per batch of the coupled solvers: a batch holds every element and a dual three times each
+    element's size, so ``context.batch_size`` is divided by the number of elements; None: one batch."""
+    return int(max(1, min((context.batch_size or n_slices * n_elements) // n_elements, n_slices)))
+
+
+def _check_halo(series, background, model, lam, weight, gamma, iterations, batch, name):
+    """The batches' halo (:func:`validate_halo`) on the brightest :data:`HALO_SLAB` slices of every element
+    together, solved as the batches are; returns ``(halo, record)``."""
+    first, stop = brightest_joint_slices(series.sinograms, min(HALO_SLAB, series.sinograms.shape[1]), background)
+    slab = series.subset(slice(first, stop))
+    dev = slab.projector.device
+
+    def solve(keep):
+        part = slab.subset(keep)
+        b = None if part.background is None else _columns_of(part.background, dev)
+        with torch.no_grad():
+            return part.solve(part.projector, _columns_of(part.sinograms, dev), lam, iterations, b,
+                              part.haadf_term(model, weight), gamma)
+
+    # in this process a batch may borrow more slices than it holds (no dask chunks), at least TV_HALO as before
+    halo, record = validate_halo(solve, stop - first, TV_HALO, batch, name, lam, max_halo=max(batch, TV_HALO))
+    return halo, {**record, "measured_on_slices": [int(first), int(stop - first)]}
 
 
 def solve_joint(values, background, plan, context, iterations, name):
@@ -208,7 +249,7 @@ def solve_joint(values, background, plan, context, iterations, name):
                      None if background is None else _sinograms(background), haadf, haadf_mask, plan.guide,
                      plan.scales)
     return _solve_batches(data, plan.model, plan.lam, plan.haadf_weight, plan.guide_strength, iterations, context,
-                          name)
+                          name, plan.halo)
 
 
 def _columns_of(sinograms, device):
@@ -216,35 +257,35 @@ def _columns_of(sinograms, device):
     return torch.stack([sinograms_to_cols(s, device) for s in sinograms])
 
 
-def _convergence(slab, model, lam, weight, gamma, iterations, name):
+def _convergence(slab, model, lam, weight, gamma, iterations, name, max_iterations):
     dev = slab.projector.device
     b = None if slab.background is None else _columns_of(slab.background, dev)
     with torch.no_grad():
         _, info = slab.solve(slab.projector, _columns_of(slab.sinograms, dev), lam, iterations, b,
-                             slab.haadf_term(model, weight), gamma, return_info=True)
-    info = {**info, "iterations": int(iterations), "tolerance": CONVERGENCE_TOL}
+                             slab.haadf_term(model, weight), gamma, return_info=True, max_iterations=max_iterations)
+    # the iterations run (more than asked where the solve continued), the most it could
+    info = {**info, "max_iterations": int(max_iterations), "tolerance": CONVERGENCE_TOL}
     info["converged"] = bool(abs(info["relative_change"]) <= CONVERGENCE_TOL)
     if not info["converged"]:
-        warn(f"{name} has not converged at lam={lam:.4g} after {iterations} iterations: its objective still changed "
-             f"by {100 * info['relative_change']:.1f} % over the last half of them (tolerance "
-             f"{100 * CONVERGENCE_TOL:.0f} %). Raise iterations.")
+        warn(f"{name} has not converged at lam={lam:.4g} after {info['iterations']} iterations: its objective still "
+             f"changed by {100 * info['relative_change']:.1f} % over the last half of them (tolerance "
+             f"{100 * CONVERGENCE_TOL:.0f} %). Raise max_iterations.")
     return info
 
 
-def _solve_batches(data, model, lam, weight, gamma, iterations, context, name):
-    """Batches of slices with a halo of :data:`~hyperspy_edxtomo.reconstruction.solvers.TV_HALO` slices on
-    each side, every element together, in this process: ``(E, z, y, x)``. A batch holds every element and
-    a dual three times each element's size: ``context.batch_size`` is divided by the number of elements."""
+def _solve_batches(data, model, lam, weight, gamma, iterations, context, name, halo):
+    """Batches of slices (:func:`joint_batch`) with a halo of ``halo`` slices on each side, every element
+    together, in this process: ``(E, z, y, x)``."""
     projector = data.projector
     E, n_y = data.sinograms.shape[:2]
-    batch = int(max(1, min((context.batch_size or n_y * E) // E, n_y)))
+    batch = joint_batch(context, E, n_y)
     dev = projector.device
     out = np.zeros((E, projector.n_z, n_y, projector.n_x), np.float32)
     starts = list(range(0, n_y, batch))
     for s0 in progress_bar(starts, desc=f"Reconstructing ({name}, all elements)", show=context.show_progressbar,
                            unit="batch"):
         s1 = min(s0 + batch, n_y)
-        lo, hi = (max(0, s0 - TV_HALO), min(n_y, s1 + TV_HALO)) if len(starts) > 1 else (s0, s1)
+        lo, hi = (max(0, s0 - halo), min(n_y, s1 + halo)) if len(starts) > 1 else (s0, s1)
         part = data.subset(slice(lo, hi))
         b = None if part.background is None else _columns_of(part.background, dev)
         with torch.no_grad():
@@ -258,8 +299,8 @@ def _solve_batches(data, model, lam, weight, gamma, iterations, context, name):
 
 class JointReconstruction:
     """Mixin for algorithms that reconstruct all elements together; the class
-    sets ``lam``, ``iterations``, ``data_term`` and, with a HAADF term,
-    ``haadf_weight``, and says in :meth:`joint_options` what to run."""
+    sets ``lam``, ``iterations``, ``max_iterations``, ``data_term`` and, with a
+    HAADF term, ``haadf_weight``, and says in :meth:`joint_options` what to run."""
 
     accepts_background = True
 
@@ -272,7 +313,8 @@ class JointReconstruction:
             raise InputError("No elements to reconstruct.")
         options = self.joint_options()
         volumes, chosen = reconstruct_jointly(counts, context, lam=self.lam, iterations=self.iterations,
-                                              data_term=self.data_term, name=self.name, **options)
+                                              data_term=self.data_term, name=self.name,
+                                              max_iterations=self.max_iterations, **options)
         self.chosen = chosen
         params = self.parameter_values()
         return ReconstructionResult(volumes, [params] * len(context.elements))

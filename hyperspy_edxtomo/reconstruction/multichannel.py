@@ -31,6 +31,7 @@ import torch
 
 from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.reconstruction.solvers import (
+    CONTINUE_TOL,
     DATA_TERMS,
     convergence,
     divergence3d,
@@ -165,7 +166,7 @@ def _guided(g, guide):
 
 
 def coupled_tv(projector, ys, lam, iterations, data_terms="poisson", backgrounds=None, haadf=None, scales=None,
-               return_info=False, guide=None):
+               return_info=False, guide=None, max_iterations=None):
     """Reconstruct all elements of a batch of slices together (see the module docstring for the problem).
 
     Parameters
@@ -192,6 +193,11 @@ def coupled_tv(projector, ys, lam, iterations, data_terms="poisson", backgrounds
         gradient ``g`` by ``g - (gamma xi)(gamma xi . g)``, i.e.
         ``P = I - gamma^2 xi xi^T`` (edges along the guide's cost less);
         None: the coupled TV.
+    max_iterations : int or None
+        As :func:`~hyperspy_edxtomo.reconstruction.solvers.tv`: while the
+        convergence measure reads over half the tolerance, the iterations
+        double, up to this many (None: ``iterations``). The iterations run
+        are in the information (``"iterations"``).
 
     Returns
     -------
@@ -208,6 +214,7 @@ def coupled_tv(projector, ys, lam, iterations, data_terms="poisson", backgrounds
     E, R, B = ys.shape
     terms = _data_terms(data_terms, E)
     iterations = int(iterations)
+    max_iterations = iterations if max_iterations is None else max(int(max_iterations), iterations)
     if backgrounds is not None:
         backgrounds = torch.stack([prepare_background(ys[e], backgrounds[e]) for e in range(E)])
     m = element_scales(projector, ys, backgrounds) if scales is None else np.asarray(scales, np.float64)
@@ -236,9 +243,12 @@ def coupled_tv(projector, ys, lam, iterations, data_terms="poisson", backgrounds
     p = torch.zeros_like(ys)
     ph = torch.zeros((R, B), dtype=dt, device=dev) if use_haadf else None
     q = torch.zeros((3, E, B, *shape), dtype=dt, device=dev)
-    checkpoints = {max(1, iterations // 2), iterations}
-    objectives = []
-    for k in range(1, iterations + 1):
+    # objectives at half the iterations, at the end, and at every doubling after (the convergence measure)
+    track = return_info or max_iterations > iterations
+    first = max(1, iterations // 2)
+    objectives, k, k_end = [], 0, iterations
+    while k < k_end:
+        k += 1
         au = project_elements(projector, ubar)  # (E, R, B)
         # dual ascent on every element's data term (the background shifts the argument)
         v = p + sigma_p * (m_t * au + (0.0 if backgrounds is None else backgrounds))
@@ -259,10 +269,14 @@ def coupled_tv(projector, ys, lam, iterations, data_terms="poisson", backgrounds
         u_old = u
         u = torch.clamp(u - tau * (bp - lam_u * _columns(divergence3d(_guided(q, guide)))), min=0)
         ubar = 2 * u - u_old
-        if return_info and k in checkpoints:
+        if track and k in (first, k_end):
             objectives.append(coupled_objective(projector, u * m_t, ys, lam, terms, backgrounds,
                                                 haadf if use_haadf else None, m, guide))
+        if k == k_end and 2 * k <= max_iterations:
+            info = convergence(objectives[-2:] if len(objectives) >= 2 else objectives * 2)
+            if not (info["converged"] and abs(info["relative_change"]) <= CONTINUE_TOL):
+                k_end = 2 * k
     x = u * m_t
     if return_info:
-        return x, convergence(objectives if len(objectives) == 2 else objectives * 2)
+        return x, {**convergence(objectives[-2:] if len(objectives) >= 2 else objectives * 2), "iterations": k}
     return x

@@ -9,6 +9,7 @@ from traits.api import Enum, Range, Union
 from hyperspy_edxtomo.base.errors import InputError, warn
 from hyperspy_edxtomo.plugins.slices import batch_slices
 from hyperspy_edxtomo.reconstruction import solvers
+from hyperspy_edxtomo.reconstruction.halo import HALO_SLAB, validate_halo
 from hyperspy_edxtomo.reconstruction.strength import (
     brightest_slices,
     choose_strength,
@@ -19,10 +20,6 @@ from hyperspy_edxtomo.reconstruction.strength import (
 _logger = logging.getLogger(__name__)
 
 CONVERGENCE_TOL = solvers.CONVERGENCE_TOL
-#: a batch's edge slice may differ from the solution without batches by this fraction of its maximum
-HALO_TOL = 0.02
-#: brightest slices the batches' halo is validated on
-HALO_SLAB = 64
 
 
 def strength_trait(what):
@@ -32,6 +29,16 @@ def strength_trait(what):
         default_value="auto",
         desc=f"{what} strength; 'auto' chooses it by cross-validation on held-out counts (integer counts) or "
              "held-out views (any other maps)",
+    )
+
+
+def max_iterations_trait():
+    return Union(
+        Enum("auto"),
+        Range(1, None),
+        default_value="auto",
+        desc="while the objective still changes by more than 0.5 % over the last half of the iterations, they "
+             f"double, up to this many; 'auto': {solvers.CONTINUE_UP_TO}x iterations; = iterations: never more",
     )
 
 
@@ -48,12 +55,15 @@ class AutoStrength:
 
     The class defines ``lam`` (:func:`strength_trait`), ``iterations`` and
     ``_solve(projector, y_cols, lam, iterations, data_term, background_cols,
-    return_info=False, start="auto")``; ``data_term`` (:func:`data_term_trait`) if it
-    offers a choice, otherwise it solves least squares. ``start`` is the
-    solver's start (:data:`~hyperspy_edxtomo.reconstruction.solvers.STARTS`):
-    the convergence check on the brightest slices runs ``"auto"`` and every
-    batch then gets the start that won there (``"start"`` in its info; none:
-    ``"zero"``), so that all batches solve alike.
+    return_info=False, start="auto", max_iterations=None)``; ``data_term``
+    (:func:`data_term_trait`) if it offers a choice, otherwise it solves least
+    squares; ``max_iterations`` (:func:`max_iterations_trait`) if its solver
+    continues while unconverged. ``start`` is the solver's start
+    (:data:`~hyperspy_edxtomo.reconstruction.solvers.STARTS`): the
+    convergence check on the brightest slices runs ``"auto"``, continuing up
+    to ``max_iterations``, and every batch then gets the start that won there
+    (``"start"`` in its info; none: ``"zero"``) and the iterations it ran, so
+    that all batches solve alike.
     """
 
     #: the background b of y ~ Poisson(A x + b) goes into the model
@@ -64,6 +74,10 @@ class AutoStrength:
     selection_iterations = 200
     #: ... on at most this many slices (the brightest), and at most a quarter of them
     selection_slices = 32
+
+    def _iterations_cap(self, iterations):
+        """The most iterations a run of ``iterations`` may continue to (:func:`max_iterations_trait`)."""
+        return solvers.iterations_cap(getattr(self, "max_iterations", None), iterations)
 
     def _slab_size(self, n_slices):
         return int(min(self.selection_slices, max(8, n_slices // 4)))
@@ -100,7 +114,8 @@ class AutoStrength:
             lam, record = self.lam, None
             if lam == "auto":
                 lam, record = choose_strength(
-                    lambda P, y, lam, b, dt=data_term: self._solve(P, y, lam, its, dt, b),
+                    lambda P, y, lam, b, dt=data_term: self._solve(P, y, lam, its, dt, b,
+                                                                   max_iterations=self._iterations_cap(its)),
                     sinograms,
                     projector,
                     data_term=data_term,
@@ -124,7 +139,7 @@ class AutoStrength:
         batch = batch_slices(context, sinograms.shape[0])
         if self.slice_halo and sinograms.shape[0] > batch:
             chosen["slice_halo"] = self._check_halo(sinograms, background, projector, lam, data_term, unit,
-                                                    chosen["convergence"]["start"], batch)
+                                                    chosen["convergence"], batch)
         self.chosen = chosen
         _logger.info("%s: data term %s, lam %s (%s)", self.name, data_term, lam,
                      "chosen on held-out data" if record is not None else "given")
@@ -147,54 +162,40 @@ class AutoStrength:
         sub, sub_b, start = brightest_slices(sinograms, self._slab_size(sinograms.shape[0]), background)
         y = solvers.sinograms_to_cols(sub / unit, projector.device)
         b = None if sub_b is None else solvers.sinograms_to_cols(sub_b / unit, projector.device)
-        _, info = self._solve(projector, y, lam, self.iterations, data_term, b, return_info=True)
-        info = {"start": "zero", **info, "iterations": int(self.iterations), "tolerance": CONVERGENCE_TOL,
-                "measured_on_slices": [int(start), int(sub.shape[0])]}
+        cap = self._iterations_cap(self.iterations)
+        _, info = self._solve(projector, y, lam, self.iterations, data_term, b, return_info=True, max_iterations=cap)
+        # the iterations run (more than asked where the run had to continue), the most it could
+        info = {"start": "zero", "iterations": int(self.iterations), **info, "max_iterations": cap,
+                "tolerance": CONVERGENCE_TOL, "measured_on_slices": [int(start), int(sub.shape[0])]}
         info["converged"] = bool(info["converged"] and abs(info["relative_change"]) <= CONVERGENCE_TOL)
         if not info["converged"]:
             last = info.get("objective_last_iterate", info["objective"])
             why = (f"its objective still changed by {100 * info['relative_change']:.1f} % over the last half of them"
                    if abs(info["relative_change"]) > CONVERGENCE_TOL else
                    f"its last iterate is {100 * (last / info['objective'] - 1):.1f} % above the best one, returned")
-            warn(f"{self.name} has not converged at lam={lam:.4g} after {self.iterations} iterations: {why} "
-                 f"(tolerance {100 * CONVERGENCE_TOL:.0f} %, {info['start']} start). Raise iterations.")
+            warn(f"{self.name} has not converged at lam={lam:.4g} after {info['iterations']} iterations: {why} "
+                 f"(tolerance {100 * CONVERGENCE_TOL:.0f} %, {info['start']} start). Raise max_iterations.")
         return info
 
-    def _check_halo(self, sinograms, background, projector, lam, data_term, unit, start, batch):
-        """The halo of slices each batch borrows from its neighbours (a 3D regulariser couples them),
-        validated on the :data:`HALO_SLAB` brightest slices: solved whole, then cut ``halo`` slices beyond
-        the slice a quarter in, that slice must match within :data:`HALO_TOL` of the maximum. The halo
-        doubles from ``slice_halo`` until it does (a strong TV couples slices far apart); where no halo
-        up to the batch's size that the slab can show does, the batches borrow as many slices as they
-        hold (the most they can).
-        Sets ``slice_halo``; returns the record."""
+    def _check_halo(self, sinograms, background, projector, lam, data_term, unit, convergence, batch):
+        """The halo of slices each batch borrows (:func:`~hyperspy_edxtomo.reconstruction.halo.validate_halo`
+        on the :data:`~hyperspy_edxtomo.reconstruction.halo.HALO_SLAB` brightest slices, from the class's
+        ``slice_halo``, not one widened by an earlier ``prepare``), solved as the batches are
+        (``convergence``: the start and iterations of the convergence check). Sets ``slice_halo``; returns
+        the record."""
         sub, sub_b, first = brightest_slices(sinograms, HALO_SLAB, background)
         y = solvers.sinograms_to_cols(sub / unit, projector.device)
         b = None if sub_b is None else solvers.sinograms_to_cols(sub_b / unit, projector.device)
-        full = self._solve(projector, y, lam, self.iterations, data_term, b, start=start)
-        n, j = y.shape[1], y.shape[1] // 4
-        scale = max(float(full.max()), 1e-30)
-        halo, tried = int(self.trait("slice_halo").default), []  # the class's, not one widened before
-        record = {"tolerance": HALO_TOL, "measured_on_slices": [int(first), int(n)], "tried": tried}
-        while j + halo + 1 < n and halo <= batch:
-            keep = slice(0, j + halo + 1)
-            cut = self._solve(projector, y[:, keep].contiguous(), lam, self.iterations, data_term,
-                              None if b is None else b[:, keep].contiguous(), start=start)
-            tried.append({"halo": halo, "difference": float((cut[:, j] - full[:, j]).abs().max()) / scale})
-            if tried[-1]["difference"] <= HALO_TOL:
-                self.slice_halo = halo
-                return {"halo": halo, "validated": True, **record}
-            halo *= 2
-        # a batch borrows at most as many slices as it holds
-        self.slice_halo = int(batch)
-        why = (f"a batch edge still differs by {100 * tried[-1]['difference']:.0f} % of the maximum with a halo of "
-               f"{tried[-1]['halo']} slices" if tried else f"{n} slices are too few to check" if halo <= batch
-               else f"a batch of {batch} slices cannot borrow {halo}")
-        record["reason"] = why
-        warn(f"{self.name}: at lam={lam:.4g} the batches of {batch} slices may show seams ({why}); each borrows "
-             f"{self.slice_halo} slices on each side (up to 3x the batch's memory). One batch (batch_size= the "
-             "number of slices) has none.")
-        return {"halo": self.slice_halo, "validated": False, **record}
+        start, its = convergence["start"], convergence["iterations"]
+
+        def solve(keep):
+            return self._solve(projector, y[:, keep].contiguous(), lam, its, data_term,
+                               None if b is None else b[:, keep].contiguous(), start=start)
+
+        halo, record = validate_halo(solve, y.shape[1], int(self.trait("slice_halo").default), batch, self.name,
+                                     lam)
+        self.slice_halo = halo
+        return {**record, "measured_on_slices": [int(first), int(y.shape[1])]}
 
     def reconstruct_slices(self, sinograms, projector, background=None):
         chosen = self.chosen
@@ -203,7 +204,9 @@ class AutoStrength:
         unit = chosen.get("counts_quantum") or 1.0
         y = solvers.sinograms_to_cols(np.asarray(sinograms) / unit, projector.device)
         b = None if background is None else solvers.sinograms_to_cols(np.asarray(background) / unit, projector.device)
-        x = self._solve(projector, y, lam, self.iterations, data_term, b, start=chosen["convergence"]["start"])
+        # as the convergence check solved: its start, its iterations (all batches solve alike)
+        x = self._solve(projector, y, lam, chosen["convergence"]["iterations"], data_term, b,
+                        start=chosen["convergence"]["start"])
         return solvers.cols_to_slices(x, projector.slice_shape) * np.float32(unit)
 
 

@@ -23,6 +23,14 @@ MULTILEVEL_LEVELS = 2
 MIN_COARSE_PX = 8
 #: iterations between objective checks of a warm-started run
 BEST_EVERY = 20
+#: an unconverged run continues up to this many times its iterations (``max_iterations="auto"`` of the
+#: plugins): a weak strength's Poisson fit needs up to 8x 200 iterations (docs/benchmarks.rst, Convergence)
+CONTINUE_UP_TO = 8
+#: ... while its measure reads more than this: where the objective falls slower than 1/k the change over the
+#: last half under-reads the distance still to go, by up to 2x where measured (a 32-px rod, Poisson, 0.01x the
+#: reference, zero start: 0.61 % read at 400 iterations, 1.28 % to go; 64 px, least squares, 1x, multilevel
+#: start: 0.90 % read, 1.73 % to go)
+CONTINUE_TOL = CONVERGENCE_TOL / 2
 #: slices a batch borrows on each side from its neighbours when a 3D TV couples them (its reach in a
 #: few hundred iterations: the solution barely changes beyond it)
 TV_HALO = 4
@@ -166,7 +174,7 @@ def convergence(objectives, tol=CONVERGENCE_TOL):
 
 
 def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=None, background=None,
-       return_info=False, start="auto"):
+       return_info=False, start="auto", max_iterations=None):
     """min_{x >= 0}  D(Ax + b, y) + lam * TV3D(x), Chambolle-Pock with diagonal preconditioning.
 
     ``D`` is ``1/2 ||Ax + b - y||^2`` (``"least_squares"``) or the Poisson
@@ -191,6 +199,13 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
     given, or slices whose sides do not divide by 4 or are under 32 pixels
     (:func:`can_coarsen`), every start is the zero start.
 
+    ``max_iterations`` (None: ``iterations``): while the convergence measure
+    reads over half the tolerance (:data:`CONTINUE_TOL`: it can under-read
+    the distance still to go by 2x), the run that won continues, doubling its
+    iterations, up to this many (the measure is then the change over the last
+    doubling). The iterations run are in the convergence information
+    (``"iterations"``).
+
     ``fused=None`` uses the numba kernels for CPU tensors and torch
     operations on CUDA; ``False`` forces the torch operations (tests check the
     two agree without a GPU). ``return_info=True`` also returns
@@ -208,16 +223,18 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
     if data_term == "least_squares" and b is not None:
         y, b = y - b, None  # least squares: fitting y - b is the same problem
     problem = _TVProblem(projector, y, b, lam, data_term, fused)
+    max_iterations = iterations if max_iterations is None else int(max_iterations)
     ml_possible = x0 is None and can_coarsen(projector)
     if start == "multilevel" and ml_possible:
         run = multilevel_start(problem, iterations)
     else:
-        run = _chambolle_pock(problem, iterations, x0=x0)
-        if start == "auto" and ml_possible and not run.info()["converged"]:
+        run = _run(problem, iterations, x0=x0)
+        if start == "auto" and ml_possible and not run.result().info()["converged"]:
             ml = multilevel_start(problem, iterations)
             if ml.objectives[-1] < run.objectives[-1]:
                 run = ml
-    return (run.x, run.info()) if return_info else run.x
+    result = _continue(run, max_iterations).result()
+    return (result.x, result.info()) if return_info else result.x
 
 
 class _TVProblem:
@@ -243,131 +260,179 @@ class _TVProblem:
 
 class _TVRun:
     """A run's result: ``x``; ``u``, the last iterate's TV dual over ``lam`` (a field of vectors of
-    length <= 1, what a finer grid starts from); the objective of ``x`` at half the iterations and at
-    the end (of the best iterate so far where the run keeps it), and of the iterate itself
-    (``currents``); the start used."""
+    length <= 1, what a finer grid starts from); the objective of ``x`` at its checkpoints (half the
+    iterations, the end, every doubling after; of the best iterate so far where the run keeps it), and
+    of the iterate itself (``currents``); the start used; the iterations run."""
 
-    def __init__(self, x, u, objectives, start, currents):
+    def __init__(self, x, u, objectives, start, currents, iterations):
         self.x, self.u, self.objectives, self.start, self.currents = x, u, objectives, start, currents
+        self.iterations = iterations
 
     def info(self):
         """:func:`convergence` of the iterates (they may still move although the best one stays), the
         objective of the ``x`` returned, the start. Converged also needs the last iterate within the
         tolerance of the best: iterates that wander off the start they keep returning are not converged."""
-        info = convergence(self.currents if len(self.currents) == 2 else self.currents * 2)
+        info = convergence(self.currents[-2:] if len(self.currents) >= 2 else self.currents * 2)
         best = float(self.objectives[-1])
-        info.update(objective_last_iterate=info["objective"], objective=best, start=self.start)
+        info.update(objective_last_iterate=info["objective"], objective=best, start=self.start,
+                    iterations=int(self.iterations))
         off = (info["objective_last_iterate"] - best) / max(abs(best), 1e-30)
         info["converged"] = bool(info["converged"] and off <= CONVERGENCE_TOL)
         return info
 
 
-def _chambolle_pock(problem, iterations, x0=None, u0=None, best_every=0, start="zero"):
-    """The iterations of :func:`tv` on ``problem``. ``u0`` (with ``x0``): a TV dual to start from, the
-    data dual then set to its value at ``x0``; ``best_every > 0``: keep the iterate of lowest objective,
-    checked every that many iterations (from a warm start the objective first rises: the duals
-    settle)."""
-    projector, y, b, lam, data_term = problem.projector, problem.y, problem.b, problem.lam, problem.data_term
-    # Solve for x / m with m the magnitude of x (5 SIRT iterations), so that
-    # the primal steps (tau ~ 1 / (col + 6 lam)) meet an x of order 1
-    # whatever the dose; both data terms give the same problem with y / m,
-    # b / m and lam / m.
-    y_pos = y if b is None else (y - b).clamp_min(0)
-    m = float(x0.max()) if x0 is not None else 0.0
-    if m <= 0:  # no start given, or an empty one
-        m = float(sirt(projector, y_pos, 5).max())
-    n_vox = projector.n_z * projector.n_x
-    if m <= 0:
-        x = torch.zeros((n_vox, y.shape[1]), dtype=torch.float32, device=y.device)
-        u = torch.zeros((3, *x.shape), dtype=torch.float32, device=y.device)
-        f = problem.objective(x)
-        return _TVRun(x, u, [f, f], start, [f, f])
-    y = y / m
-    b = None if b is None else b / m
-    # least squares scales as 1/m^2 and TV(x/m) as 1/m: lam / m; the Poisson
-    # likelihood scales as 1/m like TV: lam unchanged
-    lam_m = lam / m if data_term == "least_squares" else lam
-    shape = projector.slice_shape
-    row, col = row_col_sums(projector, y.device)
-    sigma_d = inverse(row)
-    sigma_g = 0.5 * lam_m  # rows of lam * grad are lam * (-1, +1); the dual is kept as lam * (unit-ball dual)
-    tau = 1.0 / (col + 6.0 * lam_m)  # column sums of |A| plus |lam grad| (2 lam per direction)
-    x = torch.zeros((n_vox, y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0 / m
-    xbar = x.clone()
-    poisson = data_term == "poisson"
-    if u0 is None:
-        p = torch.zeros_like(y)
-        q = torch.zeros((3, *x.shape), dtype=torch.float32, device=y.device)
-    else:
-        # the data dual at the optimum is the data term's gradient at A x + b; for Poisson 0 where the
-        # coarse start predicts nothing (1 - y / 1e-6 there made the iterations diverge)
-        mu = projector.fp_cols(x) if b is None else projector.fp_cols(x) + b
-        if poisson:
-            p = torch.where(mu > 1e-6, 1.0 - y / mu.clamp_min(1e-6), torch.zeros_like(mu)).clamp(max=1.0)
-        else:
-            p = mu - y
-        q = (lam_m * u0).contiguous()
-    checkpoints = {max(1, iterations // 2), iterations}
-    objectives, currents, best = [], [], None
-    if best_every:
-        best = (problem.objective(x * m), x.clone())
+class _ChambollePock:
+    """The iterations of :func:`tv` on ``problem``, resumable (:meth:`run_to`). ``u0`` (with ``x0``): a TV
+    dual to start from, the data dual then set to its value at ``x0``; ``best_every > 0``: keep the
+    iterate of lowest objective, checked every that many iterations (from a warm start the objective
+    first rises: the duals settle)."""
 
-    def check(k):
-        nonlocal best
-        at_checkpoint = k in checkpoints
-        if not (at_checkpoint or (best_every and k % best_every == 0)):
+    def __init__(self, problem, x0=None, u0=None, best_every=0, start="zero"):
+        self.problem, self.best_every, self.start = problem, best_every, start
+        projector, y, b, lam = problem.projector, problem.y, problem.b, problem.lam
+        # Solve for x / m with m the magnitude of x (5 SIRT iterations), so that
+        # the primal steps (tau ~ 1 / (col + 6 lam)) meet an x of order 1
+        # whatever the dose; both data terms give the same problem with y / m,
+        # b / m and lam / m.
+        y_pos = y if b is None else (y - b).clamp_min(0)
+        m = float(x0.max()) if x0 is not None else 0.0
+        if m <= 0:  # no start given, or an empty one
+            m = float(sirt(projector, y_pos, 5).max())
+        n_vox = projector.n_z * projector.n_x
+        self.k, self.objectives, self.currents, self.best = 0, [], [], None
+        self.empty = m <= 0
+        if self.empty:
+            self.m = 1.0
+            self.x = torch.zeros((n_vox, y.shape[1]), dtype=torch.float32, device=y.device)
+            self.q = torch.zeros((3, *self.x.shape), dtype=torch.float32, device=y.device)
+            self.lam_m = 1.0
             return
-        f = problem.objective(x * m)
-        if best_every and f < best[0]:
-            best = (f, x.clone())
-        if at_checkpoint:
-            objectives.append(best[0] if best_every else f)
-            currents.append(f)
-
-    if problem.fused:
-        # fused numba kernels in place on the tensors' memory: a handful of
-        # passes per iteration instead of dozens of torch operations
-        from hyperspy_edxtomo.reconstruction import kernels as _kernels
-        from hyperspy_edxtomo.reconstruction.projector import csr_product
-
-        A, At = projector.matrix
-        xn, xbarn, qn, pn, yn = x.numpy(), xbar.numpy(), q.numpy(), p.numpy(), y.numpy()
-        bn = None if b is None else b.numpy()
-        sigman, taun = sigma_d.numpy(), tau.numpy()
-        for k in range(1, iterations + 1):
-            ax = csr_product(A, xbarn)
-            if bn is not None:
-                ax += bn
-            _kernels.dual_data_update(pn, ax, yn, sigman, poisson)
-            _kernels.dual_tv_update(qn, xbarn, sigma_g, lam_m, shape[0], shape[1])
-            _kernels.primal_update(xn, xbarn, csr_product(At, pn), qn, taun, shape[0], shape[1])
-            check(k)
-    else:
-        for k in range(1, iterations + 1):
-            # dual ascent on the data term
-            v = p + sigma_d * projector.fp_cols(xbar)
-            if b is not None:
-                v = v + sigma_d * b
-            if data_term == "least_squares":
-                p = (v - sigma_d * y) / (1.0 + sigma_d)
+        self.m = m
+        self.y = y / m
+        self.b = None if b is None else b / m
+        # least squares scales as 1/m^2 and TV(x/m) as 1/m: lam / m; the Poisson
+        # likelihood scales as 1/m like TV: lam unchanged
+        self.lam_m = lam / m if problem.data_term == "least_squares" else lam
+        row, col = row_col_sums(projector, y.device)
+        self.sigma_d = inverse(row)
+        # rows of lam * grad are lam * (-1, +1); the dual is kept as lam * (unit-ball dual)
+        self.sigma_g = 0.5 * self.lam_m
+        self.tau = 1.0 / (col + 6.0 * self.lam_m)  # column sums of |A| plus |lam grad| (2 lam per direction)
+        self.x = torch.zeros((n_vox, y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0 / m
+        self.xbar = self.x.clone()
+        if u0 is None:
+            self.p = torch.zeros_like(self.y)
+            self.q = torch.zeros((3, *self.x.shape), dtype=torch.float32, device=y.device)
+        else:
+            # the data dual at the optimum is the data term's gradient at A x + b; for Poisson 0 where the
+            # coarse start predicts nothing (1 - y / 1e-6 there made the iterations diverge)
+            mu = projector.fp_cols(self.x) if self.b is None else projector.fp_cols(self.x) + self.b
+            if problem.data_term == "poisson":
+                self.p = torch.where(mu > 1e-6, 1.0 - self.y / mu.clamp_min(1e-6), torch.zeros_like(mu)).clamp(max=1.0)
             else:
-                p = 0.5 * (1.0 + v - torch.sqrt((v - 1.0) ** 2 + 4.0 * sigma_d * y))
-            bp = projector.bp_cols(p)
-            # dual ascent on TV: project onto the ball of radius lam
-            qv = q.permute(0, 2, 1).reshape(3, y.shape[1], *shape)  # a view: (3, B, n_z, n_x)
-            qv += sigma_g * gradient3d(as_volume(xbar, shape))
-            qv /= torch.clamp(torch.sqrt((qv**2).sum(0, keepdim=True)) / lam_m, min=1.0)
-            # primal descent with non-negativity
-            x_old = x
-            div = divergence3d(qv)  # (B, n_z, n_x)
-            x = torch.clamp(x - tau * (bp - div.reshape(div.shape[0], -1).T), min=0)
-            xbar = 2 * x - x_old
-            check(k)
-    if best_every:
-        x = best[1]  # the dual stays the last one: the duals settle first, the better start for a finer grid
-    if not objectives:
-        objectives = currents = [problem.objective(x * m)]
-    return _TVRun(x * m, q / lam_m, objectives, start, currents)
+                self.p = mu - self.y
+            self.q = (self.lam_m * u0).contiguous()
+        if best_every:
+            self.best = (problem.objective(self.x * m), self.x.clone())
+
+    def _check(self, k, checkpoint):
+        """The objective at iteration ``k`` where a checkpoint or the best iterate needs it (computed once)."""
+        if not (checkpoint or (self.best_every and k % self.best_every == 0)):
+            return
+        f = self.problem.objective(self.x * self.m)
+        if self.best_every and f < self.best[0]:
+            self.best = (f, self.x.clone())
+        if checkpoint:
+            self.objectives.append(self.best[0] if self.best_every else f)
+            self.currents.append(f)
+
+    def run_to(self, k_end):
+        """Iterate up to iteration ``k_end``; the objective there is a checkpoint of the convergence measure."""
+        if self.empty:
+            f = self.problem.objective(self.x)
+            self.objectives.append(f)
+            self.currents.append(f)
+            self.k = k_end
+            return self
+        problem, projector = self.problem, self.problem.projector
+        shape, lam_m, poisson = projector.slice_shape, self.lam_m, problem.data_term == "poisson"
+        if problem.fused:
+            # fused numba kernels in place on the tensors' memory: a handful of
+            # passes per iteration instead of dozens of torch operations
+            from hyperspy_edxtomo.reconstruction import kernels as _kernels
+            from hyperspy_edxtomo.reconstruction.projector import csr_product
+
+            A, At = projector.matrix
+            xn, xbarn, qn, pn, yn = self.x.numpy(), self.xbar.numpy(), self.q.numpy(), self.p.numpy(), self.y.numpy()
+            bn = None if self.b is None else self.b.numpy()
+            sigman, taun = self.sigma_d.numpy(), self.tau.numpy()
+            for k in range(self.k + 1, k_end + 1):
+                ax = csr_product(A, xbarn)
+                if bn is not None:
+                    ax += bn
+                _kernels.dual_data_update(pn, ax, yn, sigman, poisson)
+                _kernels.dual_tv_update(qn, xbarn, self.sigma_g, lam_m, shape[0], shape[1])
+                _kernels.primal_update(xn, xbarn, csr_product(At, pn), qn, taun, shape[0], shape[1])
+                self._check(k, k == k_end)
+        else:
+            x, xbar, p, q, y, b, sigma_d = self.x, self.xbar, self.p, self.q, self.y, self.b, self.sigma_d
+            for k in range(self.k + 1, k_end + 1):
+                # dual ascent on the data term
+                v = p + sigma_d * projector.fp_cols(xbar)
+                if b is not None:
+                    v = v + sigma_d * b
+                if poisson:
+                    p = 0.5 * (1.0 + v - torch.sqrt((v - 1.0) ** 2 + 4.0 * sigma_d * y))
+                else:
+                    p = (v - sigma_d * y) / (1.0 + sigma_d)
+                bp = projector.bp_cols(p)
+                # dual ascent on TV: project onto the ball of radius lam
+                qv = q.permute(0, 2, 1).reshape(3, y.shape[1], *shape)  # a view: (3, B, n_z, n_x)
+                qv += self.sigma_g * gradient3d(as_volume(xbar, shape))
+                qv /= torch.clamp(torch.sqrt((qv**2).sum(0, keepdim=True)) / lam_m, min=1.0)
+                # primal descent with non-negativity
+                x_old = x
+                div = divergence3d(qv)  # (B, n_z, n_x)
+                x = torch.clamp(x - self.tau * (bp - div.reshape(div.shape[0], -1).T), min=0)
+                xbar = 2 * x - x_old
+                self.x, self.p = x, p
+                self._check(k, k == k_end)
+            self.xbar = xbar
+        self.k = k_end
+        return self
+
+    def result(self):
+        # with a best iterate kept, the dual stays the last one: the duals settle first, the better start
+        # for a finer grid
+        x = self.best[1] if self.best_every and not self.empty else self.x
+        return _TVRun(x * self.m, self.q / self.lam_m, self.objectives, self.start, self.currents, self.k)
+
+
+def _run(problem, iterations, **kwargs):
+    """:class:`_ChambollePock` run for ``iterations``, with checkpoints at half of them and at the end."""
+    return _ChambollePock(problem, **kwargs).run_to(max(1, iterations // 2)).run_to(iterations)
+
+
+def iterations_cap(max_iterations, iterations):
+    """The most iterations a run of ``iterations`` may continue to under the setting ``max_iterations``:
+    ``"auto"``, :data:`CONTINUE_UP_TO` times as many; None, ``iterations`` (never continue); a number, that
+    many (at least ``iterations``)."""
+    if max_iterations is None:
+        return int(iterations)
+    if max_iterations == "auto":
+        return int(CONTINUE_UP_TO * iterations)
+    return int(max(int(max_iterations), iterations))
+
+
+def _continue(run, max_iterations):
+    """Double a run's iterations while its convergence measure reads over :data:`CONTINUE_TOL` (or is
+    unmet), up to ``max_iterations``."""
+    while 2 * run.k <= max_iterations:
+        info = run.result().info()
+        if info["converged"] and abs(info["relative_change"]) <= CONTINUE_TOL:
+            break
+        run.run_to(2 * run.k)
+    return run
 
 
 def can_coarsen(projector, levels=None):
@@ -382,13 +447,13 @@ def multilevel_start(problem, iterations, levels=MULTILEVEL_LEVELS):
     (twice the iterations, each about an eighth of the cost), and the finer level starts from it
     upsampled, with its TV dual upsampled and the data dual at that start, keeping its best iterate."""
     if levels == 0:
-        return _chambolle_pock(problem, iterations)
+        return _run(problem, iterations)
     B = problem.y.shape[1]
-    coarse = multilevel_start(problem.coarsened(), 2 * iterations, levels - 1)
+    coarse = multilevel_start(problem.coarsened(), 2 * iterations, levels - 1).result()
     shape_c = problem.projector.coarsened().slice_shape
     x0 = upsample_cols(coarse.x, shape_c, B) / 8.0  # a coarse voxel holds eight fine ones
     u0 = torch.stack([upsample_cols(u, shape_c, B) for u in coarse.u])
-    return _chambolle_pock(problem, iterations, x0=x0, u0=u0, best_every=BEST_EVERY, start="multilevel")
+    return _run(problem, iterations, x0=x0, u0=u0, best_every=BEST_EVERY, start="multilevel")
 
 
 def bin_cols(cols, n_x):

@@ -18,7 +18,7 @@ from hyperspy_edxtomo.reconstruction.joint_series import (
     guide_trait,
     weight_trait,
 )
-from hyperspy_edxtomo.reconstruction.regularised import strength_trait
+from hyperspy_edxtomo.reconstruction.regularised import max_iterations_trait, strength_trait
 
 
 class Fused(JointReconstruction, ReconstructionAlgorithm):
@@ -31,7 +31,8 @@ class Fused(JointReconstruction, ReconstructionAlgorithm):
     lam = strength_trait("coupled total-variation")
     haadf_weight = weight_trait()
     guide_strength = guide_trait()
-    iterations = Range(1, 100_000, 200, desc="Chambolle-Pock iterations")
+    iterations = Range(1, 100_000, 200, desc="Chambolle-Pock iterations (more where unconverged: max_iterations)")
+    max_iterations = max_iterations_trait()
     data_term = Enum("auto", "poisson", "least_squares",
                      desc="'auto': the Poisson likelihood for counts (also counts times a scale), least squares "
                           "(weighted per element by its magnitude) for other maps")

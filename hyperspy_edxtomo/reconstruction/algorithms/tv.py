@@ -12,6 +12,7 @@ from hyperspy_edxtomo.reconstruction.joint_series import reconstruct_jointly
 from hyperspy_edxtomo.reconstruction.regularised import (
     AutoStrength,
     data_term_trait,
+    max_iterations_trait,
     strength_trait,
 )
 
@@ -22,7 +23,8 @@ class TV(AutoStrength, ReconstructionAlgorithm):
     name = "tv"
     summary = "3D total-variation regularised reconstruction, non-negative (Chambolle-Pock)"
     lam = strength_trait("total-variation")
-    iterations = Range(1, 100_000, 200, desc="Chambolle-Pock iterations")
+    iterations = Range(1, 100_000, 200, desc="Chambolle-Pock iterations (more where unconverged: max_iterations)")
+    max_iterations = max_iterations_trait()
     data_term = data_term_trait()
     couple_elements = Bool(False, desc="True: reconstruct all elements together with a multi-channel TV (edges "
                                        "shared across elements; strength chosen on all elements' held-out counts; "
@@ -36,13 +38,15 @@ class TV(AutoStrength, ReconstructionAlgorithm):
         if not self.couple_elements:
             return super().reconstruct_series(counts, context)
         volumes, chosen = reconstruct_jointly(counts, context, lam=self.lam, iterations=self.iterations,
-                                              data_term=self.data_term, name="tv (coupled)")
+                                              data_term=self.data_term, name="tv (coupled)",
+                                              max_iterations=self.max_iterations)
         self.chosen = chosen
         return ReconstructionResult(volumes, [self.parameter_values()] * len(context.elements))
 
-    def _solve(self, projector, y, lam, iterations, data_term, background=None, return_info=False, start="auto"):
+    def _solve(self, projector, y, lam, iterations, data_term, background=None, return_info=False, start="auto",
+               max_iterations=None):
         return solvers.tv(projector, y, lam, iterations, data_term=data_term, background=background,
-                          return_info=return_info, start=start)
+                          return_info=return_info, start=start, max_iterations=max_iterations)
 
 
 @hookimpl

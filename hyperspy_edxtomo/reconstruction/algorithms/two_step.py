@@ -106,7 +106,7 @@ class TwoStep(ReconstructionAlgorithm):
             # all elements and the HAADF together: strength, HAADF guide and weight from the raw counts
             plan = plan_joint(counts, kinds, background, context, lam=self.lam, haadf_weight="auto",
                               guide_strength="auto", iterations=self.mbir_iterations, use_haadf=True,
-                              name="two_step MBIR (fused)")
+                              name="two_step MBIR (fused)", max_iterations="auto")
         for e in range(len(elements) if plan is None else 0):
             lam, extra, data_term = self.lam, {}, "least_squares"
             if lam == "auto":
@@ -128,7 +128,8 @@ class TwoStep(ReconstructionAlgorithm):
         source = y_d if self.mbir_input == "denoised" else counts
         M, mbir_used = [], []
         if plan is not None:
-            M = list(solve_joint(source, background, plan, context, self.mbir_iterations, "two_step MBIR (fused)"))
+            M = list(solve_joint(source, background, plan, context, plan.chosen["convergence"]["iterations"],
+                                 "two_step MBIR (fused)"))
             mbir_used = [{"lam": plan.lam, **{k: v for k, v in plan.chosen.items() if k != "lam"}}] * len(elements)
         for e, element in enumerate(elements if plan is None else []):
             alg = mbir_cls.create(lam=lams[e], iterations=self.mbir_iterations, **_data_term(self.mbir, data_terms[e]))

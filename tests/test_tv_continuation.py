@@ -1,0 +1,142 @@
+"""How long tv runs: an unconverged run continues, doubling its iterations, while its convergence measure
+reads over half the tolerance (up to ``max_iterations``); the plugins record the iterations run and every
+batch runs as many; the halo of the coupled solvers validates itself as the per-element one does."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from hyperspy_edxtomo import datasets
+from hyperspy_edxtomo.reconstruction import solvers
+from hyperspy_edxtomo.reconstruction.projector import Projector
+from hyperspy_edxtomo.reconstruction.strength import reference_strength
+
+
+@pytest.fixture(scope="module")
+def rod():
+    """A rod along the tilt axis at 10^4 counts per view: at weak strengths its Poisson fit converges slowly."""
+    maps = datasets.simulate_scene("rod_along", size=32, counts_per_tilt=10000, seed=1)
+    zn = maps.element("Zn")
+    sino = np.ascontiguousarray(zn.to_numpy()[0].transpose(1, 0, 2).astype(np.float32))
+    return zn, sino, Projector(maps.tilts, n_x=32)
+
+
+def _params(vol):
+    return vol.history[-1]["parameters"]["parameters"]
+
+
+def test_an_unconverged_run_continues_until_its_measure_is_met(rod):
+    _, sino, P = rod
+    y = solvers.sinograms_to_cols(sino, "cpu")
+    lam = 1e-2 * reference_strength(sino, P, "poisson")
+    optimum = solvers.tv(P, y, lam, 6000, data_term="poisson", return_info=True)[1]["objective"]
+    fixed = solvers.tv(P, y, lam, 200, data_term="poisson", return_info=True)[1]
+    more = solvers.tv(P, y, lam, 200, data_term="poisson", return_info=True, max_iterations=1600)[1]
+    # 200 iterations are far from the optimum, and the measure says so
+    assert fixed["iterations"] == 200 and not fixed["converged"] and fixed["objective"] > 1.015 * optimum
+    # continued (doubling: 400, 800 or 1600), it gets within the tolerance and says so
+    assert more["iterations"] in (400, 800, 1600) and more["converged"]
+    assert more["objective"] <= 1.01 * optimum
+
+
+def test_without_max_iterations_the_run_is_exactly_its_iterations(rod):
+    _, sino, P = rod
+    y = solvers.sinograms_to_cols(sino, "cpu")
+    lam = 1e-3 * reference_strength(sino, P, "poisson")
+    x, info = solvers.tv(P, y, lam, 50, data_term="poisson", return_info=True)
+    assert info["iterations"] == 50 and not info["converged"]
+    assert torch.equal(x, solvers.tv(P, y, lam, 50, data_term="poisson", max_iterations=50))
+
+
+def test_a_converged_run_does_not_continue(rod):
+    _, sino, P = rod
+    y = solvers.sinograms_to_cols(sino, "cpu")
+    lam = reference_strength(sino, P, "poisson")
+    x, info = solvers.tv(P, y, lam, 200, data_term="poisson", return_info=True, max_iterations=1600)
+    assert info["converged"] and abs(info["relative_change"]) <= solvers.CONTINUE_TOL
+    assert info["iterations"] == 200 and torch.equal(x, solvers.tv(P, y, lam, 200, data_term="poisson"))
+
+
+def test_the_plugin_records_the_iterations_run_and_every_batch_runs_as_many(rod):
+    """Weak Poisson TV: the check on the brightest slices continues past ``iterations``; every batch (four
+    of 8 slices here, with the validated halo) is then the solver run for that many iterations from the
+    start chosen there, on its slices and halo."""
+    zn, sino, P = rod
+    lam = 1e-2 * reference_strength(sino, P, "poisson")
+    vol = zn.reconstruct("tv", lam=lam, iterations=200, data_term="poisson", batch_size=8, show_progressbar=False)
+    conv = _params(vol)["convergence"]
+    assert conv["max_iterations"] == solvers.CONTINUE_UP_TO * 200 and conv["converged"]
+    its = conv["iterations"]
+    assert its in (400, 800, 1600)
+    halo = _params(vol)["slice_halo"]["halo"]
+    got = vol.to_numpy()[0].transpose(1, 0, 2)  # (y, z, x)
+    n = sino.shape[0]
+    for s0 in range(0, n, 8):
+        lo, hi = max(0, s0 - halo), min(n, s0 + 8 + halo)
+        y = solvers.sinograms_to_cols(sino[lo:hi], "cpu")
+        x = solvers.cols_to_slices(solvers.tv(P, y, lam, its, data_term="poisson", start=conv["start"]),
+                                   P.slice_shape)[s0 - lo: s0 - lo + 8]
+        assert np.abs(got[s0:s0 + 8] - x).max() <= 1e-3 * got.max(), s0
+    # the same batches at the iterations asked differ: the continuation reached them
+    y = solvers.sinograms_to_cols(sino[0:8 + halo], "cpu")
+    short = solvers.cols_to_slices(solvers.tv(P, y, lam, 200, data_term="poisson", start="zero"), P.slice_shape)[:8]
+    assert np.abs(got[:8] - short).max() > 1e-2 * got.max()
+
+
+def test_max_iterations_equal_to_iterations_never_continues_and_warns(rod):
+    zn, sino, P = rod
+    lam = 1e-3 * reference_strength(sino, P, "poisson")
+    with pytest.warns(UserWarning, match="has not converged .* after 100 iterations.*Raise max_iterations"):
+        vol = zn.reconstruct("tv", lam=lam, iterations=100, max_iterations=100, data_term="poisson",
+                             show_progressbar=False)
+    conv = _params(vol)["convergence"]
+    assert conv["iterations"] == 100 and conv["max_iterations"] == 100 and not conv["converged"]
+
+
+def test_the_coupled_solvers_validate_their_halo():
+    """Coupled TV in batches: at a weak strength the default halo holds and is recorded; at a strong one it
+    is widened, checked like tv's (edge slice against the slab solved whole), and a warning says when no
+    halo a batch may borrow holds. One batch records no check."""
+    maps = datasets.simulate_scene("dot", size=32, counts_per_tilt=10000, seed=2)
+    sino = np.ascontiguousarray(maps.element("Zn").to_numpy()[0].transpose(1, 0, 2).astype(np.float32))
+    ref = reference_strength(sino, Projector(maps.tilts, n_x=32), "poisson")
+    common = dict(couple_elements=True, iterations=100, max_iterations=100, data_term="poisson", show_progressbar=False)
+    n_el = len(maps.elements)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        weak = maps.reconstruct("tv", lam=0.05 * ref, batch_size=8 * n_el, **common)
+    rec = _params(weak)["slice_halo"]
+    assert rec["validated"] and rec["halo"] == solvers.TV_HALO and rec["tried"][0]["difference"] <= rec["tolerance"]
+    with pytest.warns(UserWarning, match="may show seams"):
+        strong = maps.reconstruct("tv", lam=10 * ref, batch_size=8 * n_el, **common)
+    rec = _params(strong)["slice_halo"]
+    # 4 and 8 tried, neither holds: the batches borrow 8 slices (their own size), and say so
+    assert not rec["validated"] and rec["halo"] == 8 and [t["halo"] for t in rec["tried"]] == [4, 8]
+    assert all(t["difference"] > rec["tolerance"] for t in rec["tried"])
+    # the default batch holds every element's 32 slices: one batch, nothing to check (the batch size was
+    # divided by the number of elements after being limited to the slices: 4 batches of 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = maps.reconstruct("tv", lam=10 * ref, **common)
+    assert "slice_halo" not in _params(one)
+
+
+def test_the_coupled_solvers_continue_too_and_their_batches_run_as_long():
+    """Coupled TV at a weak strength: the convergence check continues past ``iterations`` and records it;
+    the volume is the one asked for with that many iterations and no continuation, not the one at the
+    iterations asked."""
+    maps = datasets.simulate_scene("dot", size=32, counts_per_tilt=10000, seed=2)
+    sino = np.ascontiguousarray(maps.element("Zn").to_numpy()[0].transpose(1, 0, 2).astype(np.float32))
+    lam = 1e-2 * reference_strength(sino, Projector(maps.tilts, n_x=32), "poisson")
+    common = dict(couple_elements=True, lam=lam, data_term="poisson", show_progressbar=False)
+    vol = maps.reconstruct("tv", iterations=100, **common)
+    conv = _params(vol)["convergence"]
+    assert conv["max_iterations"] == solvers.CONTINUE_UP_TO * 100 and conv["iterations"] in (200, 400, 800)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        same = maps.reconstruct("tv", iterations=conv["iterations"], max_iterations=conv["iterations"], **common)
+        short = maps.reconstruct("tv", iterations=100, max_iterations=100, **common)
+    assert np.abs(vol.data - same.data).max() <= 1e-4 * vol.data.max()
+    assert np.abs(vol.data - short.data).max() > 1e-2 * vol.data.max()
