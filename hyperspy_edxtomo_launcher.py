@@ -5,7 +5,8 @@ KeyboardInterrupt raised then can land inside a native library's start-up
 (a callback from C++), which then aborts the process (SIGABRT, seen once in
 CI) instead of ending it. So while importing, a Ctrl-C ends the process at
 once, with nothing raised into that code: the command exits as after any
-Ctrl-C (code 130, one line, nothing written).
+Ctrl-C (code 130, one line, nothing written). A command started with Ctrl-C
+ignored (a background job of a shell script) keeps ignoring it.
 """
 
 import os
@@ -15,18 +16,29 @@ import sys
 
 def _interrupted_while_starting(signum, frame):
     # nothing is written before the command starts; no exception may unwind through native code
-    sys.stderr.write("edxtomo: interrupted while starting; nothing written\n")
-    sys.stderr.flush()
-    os._exit(130)
+    try:
+        sys.stdout.flush()
+        sys.stderr.write("edxtomo: interrupted while starting; nothing written\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - no stream left to say it on: exit all the same
+        pass
+    finally:
+        os._exit(130)
 
 
 def main():
     """Run ``edxtomo``: :func:`hyperspy_edxtomo.cli.main`, with Ctrl-C during start-up and shut-down handled."""
-    signal.signal(signal.SIGINT, _interrupted_while_starting)
-    from hyperspy_edxtomo.cli import main as cli_main
-
-    # from here a Ctrl-C is a KeyboardInterrupt: the command stops cleanly and says what it left
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _interrupted_while_starting)
+    try:
+        from hyperspy_edxtomo.cli import main as cli_main
+    except KeyboardInterrupt:  # a library's own SIGINT handler, installed while importing, raised it
+        print("edxtomo: interrupted while starting; nothing written", file=sys.stderr)
+        return 130
+    # from here a Ctrl-C is what it was before (a KeyboardInterrupt: the command stops cleanly and says
+    # what it left; or ignored)
+    signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
     try:
         rc = cli_main()
     except KeyboardInterrupt:  # after the command's own handler: its work is finished or staged away

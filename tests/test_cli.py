@@ -180,3 +180,22 @@ def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback():
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "Traceback" not in err and "interrupted" in err
+
+
+def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it():
+    """A background job of a shell script inherits Ctrl-C ignored: a Ctrl-C while it starts, or later,
+    must not end it (the launcher's start-up handler must not replace an inherited SIG_IGN)."""
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    exe = shutil.which("edxtomo")
+    if exe is None:
+        pytest.skip("the edxtomo command is not installed in this environment")
+    p = subprocess.Popen([exe, "algorithms"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and "interrupted" not in err and "tv" in out

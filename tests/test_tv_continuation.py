@@ -50,6 +50,29 @@ def test_without_max_iterations_the_run_is_exactly_its_iterations(rod):
     assert torch.equal(x, solvers.tv(P, y, lam, 50, data_term="poisson", max_iterations=50))
 
 
+@pytest.mark.parametrize("fused", [None, False])
+def test_a_continued_run_is_the_same_run_resumed(rod, fused):
+    """Doubling resumes the run (primal, duals, steps kept), in both the numba and the torch path: 100
+    iterations extended to 400 are exactly 400 iterations."""
+    _, sino, P = rod
+    y = solvers.sinograms_to_cols(sino, "cpu")
+    lam = 1e-2 * reference_strength(sino, P, "poisson")
+    x, info = solvers.tv(P, y, lam, 100, data_term="poisson", start="zero", extend_to=400, fused=fused,
+                         return_info=True)
+    assert info["iterations"] == 400
+    assert torch.equal(x, solvers.tv(P, y, lam, 400, data_term="poisson", start="zero", fused=fused))
+
+
+def test_a_single_iteration_is_measured_from_the_start_and_continues(rod):
+    _, sino, P = rod
+    y = solvers.sinograms_to_cols(sino, "cpu")
+    lam = reference_strength(sino, P, "poisson")
+    _, one = solvers.tv(P, y, lam, 1, data_term="poisson", return_info=True)
+    assert one["iterations"] == 1 and not one["converged"]  # one iteration from zero is no solution
+    _, more = solvers.tv(P, y, lam, 1, data_term="poisson", return_info=True, max_iterations=512)
+    assert more["iterations"] > 1
+
+
 def test_a_converged_run_does_not_continue(rod):
     _, sino, P = rod
     y = solvers.sinograms_to_cols(sino, "cpu")
@@ -76,8 +99,8 @@ def test_the_plugin_records_the_iterations_run_and_every_batch_runs_as_many(rod)
     for s0 in range(0, n, 8):
         lo, hi = max(0, s0 - halo), min(n, s0 + 8 + halo)
         y = solvers.sinograms_to_cols(sino[lo:hi], "cpu")
-        x = solvers.cols_to_slices(solvers.tv(P, y, lam, its, data_term="poisson", start=conv["start"]),
-                                   P.slice_shape)[s0 - lo: s0 - lo + 8]
+        x = solvers.tv(P, y, lam, 200, data_term="poisson", start=conv["start"], extend_to=its)
+        x = solvers.cols_to_slices(x, P.slice_shape)[s0 - lo: s0 - lo + 8]
         assert np.abs(got[s0:s0 + 8] - x).max() <= 1e-3 * got.max(), s0
     # the same batches at the iterations asked differ: the continuation reached them
     y = solvers.sinograms_to_cols(sino[0:8 + halo], "cpu")
@@ -91,8 +114,19 @@ def test_max_iterations_equal_to_iterations_never_continues_and_warns(rod):
     with pytest.warns(UserWarning, match="has not converged .* after 100 iterations.*Raise max_iterations"):
         vol = zn.reconstruct("tv", lam=lam, iterations=100, max_iterations=100, data_term="poisson",
                              show_progressbar=False)
-    conv = _params(vol)["convergence"]
+    params = _params(vol)
+    conv = params["convergence"]
     assert conv["iterations"] == 100 and conv["max_iterations"] == 100 and not conv["converged"]
+
+
+def test_max_iterations_equal_to_iterations_holds_for_the_strength_candidates_too(rod):
+    zn, _, _ = rod
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        never = _params(zn.reconstruct("tv", iterations=60, max_iterations=60, show_progressbar=False))
+        auto = _params(zn.reconstruct("tv", iterations=60, show_progressbar=False))
+    assert never["lam_selection_iterations"] == never["lam_selection_max_iterations"] == 60
+    assert auto["lam_selection_max_iterations"] == solvers.CONTINUE_UP_TO * 60
 
 
 def test_the_coupled_solvers_validate_their_halo():

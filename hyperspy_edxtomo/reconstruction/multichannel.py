@@ -245,8 +245,11 @@ def coupled_tv(projector, ys, lam, iterations, data_terms="poisson", backgrounds
     q = torch.zeros((3, E, B, *shape), dtype=dt, device=dev)
     # objectives at half the iterations, at the end, and at every doubling after (the convergence measure)
     track = return_info or max_iterations > iterations
-    first = max(1, iterations // 2)
+    first = iterations // 2
     objectives, k, k_end = [], 0, iterations
+    if track and first == 0:  # a single iteration: the start's objective is the first checkpoint
+        objectives.append(coupled_objective(projector, u * m_t, ys, lam, terms, backgrounds,
+                                            haadf if use_haadf else None, m, guide))
     while k < k_end:
         k += 1
         au = project_elements(projector, ubar)  # (E, R, B)

@@ -76,8 +76,11 @@ class AutoStrength:
     selection_slices = 32
 
     def _iterations_cap(self, iterations):
-        """The most iterations a run of ``iterations`` may continue to (:func:`max_iterations_trait`)."""
-        return solvers.iterations_cap(getattr(self, "max_iterations", None), iterations)
+        """The most iterations a run of ``iterations`` (``self.iterations``, or the candidates' fewer) may
+        continue to (:func:`max_iterations_trait`, in proportion: ``max_iterations=iterations`` never
+        continues, candidates included)."""
+        cap = solvers.iterations_cap(getattr(self, "max_iterations", None), self.iterations)
+        return int(max(iterations, cap * iterations // self.iterations))
 
     def _slab_size(self, n_slices):
         return int(min(self.selection_slices, max(8, n_slices // 4)))
@@ -134,7 +137,8 @@ class AutoStrength:
         if selection:
             chosen["data_term_selection"] = selection
         if record is not None:
-            chosen.update(lam=lam, lam_selection=record, lam_selection_iterations=its)
+            chosen.update(lam=lam, lam_selection=record, lam_selection_iterations=its,
+                          lam_selection_max_iterations=self._iterations_cap(its))
         chosen["convergence"] = self._check_convergence(sinograms, background, projector, lam, data_term, unit)
         batch = batch_slices(context, sinograms.shape[0])
         if self.slice_halo and sinograms.shape[0] > batch:
@@ -181,16 +185,16 @@ class AutoStrength:
         """The halo of slices each batch borrows (:func:`~hyperspy_edxtomo.reconstruction.halo.validate_halo`
         on the :data:`~hyperspy_edxtomo.reconstruction.halo.HALO_SLAB` brightest slices, from the class's
         ``slice_halo``, not one widened by an earlier ``prepare``), solved as the batches are
-        (``convergence``: the start and iterations of the convergence check). Sets ``slice_halo``; returns
-        the record."""
+        (``convergence``: the start and iterations of the convergence check, repeated exactly). Sets
+        ``slice_halo``; returns the record."""
         sub, sub_b, first = brightest_slices(sinograms, HALO_SLAB, background)
         y = solvers.sinograms_to_cols(sub / unit, projector.device)
         b = None if sub_b is None else solvers.sinograms_to_cols(sub_b / unit, projector.device)
         start, its = convergence["start"], convergence["iterations"]
 
         def solve(keep):
-            return self._solve(projector, y[:, keep].contiguous(), lam, its, data_term,
-                               None if b is None else b[:, keep].contiguous(), start=start)
+            return self._solve(projector, y[:, keep].contiguous(), lam, self.iterations, data_term,
+                               None if b is None else b[:, keep].contiguous(), start=start, extend_to=its)
 
         halo, record = validate_halo(solve, y.shape[1], int(self.trait("slice_halo").default), batch, self.name,
                                      lam)
@@ -204,9 +208,10 @@ class AutoStrength:
         unit = chosen.get("counts_quantum") or 1.0
         y = solvers.sinograms_to_cols(np.asarray(sinograms) / unit, projector.device)
         b = None if background is None else solvers.sinograms_to_cols(np.asarray(background) / unit, projector.device)
-        # as the convergence check solved: its start, its iterations (all batches solve alike)
-        x = self._solve(projector, y, lam, chosen["convergence"]["iterations"], data_term, b,
-                        start=chosen["convergence"]["start"])
+        # as the convergence check solved: its start, its iterations repeated exactly (all batches solve alike)
+        conv = chosen["convergence"]
+        x = self._solve(projector, y, lam, self.iterations, data_term, b, start=conv["start"],
+                        extend_to=conv["iterations"])
         return solvers.cols_to_slices(x, projector.slice_shape) * np.float32(unit)
 
 

@@ -174,7 +174,7 @@ def convergence(objectives, tol=CONVERGENCE_TOL):
 
 
 def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=None, background=None,
-       return_info=False, start="auto", max_iterations=None):
+       return_info=False, start="auto", max_iterations=None, extend_to=None):
     """min_{x >= 0}  D(Ax + b, y) + lam * TV3D(x), Chambolle-Pock with diagonal preconditioning.
 
     ``D`` is ``1/2 ||Ax + b - y||^2`` (``"least_squares"``) or the Poisson
@@ -203,8 +203,14 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
     reads over half the tolerance (:data:`CONTINUE_TOL`: it can under-read
     the distance still to go by 2x), the run that won continues, doubling its
     iterations, up to this many (the measure is then the change over the last
-    doubling). The iterations run are in the convergence information
-    (``"iterations"``).
+    doubling; a cap that is not ``iterations`` times a power of 2 is not
+    reached: the last doubling that fits is). The iterations run are in the
+    convergence information (``"iterations"``). ``extend_to`` replays such a
+    run: after ``iterations``, the iterations double up to that many without
+    measuring, so that a run of ``iterations`` that continued to
+    ``extend_to`` is repeated exactly (the plugins' batches repeat their
+    convergence check so; for the multilevel start ``tv(n, extend_to=4 n)``
+    is not ``tv(4 n)``: its coarse grids run 2 n and 4 n iterations).
 
     ``fused=None`` uses the numba kernels for CPU tensors and torch
     operations on CUDA; ``False`` forces the torch operations (tests check the
@@ -233,7 +239,7 @@ def tv(projector, y, lam, iterations, data_term="least_squares", x0=None, fused=
             ml = multilevel_start(problem, iterations)
             if ml.objectives[-1] < run.objectives[-1]:
                 run = ml
-    result = _continue(run, max_iterations).result()
+    result = _continue(run, max_iterations, extend_to).result()
     return (result.x, result.info()) if return_info else result.x
 
 
@@ -347,12 +353,16 @@ class _ChambollePock:
             self.currents.append(f)
 
     def run_to(self, k_end):
-        """Iterate up to iteration ``k_end``; the objective there is a checkpoint of the convergence measure."""
+        """Iterate up to iteration ``k_end``; the objective there is a checkpoint of the convergence measure
+        (also where no iteration is left to run: ``run_to(0)`` records the start's)."""
         if self.empty:
             f = self.problem.objective(self.x)
             self.objectives.append(f)
             self.currents.append(f)
-            self.k = k_end
+            self.k = max(self.k, k_end)
+            return self
+        if k_end <= self.k:
+            self._check(self.k, True)
             return self
         problem, projector = self.problem, self.problem.projector
         shape, lam_m, poisson = projector.slice_shape, self.lam_m, problem.data_term == "poisson"
@@ -409,8 +419,9 @@ class _ChambollePock:
 
 
 def _run(problem, iterations, **kwargs):
-    """:class:`_ChambollePock` run for ``iterations``, with checkpoints at half of them and at the end."""
-    return _ChambollePock(problem, **kwargs).run_to(max(1, iterations // 2)).run_to(iterations)
+    """:class:`_ChambollePock` run for ``iterations``, with checkpoints at half of them (the start's objective
+    for a single iteration) and at the end."""
+    return _ChambollePock(problem, **kwargs).run_to(iterations // 2).run_to(iterations)
 
 
 def iterations_cap(max_iterations, iterations):
@@ -424,9 +435,13 @@ def iterations_cap(max_iterations, iterations):
     return int(max(int(max_iterations), iterations))
 
 
-def _continue(run, max_iterations):
+def _continue(run, max_iterations, extend_to=None):
     """Double a run's iterations while its convergence measure reads over :data:`CONTINUE_TOL` (or is
-    unmet), up to ``max_iterations``."""
+    unmet), up to ``max_iterations``; with ``extend_to``, double up to that many without measuring."""
+    if extend_to is not None:
+        while 2 * run.k <= extend_to:
+            run.run_to(2 * run.k)
+        return run
     while 2 * run.k <= max_iterations:
         info = run.result().info()
         if info["converged"] and abs(info["relative_change"]) <= CONTINUE_TOL:

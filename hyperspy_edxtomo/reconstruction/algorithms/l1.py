@@ -22,7 +22,7 @@ class L1(AutoStrength, ReconstructionAlgorithm):
     quick_parameters = {"iterations": 100}
 
     def _solve(self, projector, y, lam, iterations, data_term="least_squares", background=None, return_info=False,
-               start="zero", max_iterations=None):
+               start="zero", max_iterations=None, extend_to=None):
         # one start, no continuation: FISTA in the diagonal metric converges from zero at every strength
         # within its iterations (docs/benchmarks.rst)
         return solvers.l1(projector, y, lam, iterations, constrain=self.constrain, background=background,

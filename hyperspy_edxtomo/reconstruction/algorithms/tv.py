@@ -44,9 +44,9 @@ class TV(AutoStrength, ReconstructionAlgorithm):
         return ReconstructionResult(volumes, [self.parameter_values()] * len(context.elements))
 
     def _solve(self, projector, y, lam, iterations, data_term, background=None, return_info=False, start="auto",
-               max_iterations=None):
+               max_iterations=None, extend_to=None):
         return solvers.tv(projector, y, lam, iterations, data_term=data_term, background=background,
-                          return_info=return_info, start=start, max_iterations=max_iterations)
+                          return_info=return_info, start=start, max_iterations=max_iterations, extend_to=extend_to)
 
 
 @hookimpl
