@@ -39,3 +39,16 @@ def _quiet_progressbar():
     preferences.General.show_progressbar = False
     yield
     preferences.General.show_progressbar = old
+
+
+@pytest.fixture(scope="module")
+def rod32():
+    """A 32-pixel rod along the tilt axis at 10^4 counts per view (Zn): ``(maps, sinograms, projector)``.
+    At strong TV its optimum is flat over many voxels; at weak strengths its Poisson fit converges slowly."""
+    from hyperspy_edxtomo import datasets
+    from hyperspy_edxtomo.reconstruction.projector import Projector
+
+    maps = datasets.simulate_scene("rod_along", size=32, counts_per_tilt=10000, seed=1)
+    zn = maps.element("Zn")
+    sino = np.ascontiguousarray(zn.to_numpy()[0].transpose(1, 0, 2).astype(np.float32))
+    return zn, sino, Projector(maps.tilts, n_x=32)

@@ -14,21 +14,12 @@ from hyperspy_edxtomo.reconstruction.projector import Projector
 from hyperspy_edxtomo.reconstruction.strength import reference_strength
 
 
-@pytest.fixture(scope="module")
-def rod():
-    """A rod along the tilt axis at 10^4 counts per view: at weak strengths its Poisson fit converges slowly."""
-    maps = datasets.simulate_scene("rod_along", size=32, counts_per_tilt=10000, seed=1)
-    zn = maps.element("Zn")
-    sino = np.ascontiguousarray(zn.to_numpy()[0].transpose(1, 0, 2).astype(np.float32))
-    return zn, sino, Projector(maps.tilts, n_x=32)
-
-
 def _params(vol):
     return vol.history[-1]["parameters"]["parameters"]
 
 
-def test_an_unconverged_run_continues_until_its_measure_is_met(rod):
-    _, sino, P = rod
+def test_an_unconverged_run_continues_until_its_measure_is_met(rod32):
+    _, sino, P = rod32
     y = solvers.sinograms_to_cols(sino, "cpu")
     lam = 1e-2 * reference_strength(sino, P, "poisson")
     optimum = solvers.tv(P, y, lam, 6000, data_term="poisson", return_info=True)[1]["objective"]
@@ -41,8 +32,8 @@ def test_an_unconverged_run_continues_until_its_measure_is_met(rod):
     assert more["objective"] <= 1.01 * optimum
 
 
-def test_without_max_iterations_the_run_is_exactly_its_iterations(rod):
-    _, sino, P = rod
+def test_without_max_iterations_the_run_is_exactly_its_iterations(rod32):
+    _, sino, P = rod32
     y = solvers.sinograms_to_cols(sino, "cpu")
     lam = 1e-3 * reference_strength(sino, P, "poisson")
     x, info = solvers.tv(P, y, lam, 50, data_term="poisson", return_info=True)
@@ -51,10 +42,10 @@ def test_without_max_iterations_the_run_is_exactly_its_iterations(rod):
 
 
 @pytest.mark.parametrize("fused", [None, False])
-def test_a_continued_run_is_the_same_run_resumed(rod, fused):
+def test_a_continued_run_is_the_same_run_resumed(rod32, fused):
     """Doubling resumes the run (primal, duals, steps kept), in both the numba and the torch path: 100
     iterations extended to 400 are exactly 400 iterations."""
-    _, sino, P = rod
+    _, sino, P = rod32
     y = solvers.sinograms_to_cols(sino, "cpu")
     lam = 1e-2 * reference_strength(sino, P, "poisson")
     x, info = solvers.tv(P, y, lam, 100, data_term="poisson", start="zero", extend_to=400, fused=fused,
@@ -63,8 +54,8 @@ def test_a_continued_run_is_the_same_run_resumed(rod, fused):
     assert torch.equal(x, solvers.tv(P, y, lam, 400, data_term="poisson", start="zero", fused=fused))
 
 
-def test_a_single_iteration_is_measured_from_the_start_and_continues(rod):
-    _, sino, P = rod
+def test_a_single_iteration_is_measured_from_the_start_and_continues(rod32):
+    _, sino, P = rod32
     y = solvers.sinograms_to_cols(sino, "cpu")
     lam = reference_strength(sino, P, "poisson")
     _, one = solvers.tv(P, y, lam, 1, data_term="poisson", return_info=True)
@@ -73,8 +64,8 @@ def test_a_single_iteration_is_measured_from_the_start_and_continues(rod):
     assert more["iterations"] > 1
 
 
-def test_a_converged_run_does_not_continue(rod):
-    _, sino, P = rod
+def test_a_converged_run_does_not_continue(rod32):
+    _, sino, P = rod32
     y = solvers.sinograms_to_cols(sino, "cpu")
     lam = reference_strength(sino, P, "poisson")
     x, info = solvers.tv(P, y, lam, 200, data_term="poisson", return_info=True, max_iterations=1600)
@@ -82,11 +73,11 @@ def test_a_converged_run_does_not_continue(rod):
     assert info["iterations"] == 200 and torch.equal(x, solvers.tv(P, y, lam, 200, data_term="poisson"))
 
 
-def test_the_plugin_records_the_iterations_run_and_every_batch_runs_as_many(rod):
+def test_the_plugin_records_the_iterations_run_and_every_batch_runs_as_many(rod32):
     """Weak Poisson TV: the check on the brightest slices continues past ``iterations``; every batch (four
     of 8 slices here, with the validated halo) is then the solver run for that many iterations from the
     start chosen there, on its slices and halo."""
-    zn, sino, P = rod
+    zn, sino, P = rod32
     lam = 1e-2 * reference_strength(sino, P, "poisson")
     vol = zn.reconstruct("tv", lam=lam, iterations=200, data_term="poisson", batch_size=8, show_progressbar=False)
     conv = _params(vol)["convergence"]
@@ -108,8 +99,8 @@ def test_the_plugin_records_the_iterations_run_and_every_batch_runs_as_many(rod)
     assert np.abs(got[:8] - short).max() > 1e-2 * got.max()
 
 
-def test_max_iterations_equal_to_iterations_never_continues_and_warns(rod):
-    zn, sino, P = rod
+def test_max_iterations_equal_to_iterations_never_continues_and_warns(rod32):
+    zn, sino, P = rod32
     lam = 1e-3 * reference_strength(sino, P, "poisson")
     with pytest.warns(UserWarning, match="has not converged .* after 100 iterations.*Raise max_iterations"):
         vol = zn.reconstruct("tv", lam=lam, iterations=100, max_iterations=100, data_term="poisson",
@@ -119,8 +110,8 @@ def test_max_iterations_equal_to_iterations_never_continues_and_warns(rod):
     assert conv["iterations"] == 100 and conv["max_iterations"] == 100 and not conv["converged"]
 
 
-def test_max_iterations_equal_to_iterations_holds_for_the_strength_candidates_too(rod):
-    zn, _, _ = rod
+def test_max_iterations_equal_to_iterations_holds_for_the_strength_candidates_too(rod32):
+    zn, _, _ = rod32
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         never = _params(zn.reconstruct("tv", iterations=60, max_iterations=60, show_progressbar=False))

@@ -7,20 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from hyperspy_edxtomo import datasets
 from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.reconstruction import solvers
 from hyperspy_edxtomo.reconstruction.projector import Projector
 from hyperspy_edxtomo.reconstruction.strength import reference_strength
-
-
-@pytest.fixture(scope="module")
-def rod():
-    """A rod along the tilt axis at 10^4 counts per view: its optimum at strong TV is flat over many voxels."""
-    maps = datasets.simulate_scene("rod_along", size=32, counts_per_tilt=10000, seed=1)
-    zn = maps.element("Zn")
-    sino = np.ascontiguousarray(zn.to_numpy()[0].transpose(1, 0, 2).astype(np.float32))
-    return zn, sino, Projector(maps.tilts, n_x=32)
 
 
 def _objective(P, y, lam, data_term, iterations, start):
@@ -28,8 +18,8 @@ def _objective(P, y, lam, data_term, iterations, start):
 
 
 @pytest.mark.parametrize("data_term", ["poisson", "least_squares"])
-def test_multilevel_start_converges_where_the_zero_start_does_not(rod, data_term):
-    _, sino, P = rod
+def test_multilevel_start_converges_where_the_zero_start_does_not(rod32, data_term):
+    _, sino, P = rod32
     y = solvers.sinograms_to_cols(sino, "cpu")
     lam = 10 * reference_strength(sino, P, data_term)
     optimum = _objective(P, y, lam, data_term, 3000, "zero")["objective"]
@@ -43,8 +33,8 @@ def test_multilevel_start_converges_where_the_zero_start_does_not(rod, data_term
     assert auto["objective"] <= 1.01 * optimum <= 1.01 * auto["objective_last_iterate"]
 
 
-def test_auto_keeps_the_zero_start_where_it_converges(rod):
-    _, sino, P = rod
+def test_auto_keeps_the_zero_start_where_it_converges(rod32):
+    _, sino, P = rod32
     y = solvers.sinograms_to_cols(sino, "cpu")
     lam = 0.1 * reference_strength(sino, P, "poisson")
     x_auto, info = solvers.tv(P, y, lam, 200, data_term="poisson", return_info=True)
@@ -53,8 +43,8 @@ def test_auto_keeps_the_zero_start_where_it_converges(rod):
     assert torch.equal(x_auto, x_zero)
 
 
-def test_grids_that_cannot_be_binned_keep_the_zero_start(rod):
-    _, sino, _ = rod
+def test_grids_that_cannot_be_binned_keep_the_zero_start(rod32):
+    _, sino, _ = rod32
     P = Projector(np.linspace(-60, 60, 13), n_x=30)  # 30 px: not binned twice
     assert not solvers.can_coarsen(P) and solvers.can_coarsen(Projector([0.0], n_x=32))
     y = solvers.sinograms_to_cols(sino[:8, :, 1:31], "cpu")
@@ -85,8 +75,8 @@ def test_binned_data_are_the_coarse_projection_of_the_binned_volume(slices):
 
 
 @pytest.mark.parametrize("data_term", ["least_squares", "poisson"])
-def test_multilevel_start_numba_and_torch_paths_agree(rod, data_term):
-    _, sino, P = rod
+def test_multilevel_start_numba_and_torch_paths_agree(rod32, data_term):
+    _, sino, P = rod32
     y = solvers.sinograms_to_cols(sino[:6], "cpu")
     lam = 10 * reference_strength(sino, P, data_term)
     fused = solvers.tv(P, y, lam, 40, data_term=data_term, fused=True, start="multilevel")
@@ -94,8 +84,8 @@ def test_multilevel_start_numba_and_torch_paths_agree(rod, data_term):
     assert float((fused - plain).abs().max()) <= 1e-3 * float(plain.abs().max())
 
 
-def test_every_batch_gets_the_start_chosen_on_the_brightest_slices(rod):
-    zn, sino, P = rod
+def test_every_batch_gets_the_start_chosen_on_the_brightest_slices(rod32):
+    zn, sino, P = rod32
     lam = 10 * reference_strength(sino, P, "least_squares")
     vol = zn.reconstruct("tv", lam=lam, iterations=60, data_term="least_squares", show_progressbar=False)
     conv = vol.history[-1]["parameters"]["parameters"]["convergence"]
@@ -112,10 +102,10 @@ def test_every_batch_gets_the_start_chosen_on_the_brightest_slices(rod):
     assert np.abs(got - direct["zero"]).max() > 2e-2 * got.max()
 
 
-def test_several_batches_each_get_the_start_and_iterations_chosen_on_the_brightest_slices(rod):
+def test_several_batches_each_get_the_start_and_iterations_chosen_on_the_brightest_slices(rod32):
     """Four batches of 8 slices, each with the halo recorded: every batch is the solver's multilevel start,
     run for the iterations the check ran, on its slices and halo."""
-    zn, sino, P = rod
+    zn, sino, P = rod32
     lam = 10 * reference_strength(sino, P, "least_squares")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # at 10x no halo a batch of 8 can borrow holds: seams are warned of
@@ -135,8 +125,8 @@ def test_several_batches_each_get_the_start_and_iterations_chosen_on_the_brighte
         assert np.abs(got[s0:s0 + 8] - want).max() < 1e-3 * got.max(), s0
 
 
-def test_unknown_start_is_refused(rod):
-    _, sino, P = rod
+def test_unknown_start_is_refused(rod32):
+    _, sino, P = rod32
     with pytest.raises(InputError, match="start must be one of .*multilevel"):
         solvers.tv(P, solvers.sinograms_to_cols(sino, "cpu"), 1.0, 5, start="coarse")
 
