@@ -64,6 +64,14 @@ def test_a_single_iteration_is_measured_from_the_start_and_continues(rod32):
     assert more["iterations"] > 1
 
 
+def test_no_iterations_is_not_continued(rod32):
+    _, sino, P = rod32
+    y = solvers.sinograms_to_cols(sino, "cpu")
+    for kw in ({"max_iterations": 8}, {"extend_to": 8}):
+        x, info = solvers.tv(P, y, 1.0, 0, data_term="poisson", start="zero", return_info=True, **kw)
+        assert info["iterations"] == 0 and float(x.abs().max()) == 0.0
+
+
 def test_a_converged_run_does_not_continue(rod32):
     _, sino, P = rod32
     y = solvers.sinograms_to_cols(sino, "cpu")

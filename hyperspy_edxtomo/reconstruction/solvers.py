@@ -437,7 +437,10 @@ def iterations_cap(max_iterations, iterations):
 
 def _continue(run, max_iterations, extend_to=None):
     """Double a run's iterations while its convergence measure reads over :data:`CONTINUE_TOL` (or is
-    unmet), up to ``max_iterations``; with ``extend_to``, double up to that many without measuring."""
+    unmet), up to ``max_iterations``; with ``extend_to``, double up to that many without measuring. A run
+    of no iterations has nothing to double."""
+    if run.k == 0:
+        return run
     if extend_to is not None:
         while 2 * run.k <= extend_to:
             run.run_to(2 * run.k)
