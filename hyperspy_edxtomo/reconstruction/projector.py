@@ -9,7 +9,10 @@ lands in the view at tilt ``theta`` at detector column
     u = x cos(theta) + z sin(theta) + axis_offset_px
 
 counted from the detector centre ``(n_x - 1) / 2``. ``axis_offset_px`` is where
-the tilt axis sits relative to the centre column of the views.
+the tilt axis sits relative to the centre column of the views. The slices are
+as wide as the views, or wider by ``field_margin`` pixels on each side in
+``x`` (centred on the same axis): material outside the field of view at 0
+degrees that turns into it at other tilts then has voxels to go to.
 
 ``A`` and its exact adjoint ``A^T`` are computed on a batch of slices with
 one matrix (ASTRA's CPU ``linear`` projector, built once per geometry), on
@@ -34,9 +37,10 @@ adjoint of each other; torch's sparse CSR product (cuSPARSE) adds in an order
 that changes the last bits between runs.
 
 Internally a batch of ``B`` slices is held "column-major": an array shaped
-``(n_z * n_x, B)`` for volumes and ``(n_tilts * n_x, B)`` for sinograms, which
-is the layout a CSR product reads fastest. :meth:`Projector.forward` and
-:meth:`Projector.adjoint` take and give the natural ``(B, n_z, n_x)`` /
+``(n_voxels, B)`` (``n_z`` times the slice width) for volumes and
+``(n_tilts * n_x, B)`` for sinograms, which is the layout a CSR product reads
+fastest. :meth:`Projector.forward` and :meth:`Projector.adjoint` take and
+give the natural ``(B, n_z, n_x)`` /
 ``(B, n_tilts, n_x)`` shapes.
 """
 
@@ -68,10 +72,10 @@ def resolve_cuda(cuda):
     return bool(cuda)
 
 
-def _astra_geometry(tilts_deg, n_x, n_z, axis_offset_px):
+def _astra_geometry(tilts_deg, n_x, n_z, axis_offset_px, field_margin=0):
     import astra
 
-    vol_geom = astra.create_vol_geom(n_z, n_x)  # ASTRA rows = z, columns = x
+    vol_geom = astra.create_vol_geom(n_z, n_x + 2 * field_margin)  # ASTRA rows = z, columns = x
     # ASTRA puts (x, z) at u = x cos(a) - z sin(a): a = -theta gives our convention
     proj_geom = astra.create_proj_geom("parallel", 1.0, n_x, -np.deg2rad(np.asarray(tilts_deg, float)))
     vec = astra.geom_2vec(proj_geom)["Vectors"].copy()
@@ -81,11 +85,11 @@ def _astra_geometry(tilts_deg, n_x, n_z, axis_offset_px):
 
 
 @functools.lru_cache(maxsize=16)
-def _system_matrix(tilts, n_x, n_z, axis_offset_px):
+def _system_matrix(tilts, n_x, n_z, axis_offset_px, field_margin=0):
     """ASTRA's CPU ``linear`` projector as scipy CSR (float32), and its transpose."""
     import astra
 
-    vol_geom, vec = _astra_geometry(tilts, n_x, n_z, axis_offset_px)
+    vol_geom, vec = _astra_geometry(tilts, n_x, n_z, axis_offset_px, field_margin)
     proj_geom = astra.create_proj_geom("parallel_vec", n_x, vec)
     pid = astra.create_projector("linear", proj_geom, vol_geom)
     mid = astra.projector.matrix(pid)
@@ -106,7 +110,8 @@ class Projector:
     tilts_deg : array-like
         Tilt angle of each view, degrees (any order, non-uniform allowed).
     n_x : int
-        Width of the views (detector columns) and of the slices.
+        Width of the views (detector columns), and of the slices unless
+        ``field_margin`` widens them.
     n_z : int, optional
         Depth of the slices (beam direction at 0 degrees); default ``n_x``.
     axis_offset_px : float
@@ -116,6 +121,11 @@ class Projector:
         numpy or torch, chooses the output's).
     cuda : None or bool
         None: CUDA when present.
+    field_margin : int
+        Pixels the slices extend beyond the views on each side in ``x``
+        (>= 0): slices are ``(n_z, n_x + 2 field_margin)``; the views' field
+        is their columns ``field_margin`` to ``field_margin + n_x``
+        (:meth:`crop`). See :meth:`widened`.
 
     Examples
     --------
@@ -124,9 +134,12 @@ class Projector:
     >>> P = Projector(np.linspace(-60, 60, 13), n_x=64)
     >>> P.forward(np.ones((2, 64, 64), np.float32)).shape
     (2, 13, 64)
+    >>> W = P.widened(16)
+    >>> W.slice_shape, W.sinogram_shape, W.crop(np.ones((2, 64, 96))).shape
+    ((64, 96), (13, 64), (2, 64, 64))
     """
 
-    def __init__(self, tilts_deg, n_x, n_z=None, axis_offset_px=0.0, backend="astra", cuda=None):
+    def __init__(self, tilts_deg, n_x, n_z=None, axis_offset_px=0.0, backend="astra", cuda=None, field_margin=0):
         if backend not in BACKENDS:
             raise InputError(f"Unknown projector backend {backend!r}: choose one of {BACKENDS}.")
         tilts = np.asarray(tilts_deg, dtype=float).ravel()
@@ -137,11 +150,15 @@ class Projector:
         self.tilts_deg = tilts
         self.n_x = int(n_x)
         self.n_z = int(n_z) if n_z is not None else self.n_x
+        if isinstance(field_margin, bool) or not isinstance(field_margin, (int, np.integer)) or field_margin < 0:
+            raise InputError(f"field_margin must be a whole number of pixels >= 0, got {field_margin!r}")
+        self.field_margin = int(field_margin)
         self.axis_offset_px = float(axis_offset_px)
         self.backend = backend
         self.cuda = resolve_cuda(cuda)
         self._torch_cache = {}
         self._coarse = None
+        self._wide = {}
 
     # -- shapes ---------------------------------------------------------------------
     @property
@@ -150,7 +167,11 @@ class Projector:
 
     @property
     def slice_shape(self):
-        return (self.n_z, self.n_x)
+        return (self.n_z, self.n_x + 2 * self.field_margin)
+
+    @property
+    def n_voxels(self):
+        return self.n_z * (self.n_x + 2 * self.field_margin)
 
     @property
     def sinogram_shape(self):
@@ -159,7 +180,7 @@ class Projector:
     def __repr__(self):
         return (
             f"Projector({self.n_tilts} tilts {self.tilts_deg.min():+.1f}..{self.tilts_deg.max():+.1f} deg, "
-            f"slice {self.n_z}x{self.n_x}, axis offset {self.axis_offset_px:+.2f} px, "
+            f"slice {self.slice_shape[0]}x{self.slice_shape[1]}, axis offset {self.axis_offset_px:+.2f} px, "
             f"backend={self.backend!r}, cuda={self.cuda})"
         )
 
@@ -168,14 +189,31 @@ class Projector:
         each slice, 2 on the detector), made once."""
         if self._coarse is None:
             self._coarse = Projector(self.tilts_deg, self.n_x // 2, self.n_z // 2, self.axis_offset_px / 2,
-                                     self.backend, self.cuda)
+                                     self.backend, self.cuda, self.field_margin // 2)
         return self._coarse
+
+    def widened(self, field_margin):
+        """The projector of the same views on slices ``field_margin`` pixels wider on each side in ``x``
+        (this one for the same margin), made once per margin."""
+        if field_margin == self.field_margin:
+            return self
+        if field_margin not in self._wide:
+            self._wide[field_margin] = Projector(self.tilts_deg, self.n_x, self.n_z, self.axis_offset_px,
+                                                 self.backend, self.cuda, field_margin)
+        return self._wide[field_margin]
+
+    def crop(self, slices):
+        """The part of slices ``(..., n_z, n_x + 2 field_margin)`` that lies in the views' field:
+        ``(..., n_z, n_x)``."""
+        m = self.field_margin
+        return slices[..., m:m + self.n_x] if m else slices
 
     # -- the matrix -----------------------------------------------------------------
     @property
     def matrix(self):
         """``(A, A^T)`` as scipy CSR float32 matrices."""
-        return _system_matrix(tuple(self.tilts_deg.tolist()), self.n_x, self.n_z, self.axis_offset_px)
+        return _system_matrix(tuple(self.tilts_deg.tolist()), self.n_x, self.n_z, self.axis_offset_px,
+                              self.field_margin)
 
     def device_matrices(self, device=None):
         """``(A, A^T)`` as :class:`RowGather` on a torch ``device`` (kept per device)."""
@@ -194,7 +232,7 @@ class Projector:
 
     # -- column-major products (the fast internal layout) ------------------------------
     def fp_cols(self, x):
-        """``A x`` for ``x`` shaped ``(n_z * n_x, B)``: numpy or torch in, same out."""
+        """``A x`` for ``x`` shaped ``(n_voxels, B)``: numpy or torch in, same out."""
         if _is_torch(x):
             return _torch_project().apply(x, self, True)
         if self.cuda:
@@ -228,14 +266,14 @@ class Projector:
 
     # -- natural shapes ---------------------------------------------------------------
     def forward(self, slices):
-        """Project slices ``(B, n_z, n_x)`` (or one ``(n_z, n_x)``) to sinograms ``(B, n_tilts, n_x)``."""
+        """Project slices ``(B, *slice_shape)`` (or one ``slice_shape``) to sinograms ``(B, n_tilts, n_x)``."""
         x, single = self._batch(slices, self.slice_shape, "slices")
         y = self.fp_cols(_to_cols(x))
         out = _from_cols(y, self.sinogram_shape)
         return out[0] if single else out
 
     def adjoint(self, sinograms):
-        """Back-project sinograms ``(B, n_tilts, n_x)`` to slices ``(B, n_z, n_x)`` (exact adjoint)."""
+        """Back-project sinograms ``(B, n_tilts, n_x)`` to slices ``(B, *slice_shape)`` (exact adjoint)."""
         y, single = self._batch(sinograms, self.sinogram_shape, "sinograms")
         x = self.bp_cols(_to_cols(y))
         out = _from_cols(x, self.slice_shape)

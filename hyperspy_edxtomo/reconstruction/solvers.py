@@ -304,7 +304,7 @@ class _ChambollePock:
         m = float(x0.max()) if x0 is not None else 0.0
         if m <= 0:  # no start given, or an empty one
             m = float(sirt(projector, y_pos, 5).max())
-        n_vox = projector.n_z * projector.n_x
+        n_vox = projector.n_voxels
         self.k, self.objectives, self.currents, self.best = 0, [], [], None
         self.empty = m <= 0
         if self.empty:
@@ -457,7 +457,9 @@ def can_coarsen(projector, levels=None):
     """Whether the slices can be binned 2 x 2 (z, x) ``levels`` times (default
     :data:`MULTILEVEL_LEVELS`), the coarsest grid still :data:`MIN_COARSE_PX` pixels or more."""
     f = 2 ** (MULTILEVEL_LEVELS if levels is None else levels)
-    return all(n % f == 0 and n // f >= MIN_COARSE_PX for n in projector.slice_shape)
+    # the views are binned with the slices (their width differs where the slices have a field margin)
+    return (all(n % f == 0 and n // f >= MIN_COARSE_PX for n in projector.slice_shape)
+            and projector.n_x % f == 0 and projector.field_margin % f == 0)
 
 
 def multilevel_start(problem, iterations, levels=MULTILEVEL_LEVELS):
@@ -495,7 +497,7 @@ def upsample_cols(cols, shape_c, B):
 def operator_norm_sq(projector, device, iterations=30, seed=0):
     """Largest eigenvalue of A^T A by power iteration."""
     g = torch.Generator(device="cpu").manual_seed(seed)
-    v = torch.rand((projector.n_z * projector.n_x, 1), generator=g).to(device)
+    v = torch.rand((projector.n_voxels, 1), generator=g).to(device)
     lam = 1.0
     for _ in range(iterations):
         w = projector.bp_cols(projector.fp_cols(v))
@@ -524,7 +526,7 @@ def l1(projector, y, lam, iterations, constrain=True, x0=None, background=None, 
     if b is not None:
         y = y - b
     iterations = int(iterations)
-    n_vox = projector.n_z * projector.n_x
+    n_vox = projector.n_voxels
     ones = torch.ones((n_vox, 1), dtype=torch.float32, device=y.device)
     D = inverse(projector.bp_cols(projector.fp_cols(ones)))
     x = torch.zeros((n_vox, y.shape[1]), dtype=torch.float32, device=y.device) if x0 is None else x0.clone()

@@ -113,7 +113,8 @@ def view_folds(n_tilts, folds=VIEW_FOLDS):
 def sub_projector(projector, keep):
     """The projector of the views ``keep`` only."""
     return Projector(projector.tilts_deg[keep], projector.n_x, projector.n_z,
-                     axis_offset_px=projector.axis_offset_px, cuda=projector.cuda)
+                     axis_offset_px=projector.axis_offset_px, cuda=projector.cuda,
+                     field_margin=projector.field_margin)
 
 
 def view_weights(views, sigma=2.0):
@@ -258,6 +259,7 @@ def choose_strength(
     grid=DEFAULT_GRID,
     refine=3,
     progress=None,
+    strengths=None,
 ):
     """Pick the strength that best predicts held-out data.
 
@@ -289,6 +291,10 @@ def choose_strength(
         Rounds of extra candidates between the best and its neighbours.
     progress : callable, optional
         Called after every candidate.
+    strengths : sequence of float, optional
+        Score these strengths (on the scale of the data given) instead of
+        searching ``grid``: the same held-out data score other settings at
+        a strength already chosen (paired comparisons).
 
     Returns
     -------
@@ -338,7 +344,8 @@ def choose_strength(
             lam = float(FALLBACK_RELATIVE * ref * (scale if data_term == "least_squares" else 1.0))
             reason = (f"too few counts ({int(sub.sum())}, under {MIN_SPLIT_COUNTS}) in the brightest slices to "
                       f"validate a strength by count splitting: {lam:.4g}, the centre of the candidates, is used")
-            warn(f"lam='auto': {reason}; give lam a number to choose another.")
+            if strengths is None:  # scoring given strengths: nothing was chosen, nothing to say
+                warn(f"lam='auto': {reason}; give lam a number to choose another.")
             return lam, {"criterion": "none", "data_kind": kind, "counts_quantum": None, "candidates": [lam],
                          "scores": [float("nan")], "fold_scores": [[]], "chosen": lam,
                          "slices": [int(start), int(sub.shape[0])], "reason": reason}
@@ -346,10 +353,13 @@ def choose_strength(
     else:
         scorer = _HeldOutViewScorer(sub, projector, sub_b)
     table = ScoreTable(lambda rel: scorer(solve, rel * ref), progress)
-    best = search_log_grid(table, grid, refine)
-    ordered = sorted(table.folds)
     # strengths on the scale of the data given (Poisson: independent of the scale)
     unit = ref * (scale if data_term == "least_squares" else 1.0)
+    if strengths is None:
+        best = search_log_grid(table, grid, refine)
+    else:
+        best = min((float(lam) / unit for lam in strengths), key=table)
+    ordered = sorted(table.folds)
     record = {
         "criterion": criterion,
         "data_kind": kind,
@@ -360,6 +370,6 @@ def choose_strength(
         "reason": ("lowest Poisson deviance of held-out counts" if criterion == "count_split"
                    else f"lowest weighted squared error of held-out views ({len(scorer.folds)} folds)"),
     }
-    if best in (ordered[0], ordered[-1]):
+    if strengths is None and best in (ordered[0], ordered[-1]):
         record["reason"] += "; the best candidate is at the edge of the range tried"
     return float(best * unit), record

@@ -7,6 +7,7 @@ from hyperspy_edxtomo.plugins.hookspecs import hookimpl
 from hyperspy_edxtomo.reconstruction import solvers
 from hyperspy_edxtomo.reconstruction.regularised import (
     AutoStrength,
+    field_margin_trait,
     strength_trait,
 )
 
@@ -19,6 +20,7 @@ class L1(AutoStrength, ReconstructionAlgorithm):
     lam = strength_trait("L1")
     iterations = Range(1, 100_000, 200, desc="FISTA iterations")
     constrain = Bool(True, desc="non-negativity, enforced exactly in the proximal step")
+    field_margin = field_margin_trait()
     quick_parameters = {"iterations": 100}
 
     def _solve(self, projector, y, lam, iterations, data_term="least_squares", background=None, return_info=False,

@@ -2,6 +2,7 @@
 
 from traits.api import Bool, Range
 
+from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.plugins.contract import (
     ReconstructionAlgorithm,
     ReconstructionResult,
@@ -12,6 +13,7 @@ from hyperspy_edxtomo.reconstruction.joint_series import reconstruct_jointly
 from hyperspy_edxtomo.reconstruction.regularised import (
     AutoStrength,
     data_term_trait,
+    field_margin_trait,
     max_iterations_trait,
     strength_trait,
 )
@@ -26,6 +28,7 @@ class TV(AutoStrength, ReconstructionAlgorithm):
     iterations = Range(1, 100_000, 200, desc="Chambolle-Pock iterations (more where unconverged: max_iterations)")
     max_iterations = max_iterations_trait()
     data_term = data_term_trait()
+    field_margin = field_margin_trait()
     couple_elements = Bool(False, desc="True: reconstruct all elements together with a multi-channel TV (edges "
                                        "shared across elements; strength chosen on all elements' held-out counts; "
                                        "data_term 'auto' is then the Poisson likelihood for counts, least squares "
@@ -37,10 +40,13 @@ class TV(AutoStrength, ReconstructionAlgorithm):
     def reconstruct_series(self, counts, context):
         if not self.couple_elements:
             return super().reconstruct_series(counts, context)
+        if self.field_margin not in ("auto", 0):
+            raise InputError(f"tv: field_margin={self.field_margin!r} is not available with couple_elements=True "
+                             "(the coupled solver reconstructs the field of view only): leave it 'auto' or 0.")
         volumes, chosen = reconstruct_jointly(counts, context, lam=self.lam, iterations=self.iterations,
                                               data_term=self.data_term, name="tv (coupled)",
                                               max_iterations=self.max_iterations)
-        self.chosen = chosen
+        self.chosen = {**chosen, "field_margin": 0}
         return ReconstructionResult(volumes, [self.parameter_values()] * len(context.elements))
 
     def _solve(self, projector, y, lam, iterations, data_term, background=None, return_info=False, start="auto",

@@ -100,7 +100,7 @@ class TwoStep(ReconstructionAlgorithm):
         device = torch_device(projector.cuda)
         # the MBIR's data term and strength, from the raw maps (held-out counts or views)
         mbir_cls = get_algorithm(self.mbir)
-        lams, selections, data_terms = [], [], []
+        lams, selections, data_terms, margins = [], [], [], []
         plan = None
         if self.mbir == "fused":
             # all elements and the HAADF together: strength, HAADF guide and weight from the raw counts
@@ -108,14 +108,16 @@ class TwoStep(ReconstructionAlgorithm):
                               guide_strength="auto", iterations=self.mbir_iterations, use_haadf=True,
                               name="two_step MBIR (fused)", max_iterations="auto")
         for e in range(len(elements) if plan is None else 0):
-            lam, extra, data_term = self.lam, {}, "least_squares"
+            lam, extra, data_term, margin = self.lam, {}, "least_squares", "auto"
             if lam == "auto":
-                # strength (and for tv on counts the data term) validated on held-out raw data
+                # strength (for tv on counts the data term), field margin: validated on held-out raw data
                 probe = mbir_cls.create(iterations=self.mbir_iterations)
                 probe.prepare(_sino(counts[e]), context, background=None if background is None else _sino(background[e]))
                 lam, extra, data_term = probe.chosen["lam"], probe.chosen, probe.chosen["data_term"]
+                margin = probe.chosen["field_margin"]
             lams.append(float(lam))
             data_terms.append(data_term)
+            margins.append(margin)
             selections.append({k: v for k, v in extra.items() if k != "lam"})
         stages["strength_seconds"] = round(time.perf_counter() - t0, 3)
         # 1. Q^D: expected counts (background included)
@@ -132,7 +134,8 @@ class TwoStep(ReconstructionAlgorithm):
                                  "two_step MBIR (fused)"))
             mbir_used = [{"lam": plan.lam, **{k: v for k, v in plan.chosen.items() if k != "lam"}}] * len(elements)
         for e, element in enumerate(elements if plan is None else []):
-            alg = mbir_cls.create(lam=lams[e], iterations=self.mbir_iterations, **_data_term(self.mbir, data_terms[e]))
+            alg = mbir_cls.create(lam=lams[e], iterations=self.mbir_iterations, field_margin=margins[e],
+                                  **_data_term(self.mbir, data_terms[e]))
             vol, _ = reconstruct_elements(alg, source[e : e + 1], dataclasses.replace(context, elements=(element,)),
                                           f"two_step MBIR ({self.mbir})",
                                           background=None if background is None else background[e : e + 1])
