@@ -128,3 +128,20 @@ def test_a_given_margin_is_used_by_l1_and_refused_by_the_coupled_solver():
     assert vol.data.shape == (1, 32, 32, 32) and _params(vol)["field_margin"] == 4
     with pytest.raises(InputError, match="couple_elements"):
         maps.reconstruct("tv", couple_elements=True, field_margin=4)
+
+
+def test_a_margin_no_view_sees_into_is_refused_and_a_short_tilt_range_tries_less():
+    from hyperspy_edxtomo.reconstruction.projector import largest_useful_margin
+
+    maps, _ = _scene("edge_cut")
+    limit = largest_useful_margin(maps.tilts, 32)
+    assert 32 < limit < 64  # +-60 deg: a ray reaches at most (16 + 16 sin 60) / cos 60 - 16 = 43.7 px beyond
+    # a huge margin would have asked for a matrix larger than memory: a message naming the limit instead
+    with pytest.raises(InputError, match=rf"field_margin=1000000 px is wider than any view can see.*at most {limit}"):
+        maps.reconstruct("l1", lam=1.0, iterations=5, field_margin=10**6)
+    # at +-10 deg views see only 3.1 px beyond a 32-px field (limit 5 with the rounding): "auto" tries 4, not a
+    # quarter of the width (8)
+    short = np.array([-10.0, -5.0, 0.0, 5.0, 10.0])
+    assert largest_useful_margin(short, 32) == 5 and default_field_margin(32, largest_useful_margin(short, 32)) == 4
+    assert default_field_margin(32, 2) == 2 and default_field_margin(32, 0) == 0
+    assert choose_field_margin(lambda m: [1.0, 2.0], 0)[1]["reason"].startswith("no view sees beyond the field")

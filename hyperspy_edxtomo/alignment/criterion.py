@@ -27,6 +27,8 @@ from hyperspy_edxtomo.alignment.transform import warp_binned
 from hyperspy_edxtomo.alignment.views import prepare_views
 from hyperspy_edxtomo.base.counts import count_split, is_counts, poisson_deviance
 from hyperspy_edxtomo.base.errors import InputError
+from hyperspy_edxtomo.reconstruction.field import check_field_margin, default_field_margin
+from hyperspy_edxtomo.reconstruction.projector import largest_useful_margin
 
 __all__ = ["Loss", "LOSSES", "ACCEPT_SE", "ROTATION_SE_WARN_DEG", "Prediction", "HeldOutCriterion",
            "alignment_score", "rotation_standard_error"]
@@ -117,6 +119,15 @@ class HeldOutCriterion:
         otherwise. One per cent of the mean target per pixel is added to every
         prediction, so a stray count where a candidate predicts exactly
         nothing cannot dominate the comparison.
+    field_margin : None or int
+        Raw pixels the reconstructions' slices extend beyond the views on
+        each side (rounded up to binned pixels). None:
+        :func:`~hyperspy_edxtomo.reconstruction.field.default_field_margin`
+        of the binned width, a quarter of it. Counts of a particle cut by the
+        field's edge, or entering it at high tilt, then have voxels to go to;
+        in slices as wide as the views they are spread over the field, and the
+        predictions favour the alignment that hides them (docs/benchmarks.rst,
+        "Material outside the field of view").
 
     Examples
     --------
@@ -135,7 +146,8 @@ class HeldOutCriterion:
     """
 
     def __init__(self, views, tilts, targets=None, background=None, target_background=None, bin_to: int = 64,
-                 iterations: int = 100, sigma: float = 1.0, n_folds: int | None = None, loss: Loss = "auto"):
+                 iterations: int = 100, sigma: float = 1.0, n_folds: int | None = None, loss: Loss = "auto",
+                 field_margin: int | None = None):
         views = _as_4d(views, "views")
         E, T, ny, nx = views.shape
         tilts = np.asarray(tilts, float).ravel()
@@ -159,6 +171,8 @@ class HeldOutCriterion:
             tbg = None if target_background is None else _as_4d(target_background, "target_background")
             if tbg is not None and tbg.shape != views.shape:
                 raise InputError(f"target_background is shaped {tbg.shape} but the views {views.shape}.")
+        if field_margin is not None and (int(field_margin) != field_margin or field_margin < 0):
+            raise InputError(f"field_margin must be None or a whole number of pixels >= 0, got {field_margin!r}.")
         if loss not in LOSSES:
             raise InputError(f"Unknown loss {loss!r}: choose one of {LOSSES}.")
         if loss == "auto":
@@ -184,6 +198,11 @@ class HeldOutCriterion:
         self._targets = binned(targets)
         self._tbg = None if tbg is None else binned(tbg)
         self.iterations = int(iterations)
+        if field_margin is None:
+            self.field_margin = default_field_margin(mx, largest_useful_margin(tilts, mx))
+        else:
+            self.field_margin = int(np.ceil(field_margin / b))
+            check_field_margin(self.field_margin, tilts, mx)
         order = np.argsort(tilts)
         interior = order[1:-1]
         k = max(1, min(len(interior), int(n_folds or 12)))
@@ -191,8 +210,9 @@ class HeldOutCriterion:
 
     @property
     def description(self) -> str:
-        return (f"held-out views (SIRT {self.iterations} of the other views, binned {self.b}x{self.b}, "
-                f"{len(self.folds)} folds, {self.loss} loss, views outside the lowest and highest tilt)")
+        return (f"held-out views (SIRT {self.iterations} of the other views, binned {self.b}x{self.b}, slices "
+                f"{self.field_margin} binned px wider than the views on each side, {len(self.folds)} folds, "
+                f"{self.loss} loss, views outside the lowest and highest tilt)")
 
     def predict(self, rotation_deg=0.0, shifts_y=None, shifts_x=None) -> Prediction:
         """Predictions of every held-out view for one candidate: the rotation (degrees, one for all
@@ -224,7 +244,7 @@ class HeldOutCriterion:
         for fold in self.folds:
             train = np.setdiff1d(every, fold)
             sino = aligned[:, train].transpose(0, 2, 1, 3).reshape(E * my, len(train), mx)
-            rep = sirt_reproject(sino, self.tilts[train], self.tilts[fold], self.iterations)
+            rep = sirt_reproject(sino, self.tilts[train], self.tilts[fold], self.iterations, self.field_margin)
             rep = rep.reshape(E, my, len(fold), mx).transpose(0, 2, 1, 3)
             for j, t in enumerate(fold):
                 for e in range(E):

@@ -34,7 +34,8 @@ from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.base.progress import finish, progress_bar
 from hyperspy_edxtomo.plugins.manager import get_algorithm
 from hyperspy_edxtomo.reconstruction.api import reconstruct
-from hyperspy_edxtomo.reconstruction.projector import Projector
+from hyperspy_edxtomo.reconstruction.field import check_field_margin, default_field_margin
+from hyperspy_edxtomo.reconstruction.projector import Projector, largest_useful_margin
 from hyperspy_edxtomo.signals.element_maps import element_maps_from_array
 
 __all__ = ["EDGE_FRACTION", "MASS_OUTLIER_K", "Estimator", "CentreOfMass", "CrossCorrelation", "AxisOffset",
@@ -151,12 +152,14 @@ class ProjectionMatching:
     max_iter: int = 8
     tol_px: float = 0.1
     show: bool = False
+    field_margin: int | None = None
     name = "projection_matching"
 
     def estimate(self, views: np.ndarray, tilts: np.ndarray, alignment: Alignment) -> Alignment:
         sy, sx, n_done = estimate_projection_matching(views, tilts, alignment.rotation_deg, alignment.shift_y_px,
                                                       alignment.shift_x_px, max_iter=self.max_iter,
-                                                      tol_px=self.tol_px, show=self.show)
+                                                      tol_px=self.tol_px, show=self.show,
+                                                      field_margin=self.field_margin)
         return alignment.replace(shift_y_px=sy, shift_x_px=sx, projection_matching_iterations=int(n_done))
 
 
@@ -386,9 +389,14 @@ def estimate_axis(stack: np.ndarray, tilts: np.ndarray, sy, sx, passes: int = 10
 # projection matching
 
 
-def sirt_reproject(sinograms: np.ndarray, train_tilts, predict_tilts, iterations: int) -> np.ndarray:
+def sirt_reproject(sinograms: np.ndarray, train_tilts, predict_tilts, iterations: int,
+                   field_margin: int = 0) -> np.ndarray:
     """SIRT (non-negative, ``iterations``) of ``sinograms`` (slice, tilt, x) with the shared
     projector's matrix, re-projected at ``predict_tilts``: (slice, predicted tilt, x).
+
+    ``field_margin``: pixels the slices extend beyond the views on each side
+    (:class:`~hyperspy_edxtomo.reconstruction.projector.Projector`), so that material outside
+    the field at some tilts has voxels to go to instead of being spread over the field.
 
     The update of :func:`~hyperspy_edxtomo.reconstruction.solvers.sirt`, ``x <- max(x + C A^T R (y - A x), 0)``,
     with scipy's single-threaded sparse products: these problems are small (binned views) and
@@ -396,7 +404,7 @@ def sirt_reproject(sinograms: np.ndarray, train_tilts, predict_tilts, iterations
     iterations here cannot be moved by defaults changed elsewhere.
     """
     B, T, nx = sinograms.shape
-    P = Projector(train_tilts, n_x=nx, cuda=False)
+    P = Projector(train_tilts, n_x=nx, cuda=False, field_margin=int(field_margin))
     A, At = P.matrix
     row, col = np.asarray(A.sum(axis=1)).ravel(), np.asarray(A.sum(axis=0)).ravel()
     R = np.where(row > 1e-6, 1.0 / np.maximum(row, 1e-6), 0.0).astype(np.float32)[:, None]
@@ -406,13 +414,14 @@ def sirt_reproject(sinograms: np.ndarray, train_tilts, predict_tilts, iterations
     for _ in range(int(iterations)):
         x += C * (At @ (R * (y - A @ x)))
         np.maximum(x, 0, out=x)
-    Q = Projector(predict_tilts, n_x=nx, cuda=False)
+    Q = Projector(predict_tilts, n_x=nx, cuda=False, field_margin=int(field_margin))
     return np.ascontiguousarray((Q.matrix[0] @ x).T).reshape(B, len(np.atleast_1d(predict_tilts)), nx)
 
 
 def estimate_projection_matching(stack: np.ndarray, tilts: np.ndarray, rotation_deg: float, sy, sx,
                                  method: str = "sirt", iterations: int = 30, max_iter: int = 8, tol_px: float = 0.1,
-                                 sigma: float = 1.0, show: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+                                 sigma: float = 1.0, show: bool = False,
+                                 field_margin: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Refine shifts by registering each view to the re-projection of a reconstruction.
 
     ``method="sirt"`` (default): SIRT of ``iterations`` through the shared
@@ -421,10 +430,20 @@ def estimate_projection_matching(stack: np.ndarray, tilts: np.ndarray, rotation_
     total, so that views of another dose do not dominate. Another method
     name goes through :func:`~hyperspy_edxtomo.reconstruction.api.reconstruct`.
 
+    ``field_margin`` (``"sirt"`` only): pixels the SIRT slices extend beyond
+    the views on each side; None: :func:`~hyperspy_edxtomo.reconstruction.field.default_field_margin`
+    of the views' width. A particle cut by the field's edge, or one entering
+    it at high tilt, then has voxels of its own, and its counts do not pull
+    the re-projections (and the shifts) of the rest.
+
     Returns the shifts (rows, columns) and the number of rounds done.
     """
     n, ny, nx = stack.shape
     sy, sx = np.array(sy, float), np.array(sx, float)
+    if field_margin is not None and (int(field_margin) != field_margin or field_margin < 0):
+        raise InputError(f"field_margin must be None or a whole number of pixels >= 0, got {field_margin!r}.")
+    margin = default_field_margin(nx, largest_useful_margin(tilts, nx)) if field_margin is None else int(field_margin)
+    check_field_margin(margin, tilts, nx)
     n_done = 0
     bar = progress_bar(total=max_iter, desc="Projection matching", show=show)
     for _ in range(max_iter):
@@ -432,7 +451,7 @@ def estimate_projection_matching(stack: np.ndarray, tilts: np.ndarray, rotation_
         tot = views.sum((1, 2))
         views = views * (tot.mean() / np.where(tot > 0, tot, tot.mean()))[:, None, None]
         if method == "sirt":
-            reproj = sirt_reproject(views.transpose(1, 0, 2), tilts, tilts, iterations).transpose(1, 0, 2)
+            reproj = sirt_reproject(views.transpose(1, 0, 2), tilts, tilts, iterations, margin).transpose(1, 0, 2)
         else:
             maps = element_maps_from_array(views[None].astype(np.float32), tilts, ["Zn"])
             # the iteration count goes to an algorithm that has one (the class says, not its name)

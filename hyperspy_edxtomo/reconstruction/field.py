@@ -20,9 +20,12 @@ inside the field the two give the same volume.
 
 import numpy as np
 
+from hyperspy_edxtomo.base.errors import InputError
+from hyperspy_edxtomo.reconstruction.projector import largest_useful_margin
 from hyperspy_edxtomo.reconstruction.strength import paired_gain
 
-__all__ = ["MARGIN_FRACTION", "MIN_RELATIVE_GAIN", "default_field_margin", "choose_field_margin"]
+__all__ = ["MARGIN_FRACTION", "MIN_RELATIVE_GAIN", "default_field_margin", "check_field_margin",
+           "choose_field_margin"]
 
 #: the margin tried on each side, as a fraction of the views' width: a point at the film's height
 #: (z = 0) beyond the field's edge by this much turns into the field from arccos(1 / (1 + 2 f)) = 48
@@ -37,10 +40,27 @@ MARGIN_FRACTION = 0.25
 MIN_RELATIVE_GAIN = 0.005
 
 
-def default_field_margin(n_x):
+def default_field_margin(n_x, limit=None):
     """The margin tried for views ``n_x`` pixels wide: :data:`MARGIN_FRACTION` of it, a multiple of 4 (the
-    multilevel start bins the slices twice), at least 4."""
-    return int(4 * max(1, round(n_x * MARGIN_FRACTION / 4)))
+    multilevel start bins the slices twice), at least 4; at most ``limit`` (the widest margin a view sees
+    into, :func:`~hyperspy_edxtomo.reconstruction.projector.largest_useful_margin`: a short tilt range
+    sees little beyond the field), a multiple of 4 below it where there is one."""
+    margin = int(4 * max(1, round(n_x * MARGIN_FRACTION / 4)))
+    if limit is not None and margin > limit:
+        margin = 4 * (int(limit) // 4) or int(limit)
+    return margin
+
+
+def check_field_margin(margin, tilts_deg, n_x, n_z=None, axis_offset_px=0.0):
+    """Refuse a margin wider than any view sees into
+    (:func:`~hyperspy_edxtomo.reconstruction.projector.largest_useful_margin`): its voxels would be seen by no
+    view, and a huge one asks for a system matrix larger than memory."""
+    limit = largest_useful_margin(tilts_deg, n_x, n_z, axis_offset_px)
+    if margin > limit:
+        raise InputError(
+            f"field_margin={margin} px is wider than any view can see: at tilts up to "
+            f"{np.max(np.abs(tilts_deg)):.0f} deg, slices {n_z or n_x} px deep and views {n_x} px wide, no ray "
+            f"reaches more than {limit} px beyond the field. Give at most {limit} (or 'auto').")
 
 
 def choose_field_margin(score, margin, narrow_scores=None):
@@ -66,6 +86,9 @@ def choose_field_margin(score, margin, narrow_scores=None):
         summed over the paired views or folds), ``standard_error``, ``relative_gain`` (``gain`` over the
         narrow score), ``chosen`` and ``reason``.
     """
+    if margin <= 0:
+        return 0, {"candidates": [0], "scores": [], "gain": None, "standard_error": None, "chosen": 0,
+                   "reason": "no view sees beyond the field at these tilts: slices as wide as the views"}
     narrow = np.asarray(score(0) if narrow_scores is None else narrow_scores, float)
     wide = np.asarray(score(margin), float)
     record = {"candidates": [0, int(margin)], "scores": [float(narrow.sum()), float(wide.sum())]}

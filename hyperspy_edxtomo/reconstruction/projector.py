@@ -72,6 +72,30 @@ def resolve_cuda(cuda):
     return bool(cuda)
 
 
+def largest_useful_margin(tilts_deg, n_x, n_z=None, axis_offset_px=0.0):
+    """The widest field margin (pixels) any view sees into.
+
+    A point ``x`` pixels from the centre, at depth ``z`` within the slices,
+    reaches the detector at tilt ``theta`` only while ``|x cos theta + z sin
+    theta|`` is within half the views' width (plus the axis offset); voxels
+    beyond the returned margin are seen by no view. Tilts within 1 degree of
+    90 see any margin: the limit is then 4 view widths.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hyperspy_edxtomo.reconstruction.projector import largest_useful_margin
+    >>> largest_useful_margin(np.linspace(-60, 60, 13), 64), largest_useful_margin([-10, 0, 10], 64)
+    (89, 8)
+    """
+    theta = np.deg2rad(np.abs(np.asarray(tilts_deg, float)))
+    n_z = n_x if n_z is None else n_z
+    if np.any(theta > np.deg2rad(89)):
+        return 4 * int(n_x)
+    reach = (n_x / 2 + abs(axis_offset_px) + n_z / 2 * np.sin(theta)) / np.cos(theta)
+    return int(np.ceil(np.max(reach) - n_x / 2)) + 1
+
+
 def _astra_geometry(tilts_deg, n_x, n_z, axis_offset_px, field_margin=0):
     import astra
 
@@ -159,6 +183,10 @@ class Projector:
         self._torch_cache = {}
         self._coarse = None
         self._wide = {}
+
+    def largest_useful_margin(self):
+        """:func:`largest_useful_margin` of this geometry."""
+        return largest_useful_margin(self.tilts_deg, self.n_x, self.n_z, self.axis_offset_px)
 
     # -- shapes ---------------------------------------------------------------------
     @property

@@ -9,7 +9,7 @@ from traits.api import Enum, Range, Union
 from hyperspy_edxtomo.base.errors import InputError, warn
 from hyperspy_edxtomo.plugins.slices import batch_slices
 from hyperspy_edxtomo.reconstruction import solvers
-from hyperspy_edxtomo.reconstruction.field import choose_field_margin, default_field_margin
+from hyperspy_edxtomo.reconstruction.field import check_field_margin, choose_field_margin, default_field_margin
 from hyperspy_edxtomo.reconstruction.halo import HALO_SLAB, validate_halo
 from hyperspy_edxtomo.reconstruction.strength import (
     brightest_slices,
@@ -50,8 +50,8 @@ def field_margin_trait():
         default_value="auto",
         desc="pixels the slices extend beyond the views on each side in x, for material outside the field of view "
              "(particles cut by its edge, or turning into it at high tilt); the volume returned is the field's. "
-             "'auto': a quarter of the views' width where it predicts held-out data better by more than 2 "
-             "standard errors and 0.5 % of the score, else 0",
+             "'auto': a quarter of the views' width (at most what any view sees into) where it predicts held-out "
+             "data better by more than 2 standard errors and 0.5 % of the score, else 0",
     )
 
 
@@ -120,7 +120,10 @@ class AutoStrength:
 
     def prepare(self, sinograms, context, background=None):
         margin = getattr(self, "field_margin", 0)
-        projector = context.projector.widened(0 if margin == "auto" else margin)
+        P0 = context.projector
+        if margin != "auto":
+            check_field_margin(margin, P0.tilts_deg, P0.n_x, P0.n_z, P0.axis_offset_px)
+        projector = P0.widened(0 if margin == "auto" else margin)
         _, kind, quantum = select_criterion(sinograms)
         negative = bool(np.any(np.asarray(sinograms) < 0))
         terms = self._data_terms(kind, negative)
@@ -197,7 +200,8 @@ class AutoStrength:
         narrow = None
         if record is not None and record["criterion"] != "none":
             narrow = record["fold_scores"][record["candidates"].index(record["chosen"])]
-        return choose_field_margin(score, default_field_margin(projector.n_x), narrow)
+        return choose_field_margin(score, default_field_margin(projector.n_x, projector.largest_useful_margin()),
+                                   narrow)
 
     def _notice_not_counts(self, negative):
         """Warn that the maps are not counts, what is done instead and what would do better (the user may
