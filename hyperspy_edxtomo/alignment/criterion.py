@@ -171,8 +171,8 @@ class HeldOutCriterion:
             tbg = None if target_background is None else _as_4d(target_background, "target_background")
             if tbg is not None and tbg.shape != views.shape:
                 raise InputError(f"target_background is shaped {tbg.shape} but the views {views.shape}.")
-        if field_margin is not None and (int(field_margin) != field_margin or field_margin < 0):
-            raise InputError(f"field_margin must be None or a whole number of pixels >= 0, got {field_margin!r}.")
+        if field_margin is not None:
+            check_field_margin(field_margin, tilts, nx)  # raw pixels against the raw width
         if loss not in LOSSES:
             raise InputError(f"Unknown loss {loss!r}: choose one of {LOSSES}.")
         if loss == "auto":
@@ -202,7 +202,6 @@ class HeldOutCriterion:
             self.field_margin = default_field_margin(mx, largest_useful_margin(tilts, mx))
         else:
             self.field_margin = int(np.ceil(field_margin / b))
-            check_field_margin(self.field_margin, tilts, mx)
         order = np.argsort(tilts)
         interior = order[1:-1]
         k = max(1, min(len(interior), int(n_folds or 12)))

@@ -440,10 +440,9 @@ def estimate_projection_matching(stack: np.ndarray, tilts: np.ndarray, rotation_
     """
     n, ny, nx = stack.shape
     sy, sx = np.array(sy, float), np.array(sx, float)
-    if field_margin is not None and (int(field_margin) != field_margin or field_margin < 0):
-        raise InputError(f"field_margin must be None or a whole number of pixels >= 0, got {field_margin!r}.")
+    if field_margin is not None:
+        check_field_margin(field_margin, tilts, nx)
     margin = default_field_margin(nx, largest_useful_margin(tilts, nx)) if field_margin is None else int(field_margin)
-    check_field_margin(margin, tilts, nx)
     n_done = 0
     bar = progress_bar(total=max_iter, desc="Projection matching", show=show)
     for _ in range(max_iter):

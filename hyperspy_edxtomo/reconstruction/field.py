@@ -54,7 +54,11 @@ def default_field_margin(n_x, limit=None):
 def check_field_margin(margin, tilts_deg, n_x, n_z=None, axis_offset_px=0.0):
     """Refuse a margin wider than any view sees into
     (:func:`~hyperspy_edxtomo.reconstruction.projector.largest_useful_margin`): its voxels would be seen by no
-    view, and a huge one asks for a system matrix larger than memory."""
+    view, and a huge one asks for a system matrix larger than memory. A margin that is not a whole number of
+    pixels >= 0 is refused too."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) \
+            or margin < 0 or int(margin) != margin:
+        raise InputError(f"field_margin must be a whole number of pixels >= 0, got {margin!r}.")
     limit = largest_useful_margin(tilts_deg, n_x, n_z, axis_offset_px)
     if margin > limit:
         raise InputError(
