@@ -100,8 +100,8 @@ def bin2(a):
 def deviance(fit_aligned, held_raw, tilts, inverse, elements):
     """fit_aligned (el, t, y, x) full res; inverse(img_binned, t) -> raw frame (binned)."""
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.reconstruction.projector import Projector
     from hyperspy_edxtomo.base.counts import poisson_deviance
+    from hyperspy_edxtomo.reconstruction.projector import Projector
 
     fb = bin2(fit_aligned)
     maps = het.element_maps_from_array(fb, tilts, elements)
@@ -124,8 +124,8 @@ def deviance_counts(fit, held, tilts, move, elements, method="sirt", blur=0.0, *
     half in the aligned frame (central pixels). ``method`` and ``params``: the
     reconstruction (SIRT 50 by default)."""
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.reconstruction.projector import Projector
     from hyperspy_edxtomo.base.counts import poisson_deviance
+    from hyperspy_edxtomo.reconstruction.projector import Projector
 
     rng_f, rng_h = np.random.default_rng(1), np.random.default_rng(2)
     n = len(tilts)
@@ -156,8 +156,8 @@ def deviance_views(counts, tilts, move, elements, iterations=50, blur=1.0):
     the alignment, a view the reconstruction has not seen is only predicted
     when the views agree on one object."""
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.reconstruction.projector import Projector
     from hyperspy_edxtomo.base.counts import poisson_deviance
+    from hyperspy_edxtomo.reconstruction.projector import Projector
 
     rng = np.random.default_rng(1)
     n = len(tilts)

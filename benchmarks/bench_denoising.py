@@ -38,8 +38,8 @@ import argparse
 import functools
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np

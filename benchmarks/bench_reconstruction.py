@@ -360,8 +360,8 @@ def align_qd1(d):
 
 def section_qd1(args):
     import hyperspy_edxtomo as het
-    from hyperspy_edxtomo.reconstruction.projector import Projector
     from hyperspy_edxtomo.base.counts import count_split, poisson_deviance
+    from hyperspy_edxtomo.reconstruction.projector import Projector
 
     qd1 = args.data / QD1.name
     if not qd1.is_file():

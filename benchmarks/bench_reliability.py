@@ -103,6 +103,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reconstruction import table  # noqa: E402  (one table printer for the benchmarks)
+
 PY = sys.executable
 BIN = Path(PY).parent
 EDXTOMO = str(BIN / "edxtomo") if (BIN / "edxtomo").exists() else "edxtomo"
@@ -629,7 +630,7 @@ def build_cases(tmp, inp, info, vdir):
     cases = []
     C = tmp / "cases"
     E = EDXTOMO
-    maps, maps64, sim_si, vol = inp / "qd1_32.hspy", inp / "qd1_64.hspy", inp / "sim_si.hspy", inp / "volume_fbp.hspy"
+    maps, sim_si, vol = inp / "qd1_32.hspy", inp / "sim_si.hspy", inp / "volume_fbp.hspy"
     FAST = ["--method", "fbp", "--no-fsc", "--quiet"]
 
     def add(cid, iface, expect, tokens=(), **kw):

@@ -1,3 +1,12 @@
+import os
+
+# Several test processes (pytest -n, pytest-xdist) share the cores: each gets its share of threads, set
+# before numba, torch or BLAS start their pools (oversubscribed pools spin and slow every process).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, _share)
+
 from pathlib import Path
 
 import numpy as np

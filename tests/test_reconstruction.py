@@ -215,7 +215,7 @@ def test_counts_times_a_scale_are_reconstructed_as_counts(qd):
     scaled.data = (zn.data / float(zn.data.max())).astype(np.float32)
     a = zn.reconstruct("tv", iterations=40)
     b = scaled.reconstruct("tv", iterations=40)
-    pa, pb = a.history[-1]["parameters"]["parameters"], b.history[-1]["parameters"]["parameters"]
+    pb = b.history[-1]["parameters"]["parameters"]
     assert pb["lam_selection"]["criterion"] == "count_split" and pb["data_term"] == "poisson"
     assert pb["counts_quantum"] == pytest.approx(1 / float(zn.data.max()))
     np.testing.assert_allclose(b.to_numpy() * float(zn.data.max()), a.to_numpy(), rtol=1e-3, atol=1e-3 * a.data.max())

@@ -35,7 +35,7 @@ from hyperspy_edxtomo.base.progress import finish, progress_bar
 from hyperspy_edxtomo.plugins.manager import get_algorithm
 from hyperspy_edxtomo.reconstruction.api import reconstruct
 from hyperspy_edxtomo.reconstruction.field import check_field_margin, default_field_margin
-from hyperspy_edxtomo.reconstruction.projector import Projector, largest_useful_margin
+from hyperspy_edxtomo.reconstruction.projector import Projector, csr_product, largest_useful_margin
 from hyperspy_edxtomo.signals.element_maps import element_maps_from_array
 
 __all__ = ["EDGE_FRACTION", "MASS_OUTLIER_K", "Estimator", "CentreOfMass", "CrossCorrelation", "AxisOffset",
@@ -399,9 +399,11 @@ def sirt_reproject(sinograms: np.ndarray, train_tilts, predict_tilts, iterations
     the field at some tilts has voxels to go to instead of being spread over the field.
 
     The update of :func:`~hyperspy_edxtomo.reconstruction.solvers.sirt`, ``x <- max(x + C A^T R (y - A x), 0)``,
-    with scipy's single-threaded sparse products: these problems are small (binned views) and
-    many, where thread pools cost more than they give on a busy machine, and a fixed number of
-    iterations here cannot be moved by defaults changed elsewhere.
+    written out so that a fixed number of iterations here cannot be moved by defaults changed
+    elsewhere. The products are the projector's
+    :func:`~hyperspy_edxtomo.reconstruction.projector.csr_product`: scipy's for small problems
+    (binned views, where a thread pool costs more than it gives), all cores for large ones
+    (QD1 at 128 px aligned in 22 s instead of 39 s on two cores, same shifts).
     """
     B, T, nx = sinograms.shape
     P = Projector(train_tilts, n_x=nx, cuda=False, field_margin=int(field_margin))
@@ -412,10 +414,10 @@ def sirt_reproject(sinograms: np.ndarray, train_tilts, predict_tilts, iterations
     y = np.ascontiguousarray(np.asarray(sinograms, np.float32).reshape(B, -1).T)
     x = np.zeros((A.shape[1], B), np.float32)
     for _ in range(int(iterations)):
-        x += C * (At @ (R * (y - A @ x)))
+        x += C * csr_product(At, R * (y - csr_product(A, x)))
         np.maximum(x, 0, out=x)
     Q = Projector(predict_tilts, n_x=nx, cuda=False, field_margin=int(field_margin))
-    return np.ascontiguousarray((Q.matrix[0] @ x).T).reshape(B, len(np.atleast_1d(predict_tilts)), nx)
+    return np.ascontiguousarray(csr_product(Q.matrix[0], x).T).reshape(B, len(np.atleast_1d(predict_tilts)), nx)
 
 
 def estimate_projection_matching(stack: np.ndarray, tilts: np.ndarray, rotation_deg: float, sy, sx,

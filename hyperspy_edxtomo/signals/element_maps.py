@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Literal, get_args
 
 import numpy as np
-from numpy.typing import ArrayLike
 from hyperspy.signals import LazySignal2D, Signal2D
+from numpy.typing import ArrayLike
 
 from hyperspy_edxtomo.base.conventions import NODE, TILT_AXIS, check_elements
 from hyperspy_edxtomo.base.errors import InputError
