@@ -292,6 +292,14 @@ def test_learned_denoising_reads_every_kind_of_record():
     assert learned_denoising(two_step(per_element=True)) == "two_step's deep Q^D fed its MBIR or Q^S"
     assert learned_denoising(two_step(denoiser_used={"method": "gaussian", "sigma": 2.0})) is None
     assert learned_denoising(two_step(denoiser_used={"method": "none"})) is None
+    # the "auto" denoiser: a network where it kept one (on counts, or for an element of other maps)
+    kept = {"method": "auto", "chosen": "per element", "elements": {"S": {"chosen": "gaussian"},
+                                                                   "Zn": {"chosen": "deep (blind spot)"}}}
+    assert learned_denoising(two_step(denoiser_used=kept)) == "two_step's deep Q^D fed its MBIR or Q^S"
+    assert learned_denoising(two_step(denoiser_used={"method": "auto", "chosen": "deep"})) is not None
+    gaussian_only = {"method": "auto", "chosen": "per element", "elements": {"Zn": {"chosen": "gaussian"}}}
+    assert learned_denoising(two_step(denoiser_used=gaussian_only)) is None
+    assert "network" in learned_denoising([{"step": "denoising", "method": "auto", "parameters": kept}])
     assert learned_denoising(two_step(mbir_input="counts", target="counts")) is None
     # Q^S's target reaches the volume only when Q^S trains
     assert learned_denoising(two_step(mbir_input="counts", enhancer_steps=0)) is None

@@ -257,8 +257,8 @@ def test_command_line_two_step_and_end_to_end(qd, tmp_path, capsys):
 
 
 def test_two_step_runs_on_maps_that_are_not_counts(qd):
-    """Smoothed maps (not counts): a Gaussian Q^D validated by a blind spot instead of count splitting,
-    the MBIR strength from held-out views, and a volume close to that of the counts."""
+    """Smoothed maps (not counts): Q^D chosen on held-out pixels (blind-spot U-Net or Gaussian) instead of
+    count splitting, the MBIR strength from held-out views, and a volume close to that of the counts."""
     from scipy import ndimage
 
     maps, truth = qd
@@ -267,10 +267,11 @@ def test_two_step_runs_on_maps_that_are_not_counts(qd):
     smooth.data = ndimage.gaussian_filter(zn.data.astype(np.float32), (0, 0, 1, 1))
     fast = {k: v for k, v in FAST.items() if k not in ("denoiser", "lam")}
     vol_c = zn.reconstruct("two_step", denoiser_parameters={"steps": 30, "eval_every": 10}, **fast)
-    vol_s = smooth.reconstruct("two_step", **fast)
+    vol_s = smooth.reconstruct("two_step", denoiser_parameters={"steps": 30, "eval_every": 10}, **fast)
     used = vol_s.history[-1]["parameters"]["parameters"]
-    assert used["denoiser"] == "auto" and used["denoiser_used"]["method"] == "gaussian"
-    assert used["denoiser_used"]["sigma"] == "auto" and "Zn" in used["denoiser_used"]["sigma_used"]
+    assert used["denoiser"] == "auto" and used["denoiser_used"]["method"] == "auto"
+    assert used["denoiser_used"]["deep_parameters"] == {"steps": 30, "eval_every": 10}
+    assert used["denoiser_used"]["elements"]["Zn"]["chosen"] in ("deep (blind spot)", "gaussian")
     assert used["data_kind"] == "continuous"
     assert used["mbir_lam_selection"]["lam_selection"]["criterion"] == "held_out_views"
     used_c = vol_c.history[-1]["parameters"]["parameters"]

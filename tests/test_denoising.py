@@ -33,7 +33,7 @@ def _truth(maps):
 
 def test_denoisers_are_plugins():
     names = set(list_denoisers())
-    assert {"gaussian", "moving_average", "pca", "nmf", "bm3d", "deep"} <= names
+    assert {"gaussian", "moving_average", "pca", "nmf", "bm3d", "deep", "auto"} <= names
 
 
 @pytest.mark.parametrize(
@@ -151,11 +151,86 @@ def test_one_pixel_maps_are_refused(method):
     assert _maps(np.ones((2, 3, 1, 4))).denoise("gaussian").data.shape == (2, 3, 1, 4)  # one row is an image
 
 
-def test_non_integer_maps_warn():
-    counts = np.random.default_rng(0).poisson(2.0, (2, 3, 16, 16)) * 0.7
+def test_non_integer_maps_warn_when_a_split_is_asked_for():
+    counts = np.random.default_rng(0).poisson(2.0, (2, 3, 16, 16)) * 0.7 + 0.01
     with pytest.warns(NotCountsWarning, match="count"):
-        out = _maps(counts).denoise_deep(levels=2, channels=4, steps=3, eval_every=2, tta=False)
+        out = _maps(counts).denoise_deep(training="count_split", levels=2, channels=4, steps=3, eval_every=2, tta=False)
     assert np.isfinite(out.data).all()
+
+
+def test_auto_training_follows_the_maps(recwarn):
+    """training='auto': counts times a scale (normalised maps) are split as counts; maps that are not counts
+    train with the blind spot, on their values (no rounding, no warning)."""
+    counts = np.random.default_rng(0).poisson(2.0, (2, 3, 16, 16))
+    tiny = dict(levels=2, channels=4, steps=3, eval_every=2, tta=False)
+    scaled = _maps(counts * 0.7).denoise_deep(**tiny)
+    assert scaled.history[-1]["parameters"]["training"] == "count_split"
+    other = _maps(counts * 0.7 + 0.01).denoise_deep(**tiny)
+    assert other.history[-1]["parameters"]["training"] == "blind_spot"
+    assert not [w for w in recwarn if issubclass(w.category, NotCountsWarning)]
+
+
+def _background_subtracted(seed=5, n=64, tilts=6):
+    """Maps that are not counts (counts minus a noisy background estimate, clipped at 0), and their truth."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:n, :n]
+    blob = 3 * np.exp(-((yy - 30) ** 2 + (xx - 34) ** 2) / 120.0) + 1.5 * ((yy - 20) ** 2 + (xx - 45) ** 2 < 40)
+    clean = np.stack([blob] * tilts)[None]
+    noisy = np.clip(rng.poisson(clean + 0.3) - rng.poisson(0.6, clean.shape) / 2, 0, None)
+    return het.element_maps_from_array(noisy, np.linspace(-50, 50, tilts), ["Zn"]), clean
+
+
+def test_blind_spot_never_sees_the_value_it_predicts():
+    from hyperspy_edxtomo.denoising.count_split_net import CountSplitDenoiserModel
+
+    maps, _ = _background_subtracted()
+    x = maps.to_numpy().astype(float)
+    model = CountSplitDenoiserModel(["Zn"], training="blind_spot", levels=2, channels=4, steps=5, eval_every=2,
+                                    tta=False, validation_fraction=0.2).fit(x)
+    hidden = model.held_out_pixels
+    # half the held-out pixels (the other half stops the training): never targets, kept for comparisons
+    assert hidden.shape == x.shape[1:] and 0.05 < hidden.mean() < 0.15
+    changed = x.copy()
+    changed[0][hidden] += 50.0
+    a, b = model.blind_spot_predict(x, hidden), model.blind_spot_predict(changed, hidden)
+    np.testing.assert_allclose(a[0][hidden], b[0][hidden], rtol=1e-5)
+    assert not np.allclose(model.predict(x)[0][hidden], model.predict(changed)[0][hidden])
+
+
+def _scene_background_subtracted():
+    """Simulated quantum dots as background-subtracted maps (not counts), and their noise-free signal."""
+    maps = datasets.simulate_scene("dot", size=32, counts_per_tilt=2000, map_kind="background_subtracted",
+                                   background=0.4, max_shift_px=0, seed=1)
+    proj = datasets.project(maps.metadata.Simulation.ground_truth.data, maps.tilts)
+    scale = np.array([2000.0 / proj[e].sum(axis=(1, 2)).mean() for e in range(proj.shape[0])])
+    return maps, proj * scale[:, None, None, None]
+
+
+@pytest.mark.parametrize("case, steps, expected", [("blob", 1, "gaussian"), ("dots", 300, "deep (blind spot)")])
+def test_auto_denoiser_keeps_the_network_only_where_held_out_pixels_show_it_better(case, steps, expected):
+    """On maps that are not counts, 'auto' keeps the blind-spot U-Net only when it predicts held-out pixels
+    better than the validated Gaussian: an untrained network (1 step) must lose, a trained one on dots with
+    sharp shells win, and each choice must agree with the error against the truth."""
+    maps, clean = _background_subtracted() if case == "blob" else _scene_background_subtracted()
+    deep = dict(levels=2, channels=8, steps=steps, patch_size=32, eval_every=50, tta=False, learning_rate=5e-3)
+    out = maps.denoise("auto", deep_parameters=deep, seed=3)
+    net = maps.denoise_deep(training="blind_spot", seed=3, **deep).data
+    for e, el in enumerate(maps.elements):
+        rec = out.history[-1]["parameters"]["elements"][el]
+        gauss = maps.inav[:, e].denoise("gaussian", sigma=rec["sigma"]).data.reshape(net[e].shape)
+        err = {"deep (blind spot)": float(np.mean((net[e] - clean[e]) ** 2)),
+               "gaussian": float(np.mean((gauss - clean[e]) ** 2))}
+        assert rec["chosen"] == expected == min(err, key=err.get), (el, rec, err)
+        assert (rec["gain"] > 2 * rec["standard_error"]) == (expected != "gaussian")
+        kept = net[e] if expected != "gaussian" else gauss
+        np.testing.assert_allclose(out.data[e], kept, rtol=1e-4, atol=1e-6)
+
+
+def test_auto_denoiser_on_counts_is_the_count_split_network(qd_maps):
+    out = qd_maps.denoise("auto", deep_parameters={k: v for k, v in TINY.items() if k != "seed"}, seed=3)
+    used = out.history[-1]["parameters"]
+    assert used["chosen"] == "deep" and used["training"] == "count_split"
+    np.testing.assert_allclose(out.data, qd_maps.denoise_deep(**TINY).data, rtol=1e-5)
 
 
 def test_bm3d_anscombe_inverse_is_unbiased():

@@ -182,14 +182,16 @@ def learned_denoising(history):
     Returns
     -------
     str or None
-        ``denoise_deep`` on the maps, the deep Q^D of ``two_step`` where it
-        reaches the volume (its MBIR input, or Q^S's target when Q^S trains),
-        or ``end_to_end`` (its network T, and its Q^D); None if nothing did.
+        ``denoise_deep`` (or the ``auto`` denoiser where it kept its network)
+        on the maps, such a Q^D of ``two_step`` where it reaches the volume
+        (its MBIR input, or Q^S's target when Q^S trains), or ``end_to_end`` (its network T, and its Q^D); None if nothing did.
     """
     for entry in history:
         step, method = entry.get("step"), entry.get("method")
-        if step == "denoising" and method == "deep":
-            return "the maps were denoised by denoise_deep"
+        if step == "denoising" and _network_denoised(method, entry.get("parameters") or {}):
+            if method == "deep":
+                return "the maps were denoised by denoise_deep"
+            return f"the maps were denoised by a network (denoise method {method!r})"
         if step != "reconstruction":
             continue
         if method == "end_to_end":
@@ -200,9 +202,21 @@ def learned_denoising(history):
             for r in records:
                 feeds = r.get("mbir_input") == "denoised" or (r.get("target") == "denoised"
                                                                 and r.get("enhancer_steps", 0) > 0)
-                if (r.get("denoiser_used") or {}).get("method") == "deep" and feeds:
+                q_d = r.get("denoiser_used") or {}
+                if _network_denoised(q_d.get("method"), q_d) and feeds:
                     return "two_step's deep Q^D fed its MBIR or Q^S"
     return None
+
+
+def _network_denoised(method, record):
+    """Whether a denoiser's record (its method, and what it chose) says the maps went through a network:
+    ``deep``, or ``auto`` where it kept the network (on counts, or for an element on other maps)."""
+    if method == "deep":
+        return True
+    if method != "auto":
+        return False
+    per_element = (record.get("elements") or {}).values()
+    return record.get("chosen") == "deep" or any(str(e.get("chosen", "")).startswith("deep") for e in per_element)
 
 
 def _envelope(surface, u, gone):

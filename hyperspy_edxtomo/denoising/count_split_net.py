@@ -23,10 +23,17 @@ noisy counts. Three ways of making training pairs (``training=``):
     frames), because the two parts are truly separate measurements.
 ``"blind_spot"``
     Noise2Self: a random ``blind_spot_fraction`` of the pixels is hidden
-    from the input (replaced by the mean of their 8 neighbours) and the loss
-    is the Poisson NLL of the hidden pixels' counts. The network never sees
-    the count it predicts, so it cannot learn the identity; no counts are
-    removed from the input.
+    from the input (replaced by the mean of their visible 8 neighbours) and
+    the loss is the Poisson NLL of the hidden pixels' values. The network
+    never sees the value it predicts, so it cannot learn the identity; no
+    counts are removed from the input. It needs no integers: the loss is a
+    Bregman divergence, minimised by the conditional mean of any
+    non-negative values whose noise is independent from pixel to pixel
+    (counts minus an independent background estimate), so it is the
+    training for maps that are not counts. Early stopping holds out a fixed
+    ``validation_fraction`` of the pixels, never a training target, scored
+    hidden in the same way; half of them are left for a comparison no choice
+    has seen (``held_out_pixels``, :meth:`blind_spot_predict`).
 
 At inference the full counts go in and the output is the expected counts per
 pixel (rescaled to the raw total of each map by
@@ -110,12 +117,25 @@ def _undihedral(x, k, flip):
     return torch.rot90(x, -k, dims=(-2, -1))
 
 
-def _donut_mean(x):
-    """Mean of the 8 neighbours of every pixel of ``x`` (..., y, x), reflecting edges."""
+def _neighbour_sum(x):
+    """Sum of the 8 neighbours of every pixel of ``x`` (..., y, x), reflecting edges."""
     p = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)], mode="reflect")
     ny, nx = x.shape[-2:]
     s = sum(p[..., 1 + dy : 1 + dy + ny, 1 + dx : 1 + dx + nx] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-    return (s - x) / 8.0
+    return s - x
+
+
+def _hide(x, hidden):
+    """``x`` with the ``hidden`` pixels (boolean, broadcast over ``x``) replaced by the mean of their visible
+    neighbours: no hidden value enters the result, so a prediction of a hidden pixel never sees its own
+    noise, even where hidden pixels touch."""
+    visible = (~hidden).astype(np.float64)
+    n = _neighbour_sum(np.broadcast_to(visible, x.shape))
+    fill = _neighbour_sum(x * visible) / np.maximum(n, 1.0)
+    # a pixel whose neighbours are all hidden too: the mean of the visible image
+    fallback = (x * visible).sum(axis=(-2, -1), keepdims=True) / np.maximum(
+        np.broadcast_to(visible, x.shape).sum(axis=(-2, -1), keepdims=True), 1.0)
+    return np.where(hidden, np.where(n > 0, fill, fallback), x)
 
 
 class CountSplitDenoiserModel:
@@ -143,6 +163,7 @@ class CountSplitDenoiserModel:
             raise InputError(f"training={self.config['training']!r} is not one of {TRAININGS}.")
         self.net = None
         self.training_log = {}
+        self.held_out_pixels = None
 
     # -- construction -------------------------------------------------------
     @property
@@ -242,7 +263,10 @@ class CountSplitDenoiserModel:
         torch = _torch()
         cfg = self.config
         mode = cfg["training"]
-        counts = np.round(np.asarray(counts, np.float64)).astype(np.int64)
+        counts = np.asarray(counts, np.float64)
+        if mode != "blind_spot":
+            # splitting needs whole counts; the blind spot takes the values as they are
+            counts = np.round(counts).astype(np.int64)
         if counts.ndim != 4 or counts.shape[0] != len(self.elements):
             raise InputError(f"counts must be shaped ({len(self.elements)}, tilt, y, x), got {counts.shape}.")
         if mode == "frame_split":
@@ -260,11 +284,18 @@ class CountSplitDenoiserModel:
         device = torch_device(cuda)
         rng = np.random.default_rng(int(cfg["seed"]))
         vf = float(cfg["validation_fraction"])
-        if vf > 0:
+        held = held_pixels = stop_pixels = None
+        if vf > 0 and mode == "blind_spot":
+            # a fixed set of pixels (all elements of a pixel together), never a training target: early
+            # stopping scores half of them, the other half no choice has seen (held_out_pixels)
+            held_pixels = rng.random((data.shape[0], 1) + data.shape[-2:]) < vf
+            stop_pixels = held_pixels & (rng.random(held_pixels.shape) < 0.5)
+            train = data
+        elif vf > 0:
             held, train = count_split(data, vf, rng)
             held, train = held.sum(axis=1), train.astype(np.int64)  # the training thins train binomially
         else:
-            held, train = None, data
+            train = data
         train_sum = train.sum(axis=1)  # (T, E, Y, X)
         means = np.maximum(train_sum.mean(axis=(0, 2, 3)), 1e-6)
         t, n_frames, e, ny, nx = train.shape
@@ -307,9 +338,12 @@ class CountSplitDenoiserModel:
                     dose[:] = p
                 else:  # blind spot
                     mask = rng.random((bs, 1, patch, patch)) < bsf
-                    inp = np.where(mask, _donut_mean(crop.astype(np.float64)), crop)
+                    inp = _hide(crop, mask)
                     tgt = crop
                     dose[:] = 1.0
+                    if held_pixels is not None:  # held-out pixels are never targets
+                        mask = mask & ~np.stack([held_pixels[a, :, b : b + patch, c : c + patch]
+                                                 for a, b, c in zip(ti, yi, xi)])
             k, f = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
             dose_t = torch.from_numpy(dose.astype(np.float32)).to(device)[:, None, None, None]
             x = torch.from_numpy(inp.astype(np.float32)).to(device) / (dose_t * means_t)
@@ -326,13 +360,21 @@ class CountSplitDenoiserModel:
             return (nll * mk).sum() / (mk.sum() * e).clamp(min=1.0)
 
         def held_out_deviance():
+            if stop_pixels is not None:
+                # the early-stopping pixels hidden as in training, scored on their own values
+                mu = self._forward_full(_hide(train_sum, stop_pixels), means, device, tta=False)
+                sel = np.broadcast_to(stop_pixels, train_sum.shape)
+                return poisson_deviance(train_sum[sel], mu[sel]) / max(int(sel.sum()), 1)
             mu = self._forward_full(train_sum, means, device, tta=False) * (vf / (1 - vf))
             return poisson_deviance(held, mu) / held.size
 
+        validated = held is not None or held_pixels is not None
         log = train_net(self.net, batch, loss, steps, cfg["learning_rate"], "Training denoiser", show_progressbar,
-                        evaluate=None if held is None else held_out_deviance, eval_every=cfg["eval_every"],
+                        evaluate=held_out_deviance if validated else None, eval_every=cfg["eval_every"],
                         patience=cfg["patience"])
         self.net = self.net.cpu() if device.type != "cpu" else self.net
+        # (tilt, y, x): held-out pixels neither trained on nor used to stop (blind spot); None otherwise
+        self.held_out_pixels = None if held_pixels is None else (held_pixels & ~stop_pixels)[:, 0]
         self.training_log = {
             "losses": log["losses"],
             "held_out_deviance": log["evaluations"],
@@ -382,6 +424,18 @@ class CountSplitDenoiserModel:
         finally:
             self.net.cpu()
         return mu.transpose(1, 0, 2, 3)[order]
+
+    def blind_spot_predict(self, counts, hidden, elements=None, cuda=None):
+        """Expected counts (element, tilt, y, x) of the ``hidden`` pixels (boolean (tilt, y, x)) predicted
+        with those pixels hidden (their visible neighbours' mean in their place): a prediction that never
+        saw the value it predicts, to score against it (e.g. on :attr:`held_out_pixels`)."""
+        if not self.is_trained:
+            raise RuntimeError("This denoiser is not trained: call fit() or load() first.")
+        counts = np.asarray(counts, np.float64)
+        hidden = np.asarray(hidden, bool)
+        if hidden.shape != counts.shape[1:]:
+            raise InputError(f"hidden must be shaped (tilt, y, x) = {counts.shape[1:]}, got {hidden.shape}.")
+        return self.predict(_hide(counts, hidden[None]), elements=elements, cuda=cuda)
 
     # -- persistence --------------------------------------------------------
     def save(self, path):

@@ -20,7 +20,7 @@ BUILTIN_PLUGINS = tuple(
     [f"hyperspy_edxtomo.reconstruction.algorithms.{name}" for name in ("fbp", "sirt", "tv", "l1", "fused",
                                                                        "two_step", "end_to_end")]
     + [f"hyperspy_edxtomo.denoising.methods.{name}" for name in ("gaussian", "moving_average", "pca", "nmf", "bm3d",
-                                                               "deep")]
+                                                               "deep", "auto")]
 )
 
 

@@ -21,8 +21,8 @@ inside the field the two give the same volume.
 import numpy as np
 
 from hyperspy_edxtomo.base.errors import InputError
+from hyperspy_edxtomo.base.validation import paired_gain
 from hyperspy_edxtomo.reconstruction.projector import largest_useful_margin
-from hyperspy_edxtomo.reconstruction.strength import paired_gain
 
 __all__ = ["MARGIN_FRACTION", "MIN_RELATIVE_GAIN", "default_field_margin", "check_field_margin",
            "choose_field_margin"]

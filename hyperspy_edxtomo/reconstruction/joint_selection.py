@@ -36,6 +36,7 @@ from hyperspy_edxtomo.base.counts import (
     poisson_deviance,
 )
 from hyperspy_edxtomo.base.errors import InputError, warn
+from hyperspy_edxtomo.base.validation import paired_gain
 from hyperspy_edxtomo.reconstruction.haadf import (
     apparent_exponent,
     fit_contrast,
@@ -52,7 +53,6 @@ from hyperspy_edxtomo.reconstruction.strength import (
     FIT_FRACTION,
     MIN_VIEWS,
     ScoreTable,
-    paired_gain,
     reference_strength,
     search_log_grid,
     sub_projector,

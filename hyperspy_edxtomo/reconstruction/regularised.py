@@ -7,6 +7,7 @@ import numpy as np
 from traits.api import Enum, Range, Union
 
 from hyperspy_edxtomo.base.errors import InputError, warn
+from hyperspy_edxtomo.base.validation import paired_gain
 from hyperspy_edxtomo.plugins.slices import batch_slices
 from hyperspy_edxtomo.reconstruction import solvers
 from hyperspy_edxtomo.reconstruction.field import check_field_margin, choose_field_margin, default_field_margin
@@ -14,7 +15,6 @@ from hyperspy_edxtomo.reconstruction.halo import HALO_SLAB, validate_halo
 from hyperspy_edxtomo.reconstruction.strength import (
     brightest_slices,
     choose_strength,
-    paired_gain,
     select_criterion,
 )
 

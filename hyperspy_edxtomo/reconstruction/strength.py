@@ -238,14 +238,6 @@ def search_log_grid(table, grid, refine, edges=True):
     return min(positive(), key=table)
 
 
-def paired_gain(base, other):
-    """How much lower ``other``'s scores are than ``base``'s, summed over the views or folds they are
-    paired on, and the standard error of that sum (inf with one pair)."""
-    d = np.asarray(base, float) - np.asarray(other, float)
-    se = float(np.std(d, ddof=1) * np.sqrt(d.size)) if d.size > 1 else float("inf")
-    return float(d.sum()), se
-
-
 def choose_strength(
     solve,
     sinograms,

@@ -7,7 +7,7 @@ See :mod:`hyperspy_edxtomo.denoising.count_split_net` for the method.
 import numpy as np
 from traits.api import Any, Bool, Enum, Int, Range, Union
 
-from hyperspy_edxtomo.base.counts import check_counts
+from hyperspy_edxtomo.base.counts import check_counts, in_count_units
 from hyperspy_edxtomo.base.errors import InputError
 from hyperspy_edxtomo.denoising.count_split_net import DEFAULT_CONFIG as D
 from hyperspy_edxtomo.denoising.count_split_net import CountSplitDenoiserModel
@@ -60,8 +60,6 @@ class DeepCountSplit(Denoiser):
 
     name = "deep"
     summary = "U-Net trained on the data by Poisson count splitting (self-supervised)"
-    assumes_counts = True
-    splits_counts = True
     seeded = True
 
     training = Enum(
@@ -69,7 +67,8 @@ class DeepCountSplit(Denoiser):
         "count_split",
         "frame_split",
         "blind_spot",
-        desc="how training pairs are made; auto: frame_split when frames are given, else count_split",
+        desc="how training pairs are made; auto: frame_split when frames are given, count_split on counts "
+             "(and on counts times a scale, e.g. normalised maps), blind_spot on maps that are not counts",
     )
     frames = Any(
         None,
@@ -102,9 +101,20 @@ class DeepCountSplit(Denoiser):
     #: a trained CountSplitDenoiserModel to apply, training skipped (``denoise_deep(model=...)``); not a parameter
     model = Any(parameter=False)
 
-    def _training(self):
+    @property
+    def assumes_counts(self):
+        # a split chosen by name on maps that are not counts warns; "auto" and the blind spot fit any maps
+        return self.training in ("count_split", "frame_split")
+
+    @property
+    def splits_counts(self):
+        return self.training != "blind_spot"
+
+    def _training(self, counts_kinds=("counts",)):
         if self.training == "auto":
-            return "frame_split" if self.frames is not None else "count_split"
+            if self.frames is not None:
+                return "frame_split"
+            return "count_split" if all(k == "counts" for k in counts_kinds) else "blind_spot"
         if self.training == "frame_split" and self.frames is None:
             raise InputError(
                 "training='frame_split' needs the repeated frames: denoise_deep(frames=...) with an array "
@@ -112,37 +122,47 @@ class DeepCountSplit(Denoiser):
             )
         return self.training
 
-    def _config(self):
+    def _config(self, counts_kinds=("counts",)):
         cfg = {k: getattr(self, k) for k in D if k != "training"}
-        cfg["training"] = self._training()
+        cfg["training"] = self._training(counts_kinds)
         return cfg
 
     def denoise_counts(self, counts, context):
         elements, model = list(context.elements), self.model
-        if model is None:
-            frames = None
-            if self.frames is not None:
-                frames = frames_array(self.frames, elements, counts.shape)
-                if not np.array_equal(frames.sum(axis=0), np.round(counts)):
-                    raise InputError(
-                        "The frames do not sum to the maps: denoise the sum of the frames "
-                        "(frames summed over their first axis), or pass the frames of these maps."
-                    )
-            model = CountSplitDenoiserModel(elements, **self._config())
-            model.fit(counts, show_progressbar=context.show_progressbar, cuda=self.cuda, frames=frames)
-            log = model.training_log
-            # the history records how many frames were used, not the frames themselves
-            chosen = {
-                "training": log["training"],
-                "best_step": log["best_step"],
-                "steps_run": log["steps_run"],
-                "device": log["device"],
-                "frames": None if frames is None else int(frames.shape[0]),
-            }
-        else:
+        if model is not None:
             # a pretrained model: its own settings are what ran
             chosen = {**model.config, "cuda": self.cuda, "pretrained": True}
-        return DenoisingResult(model.predict(counts, elements=elements, cuda=self.cuda), chosen=chosen, model=model)
+            return DenoisingResult(model.predict(counts, elements=elements, cuda=self.cuda), chosen=chosen,
+                                   model=model)
+        frames = None
+        if self.frames is not None:
+            frames = frames_array(self.frames, elements, counts.shape)
+            if not np.array_equal(frames.sum(axis=0), np.round(counts)):
+                raise InputError(
+                    "The frames do not sum to the maps: denoise the sum of the frames "
+                    "(frames summed over their first axis), or pass the frames of these maps."
+                )
+        units, kinds = np.ones(len(elements)), ["counts"] * len(elements)
+        if self.training == "auto" and frames is None:
+            # counts in disguise (normalised maps) are split as the counts they are; other maps
+            # (background-subtracted, quantified) train with the blind spot, which needs no integers
+            in_counts, in_units, kinds = in_count_units(counts)
+            if all(k == "counts" for k in kinds):
+                counts, units = in_counts.astype(np.float64), in_units
+        model = CountSplitDenoiserModel(elements, **self._config(kinds))
+        model.fit(counts, show_progressbar=context.show_progressbar, cuda=self.cuda, frames=frames)
+        log = model.training_log
+        # the history records how many frames were used, not the frames themselves
+        chosen = {
+            "training": log["training"],
+            "data_kinds": dict(zip(elements, kinds)),
+            "best_step": log["best_step"],
+            "steps_run": log["steps_run"],
+            "device": log["device"],
+            "frames": None if frames is None else int(frames.shape[0]),
+        }
+        denoised = model.predict(counts, elements=elements, cuda=self.cuda) * units[:, None, None, None]
+        return DenoisingResult(denoised, chosen=chosen, model=model)
 
     def parameter_values(self):
         values = super().parameter_values()

@@ -22,6 +22,12 @@ def blind_spot_smooth(maps, sigma):
     return (ndimage.gaussian_filter(x, (0, 0, sigma, sigma), mode="reflect") - own * x) / (1 - own)
 
 
+def smooth(maps, sigma):
+    """Each (element, tilt) map of ``maps`` convolved with a Gaussian of ``sigma`` pixels (reflecting edges)."""
+    x = np.asarray(maps, np.float64)
+    return x if sigma == 0 else ndimage.gaussian_filter(x, (0, 0, sigma, sigma), mode="reflect")
+
+
 def choose_sigma(maps, sigmas=SIGMAS):
     """The width whose blind-spot smoothing best predicts every pixel from its neighbours.
 
@@ -73,7 +79,7 @@ class Gaussian(Denoiser):
             sigmas = [float(self.sigma)] * len(elements)
         out = np.empty_like(np.asarray(counts, np.float64))
         for e, s in enumerate(sigmas):
-            out[e] = counts[e] if s == 0 else ndimage.gaussian_filter(counts[e], (0, s, s), mode="reflect")
+            out[e] = smooth(counts[e : e + 1], s)[0]
         return DenoisingResult(out, chosen=record)
 
 

@@ -41,8 +41,9 @@ class TwoStep(ReconstructionAlgorithm):
     summary = "Paper's two-step method: Q^D denoising, MBIR, 1-deg re-projection, self-consistent Q^S, FBP"
 
     denoiser = Str("auto", desc="Q^D: 'auto' ('deep' for counts; for maps that are not counts, on which count "
-                                "splitting cannot train, 'gaussian' with its width validated by a blind spot), an "
-                                "installed denoiser ('deep', 'gaussian', ...) or 'none' (maps already denoised)")
+                                "splitting cannot train, the blind-spot 'deep' or a 'gaussian', whichever predicts "
+                                "held-out pixels better: denoiser 'auto'), an installed denoiser ('deep', "
+                                "'gaussian', ...) or 'none' (maps already denoised)")
     denoiser_parameters = Dict(desc="parameters of the denoiser, e.g. {'steps': 800}")
     mbir = Enum("tv", "l1", "fused", desc="the model-based reconstruction M: 'tv', 'l1' or 'fused' (all elements "
                                           "together with the HAADF series, as method='fused')")
@@ -87,13 +88,13 @@ class TwoStep(ReconstructionAlgorithm):
                       else (np.asarray(background, np.float64) / units[:, None, None, None]).astype(np.float32))
         denoiser, params = self.denoiser, dict(self.denoiser_parameters)
         if denoiser == "auto":
-            # counts: the count-splitting network; other maps: a Gaussian whose width a blind spot
-            # validates on the maps themselves (count splitting cannot train on them); maps with
-            # negative values: as they are
+            # counts: the count-splitting network; other maps (count splitting cannot train on them):
+            # the blind-spot network or a Gaussian, whichever predicts held-out pixels better; maps
+            # with negative values: as they are
             if all(k == "counts" for k in kinds):
                 denoiser = "deep"
             elif np.all(counts >= 0):
-                denoiser, params = "gaussian", {"sigma": "auto", **params}
+                denoiser, params = "auto", {"deep_parameters": params}
             else:
                 denoiser = "none"
         stages = {"data_kinds": dict(zip(elements, kinds)), "denoiser": denoiser}
